@@ -1,0 +1,217 @@
+//! The wasmtime engine: configuration, the epoch ticker that enforces wall-time
+//! limits, and the on-disk cache of compiled components.
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::Component;
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; wall-time limits are enforced at this granularity.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// Options that change how components are compiled or run.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Compile with fuel metering, so policies may set `fuel` (about 30% slower code).
+    pub fuel: bool,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A configured wasmtime engine with its epoch ticker.
+#[derive(Clone)]
+pub struct Engine {
+    engine: wasmtime::Engine,
+    options: EngineOptions,
+    _ticker: Arc<Ticker>,
+}
+
+impl Engine {
+    /// Builds the engine: pooling allocator, epoch interruption, fuel if asked.
+    pub fn new(options: EngineOptions) -> Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.consume_fuel(options.fuel);
+        config.wasm_component_model(true);
+        config.parallel_compilation(true);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(1000)
+            .total_core_instances(2000)
+            .total_memories(1000)
+            .total_tables(2000)
+            .total_stacks(1000)
+            .max_memory_size(4 << 30)
+            .max_tables_per_module(4)
+            .max_memories_per_module(1)
+            .max_core_instance_size(8 << 20)
+            .max_component_instance_size(8 << 20)
+            .table_elements(100_000)
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(1 << 20);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&config).map_err(anyhow::Error::from)?;
+        let ticker = Ticker::start(engine.clone());
+        Ok(Self {
+            engine,
+            options,
+            _ticker: Arc::new(ticker),
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn inner(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+
+    /// Whether fuel metering is compiled in.
+    pub fn fuel_enabled(&self) -> bool {
+        self.options.fuel
+    }
+
+    /// Epoch ticks for a timeout (rounded up, at least one tick).
+    pub fn ticks(timeout: Duration) -> u64 {
+        (timeout.as_micros().div_ceil(TICK.as_micros()) as u64).max(1)
+    }
+
+    /// Compiles a component, or loads it from the cache if these bytes were
+    /// compiled before by an engine with the same configuration.
+    pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<Component> {
+        let Some(dir) = &self.options.cache_dir else {
+            return self.compile_now(name, wasm);
+        };
+        let path = dir.join(format!("{}.cwasm", self.cache_key(wasm)));
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` below, into
+            // witbox's own cache folder, and wasmtime checks that it matches this engine.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => eprintln!(
+                    "witbox: ignoring stale cache entry `{}`: {e:#}",
+                    path.display()
+                ),
+            }
+        }
+        let component = self.compile_now(name, wasm)?;
+        if let Err(e) = write_cache(&path, &component) {
+            eprintln!(
+                "witbox: could not cache `{name}` in `{}`: {e:#}",
+                dir.display()
+            );
+        }
+        Ok(component)
+    }
+
+    fn compile_now(&self, name: &str, wasm: &[u8]) -> Result<Component> {
+        let progress = Progress::start(name, wasm.len());
+        let result = Component::new(&self.engine, wasm);
+        progress.finish();
+        result.map_err(anyhow::Error::from)
+    }
+
+    /// The wasm's SHA-256 plus a hash of everything in the engine that changes compiled code
+    /// (wasmtime version, target, fuel, epochs, ...).
+    fn cache_key(&self, wasm: &[u8]) -> String {
+        let digest = Sha256::digest(wasm);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("{hex}-{:016x}", h.finish())
+    }
+}
+
+fn write_cache(path: &Path, component: &Component) -> Result<()> {
+    let dir = path.parent().context("cache path has no folder")?;
+    std::fs::create_dir_all(dir).context("failed to create the cache folder")?;
+    let bytes = component.serialize().map_err(anyhow::Error::from)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).context("failed to write the cache file")?;
+    std::fs::rename(&tmp, path).context("failed to move the cache file in place")?;
+    Ok(())
+}
+
+/// The default cache folder: `$WITBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/witbox`, else `~/.cache/witbox`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("WITBOX_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("witbox"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("witbox"))
+}
+
+/// Advances the engine's epoch every [`TICK`] until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: wasmtime::Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("witbox-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("failed to start the epoch ticker thread");
+        Self { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Shows "compiling `x`… 3s" on a terminal while a slow compile runs.
+struct Progress {
+    done: Option<Arc<AtomicBool>>,
+}
+
+impl Progress {
+    fn start(name: &str, bytes: usize) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self { done: None };
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let label = format!(
+            "compiling `{name}` ({:.1} MB, cached afterwards)",
+            bytes as f64 / 1e6
+        );
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            std::thread::sleep(Duration::from_millis(500));
+            let mut shown = false;
+            while !flag.load(Ordering::Relaxed) {
+                eprint!("\r\x1b[2K{label}… {}s", start.elapsed().as_secs());
+                shown = true;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            if shown {
+                eprintln!(
+                    "\r\x1b[2K{label}: done in {:.1}s",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        });
+        Self { done: Some(done) }
+    }
+
+    fn finish(self) {
+        if let Some(done) = self.done {
+            done.store(true, Ordering::Relaxed);
+        }
+    }
+}

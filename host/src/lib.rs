@@ -1,0 +1,24 @@
+//! witbox: a WebAssembly Component Model host that runs agent tools and
+//! agent-written code in capability-scoped sandboxes.
+//!
+//! - [`manifest`]: `witbox.toml`, the components and their policies.
+//! - [`engine`]: wasmtime configuration, epoch ticker, compiled-component cache.
+//! - [`sandbox`]: one store per call, built from a policy (deny by default), and the limits.
+//! - [`net`]: the outbound HTTP allow-list, the one network choke point.
+//! - [`registry`]: loading components, deriving tools, invoking them.
+//! - [`schema`], [`value`]: WIT types ⇄ JSON Schema and JSON values.
+
+pub mod bindings;
+pub mod engine;
+pub mod error;
+pub mod manifest;
+pub mod net;
+pub mod registry;
+pub mod sandbox;
+pub mod schema;
+pub mod value;
+
+pub use engine::{Engine, EngineOptions};
+pub use error::{ErrorKind, ToolError};
+pub use manifest::Manifest;
+pub use registry::{Registry, Tool};

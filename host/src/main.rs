@@ -1,0 +1,168 @@
+//! `witbox`: the command-line front of the library. Each subcommand is a few lines
+//! over [`witbox::Registry`].
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use witbox::{EngineOptions, Manifest, Registry};
+
+/// Run agent tools and agent-written code in WebAssembly sandboxes.
+///
+/// Every component listed in the manifest is loaded with its own policy:
+/// no files, no environment, no network and no tools unless the policy grants them.
+#[derive(Parser)]
+#[command(name = "witbox", version, about, long_about)]
+struct Cli {
+    /// The manifest listing the components and their policies.
+    #[arg(
+        long,
+        global = true,
+        default_value = "witbox.toml",
+        env = "WITBOX_MANIFEST"
+    )]
+    manifest: PathBuf,
+    /// Do not read or write the compiled-component cache (`~/.cache/witbox`, or `$WITBOX_CACHE_DIR`).
+    #[arg(long, global = true)]
+    no_cache: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the tools of every component: name, description and JSON Schema of the arguments.
+    Tools {
+        /// Print one JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call a tool with JSON arguments and print its JSON result.
+    ///
+    /// On failure prints the error (with --json: `{"error": {"kind": ..., "message": ...}}`) and exits 1.
+    Call {
+        /// The tool's name, as `witbox tools` lists it (for example `quadratic_solve`).
+        tool: String,
+        /// The arguments as a JSON object (for example '{"a": 1, "b": -3, "c": 2}'); `{}` if left out.
+        args: Option<String>,
+        /// Print the result or the error as JSON only.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that a file is a loadable agent-tool component and show the tools it would give.
+    Check {
+        /// The `.wasm` component file.
+        path: PathBuf,
+        /// Print the tools as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let options = EngineOptions {
+        cache_dir: if cli.no_cache {
+            None
+        } else {
+            witbox::engine::default_cache_dir()
+        },
+        ..Default::default()
+    };
+    let load = || -> Result<_> {
+        let manifest = Manifest::load(&cli.manifest)?;
+        Registry::load(&manifest, options.clone())
+    };
+    match cli.command {
+        Command::Tools { json } => {
+            let registry = load()?;
+            print_tools(&registry, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { path, json } => {
+            let registry = Registry::check_file(&path, options.clone()).with_context(|| {
+                format!("`{}` is not a usable agent-tool component", path.display())
+            })?;
+            if !json {
+                println!("`{}` is a loadable agent-tool component.\n", path.display());
+            }
+            print_tools(&registry, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Call { tool, args, json } => {
+            let registry = load()?;
+            let args: Value = match args.as_deref() {
+                None => Value::Object(Default::default()),
+                Some(text) => match serde_json::from_str(text) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let err = witbox::ToolError::new(
+                            witbox::ErrorKind::InvalidArguments,
+                            format!("the arguments are not valid JSON: {e}"),
+                        );
+                        return Ok(fail(&err, json));
+                    }
+                },
+            };
+            match registry.call(&tool, &args).await {
+                Ok(v) => {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(fail(&e, json)),
+            }
+        }
+    }
+}
+
+fn fail(e: &witbox::ToolError, json: bool) -> ExitCode {
+    if json {
+        println!("{}", e.to_json());
+    } else {
+        eprintln!("error ({}): {}", e.kind, e.message);
+        if let Some(detail) = &e.detail {
+            eprintln!("detail: {detail}");
+        }
+    }
+    ExitCode::FAILURE
+}
+
+fn print_tools(registry: &Registry, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(registry.tools())?);
+        return Ok(());
+    }
+    for tool in registry.tools() {
+        println!("{}", tool.name);
+        for line in tool.description.lines() {
+            println!("    {line}");
+        }
+        println!(
+            "    parameters: {}",
+            serde_json::to_string(&tool.parameters)?
+        );
+        println!();
+    }
+    Ok(())
+}

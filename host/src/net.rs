@@ -1,0 +1,262 @@
+//! Outbound HTTP: the one choke point every guest request passes through.
+//!
+//! A request goes out only if its `scheme://host:port` is in the component's
+//! `allow-http` list, and only to addresses that are public, unless the list
+//! names that exact IP address. Names are resolved here, and plain-HTTP requests
+//! are pinned to the address that was checked, so DNS cannot swap it afterwards.
+//! Redirects are handed to the guest, never followed by the host.
+
+use anyhow::{Context, Result, bail};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// A parsed `allow-http` list.
+#[derive(Debug, Clone, Default)]
+pub struct AllowList {
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    scheme: String,
+    host: Host,
+    port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Host {
+    /// An exact name, lower-case.
+    Name(String),
+    /// `*.example.com`: any name ending in `.example.com`.
+    Suffix(String),
+    /// An IP literal: the only way to grant a private or loopback address.
+    Ip(IpAddr),
+}
+
+impl AllowList {
+    /// Parses `scheme://host[:port]` entries.
+    pub fn parse(entries: &[String]) -> Result<Self> {
+        let entries = entries
+            .iter()
+            .map(|e| Entry::parse(e).with_context(|| format!("`{e}`")))
+            .collect::<Result<_>>()?;
+        Ok(Self { entries })
+    }
+
+    /// Whether nothing is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Checks a request target and returns the address to connect to.
+    /// The error text says why the request was denied.
+    pub async fn check(&self, scheme: &str, authority: &str) -> Result<SocketAddr, String> {
+        let origin = format!("{scheme}://{authority}");
+        if authority.contains('@') {
+            return Err(format!(
+                "`{origin}` has user information, which is never allowed"
+            ));
+        }
+        let (host, port) = split_authority(authority, scheme)
+            .ok_or_else(|| format!("`{origin}` is not a valid `scheme://host:port`"))?;
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| e.scheme == scheme && e.port == port && e.host.matches(&host))
+            .ok_or_else(|| format!("`{origin}` is not in `allow-http`"))?;
+        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| format!("`{host}` could not be resolved: {e}"))?
+                .collect(),
+        };
+        for addr in &addrs {
+            let ip = canonical(addr.ip());
+            if !is_public(ip) && entry.host != Host::Ip(ip) {
+                return Err(format!(
+                    "`{origin}` resolves to the non-public address {ip}, which needs its own grant (`{scheme}://{}`)",
+                    SocketAddr::new(ip, port)
+                ));
+            }
+        }
+        addrs
+            .first()
+            .copied()
+            .ok_or_else(|| format!("`{host}` has no address"))
+    }
+}
+
+impl Entry {
+    fn parse(s: &str) -> Result<Self> {
+        let (scheme, rest) = s
+            .split_once("://")
+            .context("expected `scheme://host[:port]`")?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            bail!("the scheme must be `http` or `https`");
+        }
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#', '@']) {
+            bail!("only `scheme://host[:port]` is allowed, without a path, query or user");
+        }
+        let (host, port) = split_authority(authority, &scheme).context("invalid host or port")?;
+        let host = if let Some(suffix) = host.strip_prefix("*.") {
+            if suffix.is_empty() || suffix.contains('*') {
+                bail!("`*.` must be followed by a domain");
+            }
+            Host::Suffix(format!(".{suffix}"))
+        } else if host.contains('*') {
+            bail!("`*` is only allowed as the first label (`*.example.com`)");
+        } else if let Ok(ip) = host.parse::<IpAddr>() {
+            Host::Ip(canonical(ip))
+        } else {
+            Host::Name(host)
+        };
+        Ok(Self { scheme, host, port })
+    }
+}
+
+impl Host {
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            Host::Name(n) => n == host,
+            Host::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+            Host::Ip(ip) => host.parse::<IpAddr>().is_ok_and(|h| canonical(h) == *ip),
+        }
+    }
+}
+
+/// Splits `host[:port]` (IPv6 in brackets), lower-cases the host and fills in the scheme's port.
+fn split_authority(authority: &str, scheme: &str) -> Option<(String, u16)> {
+    let default = if scheme == "https" { 443 } else { 80 };
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    let port = match port {
+        Some(p) => p.parse().ok()?,
+        None => default,
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// IPv4-mapped IPv6 addresses are treated as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Whether an address is on the public internet (not loopback, private, link-local, ...).
+pub fn is_public(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // 192.0.0.0/24
+                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18.0.0/15, benchmarking
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] == 0x64 && s[1] == 0xff9b) // NAT64 can reach any IPv4 address
+                || s[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible (deprecated)
+        }
+    }
+}
+
+/// The `wasi:http` hook of one store: checks each request against the policy.
+pub struct HttpPolicy {
+    allow: Arc<AllowList>,
+    /// Why requests were denied during this call, for the error message.
+    pub denials: Arc<Mutex<Vec<String>>>,
+}
+
+impl HttpPolicy {
+    /// A hook enforcing `allow`.
+    pub fn new(allow: Arc<AllowList>) -> Self {
+        Self {
+            allow,
+            denials: Default::default(),
+        }
+    }
+}
+
+type ResponseFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for HttpPolicy {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> ResponseFuture {
+        drop(fut);
+        let allow = self.allow.clone();
+        let denials = self.denials.clone();
+        Box::new(async move {
+            let uri = request.uri();
+            let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
+            let authority = uri
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .unwrap_or_default();
+            let addr = match allow.check(&scheme, &authority).await {
+                Ok(addr) => addr,
+                Err(why) => {
+                    denials.lock().unwrap().push(why);
+                    return Err(HttpError::HttpRequestDenied);
+                }
+            };
+            if scheme == "http" {
+                // Connect to the address that was checked, not to a fresh DNS answer.
+                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                *request.uri_mut() = http::Uri::builder()
+                    .scheme("http")
+                    .authority(addr.to_string())
+                    .path_and_query(path)
+                    .build()
+                    .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+            }
+            use http_body_util::BodyExt;
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}

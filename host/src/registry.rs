@@ -1,0 +1,546 @@
+//! Loads the components of a manifest, derives one tool per exported function,
+//! and invokes tools with JSON arguments.
+
+use crate::bindings::host as wit;
+use crate::engine::{Engine, EngineOptions};
+use crate::error::{ErrorKind, ToolError};
+use crate::manifest::Manifest;
+use crate::sandbox::{Sandbox, State, tail};
+use crate::{schema, value};
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::Trap;
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker, Val};
+use wit_parser::decoding::{DecodedWasm, decode};
+use wit_parser::{Function, Resolve, Type, WorldId, WorldItem};
+
+/// A tool: one exported function of one component.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tool {
+    /// `<component>_<function>` in snake_case.
+    pub name: String,
+    /// From the function's WIT docs.
+    pub description: String,
+    /// The JSON Schema of the arguments object.
+    pub parameters: Value,
+    /// The component that exports it.
+    #[serde(skip)]
+    pub component: String,
+    /// The WIT function name.
+    #[serde(skip)]
+    pub function: String,
+    #[serde(skip)]
+    params: Vec<(String, Type)>,
+    #[serde(skip)]
+    returns_result: bool,
+    #[serde(skip)]
+    export: ComponentExportIndex,
+    #[serde(skip)]
+    index: usize,
+}
+
+/// A loaded, pre-linked component.
+pub struct Loaded {
+    /// Its name in the manifest.
+    pub name: String,
+    /// The `.wasm` file it came from.
+    pub path: PathBuf,
+    pre: InstancePre<State>,
+    sandbox: Arc<Sandbox>,
+    resolve: Arc<Resolve>,
+}
+
+/// Every loaded component and the tools they give.
+pub struct Registry {
+    engine: Engine,
+    components: Vec<Loaded>,
+    tools: Vec<Tool>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Registry {
+    /// Loads every component of a manifest. Fuel is compiled in if any policy sets it.
+    pub fn load(manifest: &Manifest, mut options: EngineOptions) -> Result<Arc<Self>> {
+        options.fuel |= manifest.component.iter().any(|c| c.policy.fuel > 0);
+        let engine = Engine::new(options)?;
+        let linker = linker(&engine)?;
+        let mut registry = Registry {
+            engine,
+            components: Vec::new(),
+            tools: Vec::new(),
+            by_name: HashMap::new(),
+        };
+        for entry in &manifest.component {
+            let path = manifest.resolve(&entry.path);
+            let sandbox = Sandbox::new(&entry.name, &entry.policy, &entry.config, manifest)
+                .with_context(|| format!("invalid policy for `{}`", entry.name))?;
+            registry.add(&linker, &entry.name, &path, sandbox)?;
+        }
+        Ok(Arc::new(registry))
+    }
+
+    /// Loads one component file with an empty policy, to see whether it works and what tools it gives.
+    pub fn check_file(path: &Path, options: EngineOptions) -> Result<Arc<Self>> {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("tool");
+        let name: String = stem
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let manifest = Manifest::parse(
+            &format!(
+                "[[component]]\nname = {:?}\npath = {:?}\n",
+                name,
+                path.to_string_lossy()
+            ),
+            Path::new(""),
+        )?;
+        Self::load(&manifest, options)
+    }
+
+    fn add(
+        &mut self,
+        linker: &Linker<State>,
+        name: &str,
+        path: &Path,
+        sandbox: Sandbox,
+    ) -> Result<()> {
+        let bytes = std::fs::read(path).with_context(|| {
+            format!("failed to read component `{name}` from `{}` (run `cargo xtask build` to build the guests)", path.display())
+        })?;
+        let fail = || {
+            format!(
+                "failed to load component `{name}` from `{}`",
+                path.display()
+            )
+        };
+        check_is_component(&bytes).with_context(fail)?;
+        let component = self.engine.compile(name, &bytes).with_context(fail)?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!("failed to link `{name}`: it imports something witbox does not provide")
+            })?;
+        let (resolve, world) = decode_wit(&bytes).with_context(fail)?;
+        let index = self.components.len();
+        let tools = derive_tools(name, &component, &resolve, world, index).with_context(fail)?;
+        let resolve = Arc::new(resolve);
+        if tools.is_empty() {
+            bail!("component `{name}` exports no functions, so it gives no tools");
+        }
+        for tool in tools {
+            if let Some(&other) = self.by_name.get(&tool.name) {
+                bail!(
+                    "tool name collision: `{}` comes from both `{}` and `{name}`; rename one component in the manifest",
+                    tool.name,
+                    self.tools[other].component
+                );
+            }
+            self.by_name.insert(tool.name.clone(), self.tools.len());
+            self.tools.push(tool);
+        }
+        self.components.push(Loaded {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            pre,
+            sandbox: Arc::new(sandbox),
+            resolve,
+        });
+        Ok(())
+    }
+
+    /// Every tool, in manifest order.
+    pub fn tools(&self) -> &[Tool] {
+        &self.tools
+    }
+
+    /// A tool by name.
+    pub fn tool(&self, name: &str) -> Option<&Tool> {
+        self.by_name.get(name).map(|&i| &self.tools[i])
+    }
+
+    /// The loaded components.
+    pub fn components(&self) -> &[Loaded] {
+        &self.components
+    }
+
+    /// Calls a tool with a JSON arguments object and returns its JSON result.
+    pub async fn call(self: &Arc<Self>, name: &str, args: &Value) -> Result<Value, ToolError> {
+        self.call_at_depth(name, args, 0).await
+    }
+
+    pub(crate) async fn call_at_depth(
+        self: &Arc<Self>,
+        name: &str,
+        args: &Value,
+        depth: u32,
+    ) -> Result<Value, ToolError> {
+        let tool = self.find(name)?;
+        let resolve = &self.components[tool.index].resolve;
+        let vals = value::args_from_json(resolve, &tool.params, args).map_err(|e| {
+            ToolError::new(
+                ErrorKind::InvalidArguments,
+                format!("invalid arguments for `{name}`: {e}"),
+            )
+        })?;
+        self.invoke(tool, vals, depth).await
+    }
+
+    /// Calls a tool with component values (for embedders that already have typed values).
+    pub async fn call_vals(
+        self: &Arc<Self>,
+        name: &str,
+        args: Vec<Val>,
+    ) -> Result<Value, ToolError> {
+        let tool = self.find(name)?;
+        self.invoke(tool, args, 0).await
+    }
+
+    fn find(&self, name: &str) -> Result<&Tool, ToolError> {
+        self.tool(name).ok_or_else(|| {
+            let known: Vec<&str> = self.tools.iter().map(|t| t.name.as_str()).collect();
+            ToolError::new(
+                ErrorKind::NotFound,
+                format!("no tool named `{name}` (loaded: {})", known.join(", ")),
+            )
+        })
+    }
+
+    /// Runs one call in a fresh instance under the component's limits.
+    async fn invoke(
+        self: &Arc<Self>,
+        tool: &Tool,
+        args: Vec<Val>,
+        depth: u32,
+    ) -> Result<Value, ToolError> {
+        let loaded = &self.components[tool.index];
+        let sandbox = &loaded.sandbox;
+        let name = &tool.name;
+        let mut store = sandbox
+            .store(&self.engine, Some(self.clone()), depth)
+            .map_err(|e| {
+                ToolError::new(
+                    ErrorKind::Internal,
+                    format!("failed to set up `{name}`: {e:#}"),
+                )
+            })?;
+        let outcome = tokio::time::timeout(sandbox.timeout, async {
+            let instance = loaded.pre.instantiate_async(&mut store).await?;
+            let func = instance.get_func(&mut store, &tool.export).ok_or_else(|| {
+                wasmtime::format_err!("the export of `{}` vanished", tool.function)
+            })?;
+            let mut results = vec![Val::Bool(false); func.ty(&store).results().len()];
+            func.call_async(&mut store, &args, &mut results).await?;
+            Ok::<_, wasmtime::Error>(results)
+        })
+        .await;
+
+        let state = store.data();
+        let limit_ms = sandbox.timeout.as_millis();
+        let results = match outcome {
+            Err(_elapsed) => {
+                return Err(ToolError::new(
+                    ErrorKind::Timeout,
+                    format!("`{name}` ran past its time limit of {limit_ms} ms"),
+                ));
+            }
+            Ok(Err(e)) => return Err(classify(name, sandbox, state, &e)),
+            Ok(Ok(results)) => results,
+        };
+        for (stream, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
+            if pipe.contents().len() >= sandbox.max_output {
+                return Err(ToolError::new(
+                    ErrorKind::OutputLimit,
+                    format!(
+                        "`{name}` wrote more than its limit of {} bytes to {stream}",
+                        sandbox.max_output
+                    ),
+                ));
+            }
+        }
+        let result = match results.first() {
+            None => Value::Null,
+            Some(Val::Result(r)) if tool.returns_result => match r {
+                Ok(v) => v.as_deref().map(value::to_json).unwrap_or(Value::Null),
+                Err(e) => {
+                    let detail = e.as_deref().map(value::to_json).unwrap_or(Value::Null);
+                    let mut message = format!("`{name}` returned an error: {detail}");
+                    for why in state.http_denials() {
+                        message.push_str(&format!("; the host denied a request: {why}"));
+                    }
+                    return Err(ToolError {
+                        kind: ErrorKind::ToolError,
+                        message,
+                        detail: Some(detail),
+                    });
+                }
+            },
+            Some(v) => value::to_json(v),
+        };
+        let size = result.to_string().len();
+        if size > sandbox.max_output {
+            return Err(ToolError::new(
+                ErrorKind::OutputLimit,
+                format!(
+                    "`{name}` returned {size} bytes, more than its limit of {} bytes",
+                    sandbox.max_output
+                ),
+            ));
+        }
+        Ok(result)
+    }
+}
+
+/// Turns a failed instantiation or call into an error kind and a message.
+fn classify(name: &str, sandbox: &Sandbox, state: &State, e: &wasmtime::Error) -> ToolError {
+    let mb = sandbox.memory_bytes >> 20;
+    if state.limiter.memory_hit {
+        return ToolError::new(
+            ErrorKind::Memory,
+            format!("`{name}` ran out of memory: its limit is {mb} MiB ({e:#})"),
+        );
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => ToolError::new(
+            ErrorKind::Timeout,
+            format!(
+                "`{name}` ran past its time limit of {} ms",
+                sandbox.timeout.as_millis()
+            ),
+        ),
+        Some(Trap::OutOfFuel) => ToolError::new(
+            ErrorKind::Fuel,
+            format!("`{name}` used up its fuel of {}", sandbox.fuel),
+        ),
+        _ => {
+            let mut message = format!("`{name}` crashed: {e:#}");
+            let stderr = tail(&state.stderr, 2000);
+            if !stderr.is_empty() {
+                message.push_str(&format!("\nguest stderr:\n{stderr}"));
+            }
+            ToolError::new(ErrorKind::Trap, message)
+        }
+    }
+}
+
+/// The WIT `tool-error` a guest sees when a tool it called failed.
+pub(crate) fn to_wit_error(e: &ToolError) -> wit::ToolError {
+    match e.kind {
+        ErrorKind::InvalidArguments => wit::ToolError::InvalidArguments(e.message.clone()),
+        ErrorKind::Denied => wit::ToolError::Denied(e.message.clone()),
+        ErrorKind::ToolError => {
+            wit::ToolError::Failed(e.detail.clone().unwrap_or(Value::Null).to_string())
+        }
+        ErrorKind::Internal => wit::ToolError::Other(e.message.clone()),
+        _ => wit::ToolError::Unavailable(format!("{}: {}", e.kind, e.message)),
+    }
+}
+
+/// The linker every component is instantiated with: WASI (sockets denied per store),
+/// `wasi:http` behind the policy hook, `wasi:config`, and `witbox:agent/host`.
+fn linker(engine: &Engine) -> Result<Linker<State>> {
+    let mut linker = Linker::new(engine.inner());
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+        .map_err(anyhow::Error::from)?;
+    wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut State| {
+        wasmtime_wasi_config::WasiConfig::from(&s.config)
+    })
+    .map_err(anyhow::Error::from)?;
+    wit::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(anyhow::Error::from)?;
+    Ok(linker)
+}
+
+/// Names the problem when the bytes are not a component.
+fn check_is_component(bytes: &[u8]) -> Result<()> {
+    if !bytes.starts_with(b"\0asm") {
+        bail!("it is not WebAssembly (the file does not start with `\\0asm`)");
+    }
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        bail!(
+            "it is a core WebAssembly module, not a component; build it for `wasm32-wasip2` or wrap it with `wasm-tools component new`"
+        );
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        bail!("it is WebAssembly of an unknown version or kind");
+    }
+    Ok(())
+}
+
+/// The component's WIT, with its docs.
+///
+/// Components keep their types but not their `///` docs, so `cargo xtask build`
+/// embeds each guest's WIT source in a `witbox-wit` custom section. When it is
+/// there, types and docs come from it; otherwise types come from the component
+/// itself and the tools get generic descriptions.
+fn decode_wit(bytes: &[u8]) -> Result<(Resolve, WorldId)> {
+    if let Some(section) = custom_section(bytes, EMBEDDED_WIT_SECTION) {
+        return embedded_wit(section).context("invalid embedded WIT (`witbox-wit` section)");
+    }
+    match decode(bytes).context("failed to read the component's WIT types")? {
+        DecodedWasm::Component(resolve, world) => Ok((resolve, world)),
+        DecodedWasm::WitPackage(..) => bail!("it is a WIT package, not a component"),
+    }
+}
+
+/// The custom section that carries a component's WIT source:
+/// `{"world": "name", "files": {"world.wit": "…", "deps/agent/host.wit": "…"}}`.
+pub const EMBEDDED_WIT_SECTION: &str = "witbox-wit";
+
+fn embedded_wit(section: &[u8]) -> Result<(Resolve, WorldId)> {
+    #[derive(serde::Deserialize)]
+    struct Embedded {
+        world: String,
+        files: std::collections::BTreeMap<String, String>,
+    }
+    let embedded: Embedded = serde_json::from_slice(section)?;
+    let mut groups: std::collections::BTreeMap<String, wit_parser::SourceMap> = Default::default();
+    for (path, text) in &embedded.files {
+        let package = match path.strip_prefix("deps/") {
+            Some(rest) => rest.split('/').next().unwrap_or_default().to_string(),
+            None => String::new(),
+        };
+        groups
+            .entry(package)
+            .or_default()
+            .push_str(path, text.as_str());
+    }
+    let parse = |map: wit_parser::SourceMap| map.parse().map_err(|(_, e)| anyhow::anyhow!("{e}"));
+    let main = parse(groups.remove("").context("no top-level WIT file")?)?;
+    let deps = groups
+        .into_values()
+        .map(parse)
+        .collect::<Result<Vec<_>>>()?;
+    let mut resolve = Resolve::default();
+    let package = resolve.push_groups(main, deps)?;
+    let world = resolve.select_world(&[package], Some(&embedded.world))?;
+    Ok((resolve, world))
+}
+
+/// A top-level custom section of a component or module, by name.
+fn custom_section<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    fn leb(bytes: &[u8], pos: &mut usize) -> Option<usize> {
+        let mut value = 0usize;
+        for shift in (0..35).step_by(7) {
+            let b = *bytes.get(*pos)?;
+            *pos += 1;
+            value |= usize::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut pos = 8;
+    while pos < bytes.len() {
+        let id = bytes[pos];
+        pos += 1;
+        let size = leb(bytes, &mut pos)?;
+        let end = pos.checked_add(size).filter(|&e| e <= bytes.len())?;
+        if id == 0 {
+            let mut p = pos;
+            let len = leb(bytes, &mut p)?;
+            if bytes.get(p..p.checked_add(len)?)? == name.as_bytes() {
+                return Some(&bytes[p + len..end]);
+            }
+        }
+        pos = end;
+    }
+    None
+}
+
+/// Interfaces that are not tools even when a component exports them.
+fn is_tool_export(name: &str) -> bool {
+    !(name.starts_with("wasi:") || name.starts_with("witbox:agent/"))
+}
+
+fn derive_tools(
+    component_name: &str,
+    component: &Component,
+    resolve: &Resolve,
+    world_id: WorldId,
+    index: usize,
+) -> Result<Vec<Tool>> {
+    let world = &resolve.worlds[world_id];
+    let prefix = component_name.replace('-', "_");
+    let mut tools = Vec::new();
+    for (key, item) in &world.exports {
+        let export_name = resolve.name_world_key(key);
+        let funcs: Vec<(&Function, ComponentExportIndex)> = match item {
+            WorldItem::Function(f) => {
+                let idx = component
+                    .get_export_index(None, &export_name)
+                    .context("missing function export")?;
+                vec![(f, idx)]
+            }
+            WorldItem::Interface { id, .. } if is_tool_export(&export_name) => {
+                let inst = component
+                    .get_export_index(None, &export_name)
+                    .with_context(|| format!("missing export `{export_name}`"))?;
+                resolve.interfaces[*id]
+                    .functions
+                    .values()
+                    .map(|f| {
+                        let idx = component
+                            .get_export_index(Some(&inst), &f.name)
+                            .with_context(|| {
+                                format!("missing export `{export_name}#{}`", f.name)
+                            })?;
+                        Ok((f, idx))
+                    })
+                    .collect::<Result<_>>()?
+            }
+            _ => continue,
+        };
+        for (func, export) in funcs {
+            let what = format!("function `{}` of `{export_name}`", func.name);
+            for p in &func.params {
+                schema::check(resolve, &p.ty, &format!("parameter `{}` of {what}", p.name))?;
+            }
+            if let Some(r) = &func.result {
+                schema::check(resolve, r, &format!("the result of {what}"))?;
+            }
+            let name = format!("{prefix}_{}", func.name.replace('-', "_"));
+            if name.len() > 64 {
+                bail!(
+                    "the tool name `{name}` is longer than 64 characters; use a shorter component name"
+                );
+            }
+            let (description, param_docs) = schema::split_docs(func);
+            let description = if description.is_empty() {
+                format!("Calls `{}` of the `{component_name}` component.", func.name)
+            } else {
+                description
+            };
+            let returns_result = func.result.as_ref().is_some_and(|t| is_result(resolve, t));
+            tools.push(Tool {
+                parameters: schema::params_schema(resolve, func, &param_docs),
+                name,
+                description,
+                component: component_name.to_string(),
+                function: func.name.clone(),
+                params: func.params.iter().map(|p| (p.name.clone(), p.ty)).collect(),
+                returns_result,
+                export,
+                index,
+            });
+        }
+    }
+    Ok(tools)
+}
+
+fn is_result(resolve: &Resolve, ty: &Type) -> bool {
+    match ty {
+        Type::Id(id) => match &resolve.types[*id].kind {
+            wit_parser::TypeDefKind::Result(_) => true,
+            wit_parser::TypeDefKind::Type(t) => is_result(resolve, t),
+            _ => false,
+        },
+        _ => false,
+    }
+}

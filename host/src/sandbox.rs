@@ -1,0 +1,282 @@
+//! One store per call, built from a component's policy. Everything a guest can
+//! reach is granted here, and nothing else.
+//!
+//! What a guest gets by default (an empty policy): no files, no environment
+//! variables, no arguments, an empty stdin, stdout and stderr captured up to
+//! `max-output-bytes`, no TCP, no UDP, no name lookups, no outbound HTTP, no
+//! tools; the wall and monotonic clocks and random numbers, which WASI requires.
+
+use crate::bindings::host::{self, LogLevel};
+use crate::engine::Engine;
+use crate::manifest::{DirMode, Manifest, Policy};
+use crate::net::{AllowList, HttpPolicy};
+use crate::registry::Registry;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// How deep tools may call tools (A calls B calls C ...).
+pub const MAX_CALL_DEPTH: u32 = 4;
+
+/// A component's policy, checked and ready to build stores from.
+pub struct Sandbox {
+    /// The component's name.
+    pub name: String,
+    allow_http: Arc<AllowList>,
+    env: Vec<(String, String)>,
+    dirs: Vec<(PathBuf, String, DirMode)>,
+    call_tools: Vec<glob::Pattern>,
+    config: Vec<(String, String)>,
+    /// Linear memory cap in bytes.
+    pub memory_bytes: usize,
+    /// Wall-time limit per call.
+    pub timeout: Duration,
+    /// Output and result cap in bytes.
+    pub max_output: usize,
+    /// Fuel per call; 0 = unlimited.
+    pub fuel: u64,
+}
+
+impl Sandbox {
+    /// Checks a policy; relative `dirs` are resolved against the manifest's folder.
+    pub fn new(
+        name: &str,
+        policy: &Policy,
+        config: &std::collections::BTreeMap<String, String>,
+        manifest: &Manifest,
+    ) -> Result<Self> {
+        let dirs = policy
+            .dirs
+            .iter()
+            .map(|d| {
+                let host = manifest.resolve(&d.host);
+                anyhow::ensure!(
+                    host.is_dir(),
+                    "the granted dir `{}` does not exist",
+                    host.display()
+                );
+                Ok((host, d.guest.clone(), d.mode))
+            })
+            .collect::<Result<_>>()?;
+        let call_tools = policy
+            .call_tools
+            .iter()
+            .map(|p| {
+                glob::Pattern::new(p).with_context(|| format!("invalid `call-tools` pattern `{p}`"))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            name: name.to_string(),
+            allow_http: Arc::new(AllowList::parse(&policy.allow_http)?),
+            env: policy
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            dirs,
+            call_tools,
+            config: config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            memory_bytes: usize::try_from(policy.memory_mb << 20).unwrap_or(usize::MAX),
+            timeout: Duration::from_millis(policy.timeout_ms),
+            max_output: usize::try_from(policy.max_output_bytes).unwrap_or(usize::MAX),
+            fuel: policy.fuel,
+        })
+    }
+
+    /// Whether this component may call the tool `name` through `host.call-tool`.
+    pub fn may_call(&self, name: &str) -> bool {
+        self.call_tools.iter().any(|p| p.matches(name))
+    }
+
+    /// A fresh store for one call, with the deadline, memory cap and fuel armed.
+    pub fn store(
+        self: &Arc<Self>,
+        engine: &Engine,
+        registry: Option<Arc<Registry>>,
+        depth: u32,
+    ) -> Result<Store<State>> {
+        let stdout = MemoryOutputPipe::new(self.max_output);
+        let stderr = MemoryOutputPipe::new(self.max_output);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone()).stderr(stderr.clone());
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        wasi.envs(&self.env);
+        for (host, guest, mode) in &self.dirs {
+            let perms = match mode {
+                DirMode::Ro => FsPerms::ReadOnly,
+                DirMode::Rw => FsPerms::ReadWrite,
+            };
+            wasi.preopened_dir(host, guest, perms)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("failed to open the granted dir `{}`", host.display()))?;
+        }
+        let state = State {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            hooks: HttpPolicy::new(self.allow_http.clone()),
+            config: WasiConfigVariables::from_iter(self.config.iter().cloned()),
+            limiter: Limiter {
+                memory_bytes: self.memory_bytes,
+                memory_hit: false,
+            },
+            stdout,
+            stderr,
+            sandbox: self.clone(),
+            registry,
+            depth,
+        };
+        let mut store = Store::new(engine.inner(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(Engine::ticks(self.timeout));
+        store.epoch_deadline_trap();
+        if engine.fuel_enabled() {
+            store
+                .set_fuel(if self.fuel > 0 { self.fuel } else { u64::MAX })
+                .map_err(anyhow::Error::from)?;
+        }
+        Ok(store)
+    }
+}
+
+/// The state of one store: WASI, HTTP, config, limits and captured output.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: HttpPolicy,
+    pub(crate) config: WasiConfigVariables,
+    pub(crate) limiter: Limiter,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+    sandbox: Arc<Sandbox>,
+    registry: Option<Arc<Registry>>,
+    depth: u32,
+}
+
+impl State {
+    /// Why the HTTP hook denied requests during this call.
+    pub fn http_denials(&self) -> Vec<String> {
+        self.hooks
+            .denials
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Caps linear memory and remembers whether the cap was hit, so a crash that
+/// follows a refused allocation is reported as `memory`, not as a generic trap.
+pub struct Limiter {
+    memory_bytes: usize,
+    /// Whether a memory grow was refused.
+    pub memory_hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.memory_hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl host::Host for State {
+    async fn call_tool(
+        &mut self,
+        name: String,
+        args_json: String,
+    ) -> Result<String, host::ToolError> {
+        if !self.sandbox.may_call(&name) {
+            return Err(host::ToolError::Denied(format!(
+                "`{}` may not call `{name}`: it is not in its `call-tools`",
+                self.sandbox.name
+            )));
+        }
+        if self.depth >= MAX_CALL_DEPTH {
+            return Err(host::ToolError::Unavailable(format!(
+                "tool calls nest deeper than {MAX_CALL_DEPTH}"
+            )));
+        }
+        let Some(registry) = self.registry.clone() else {
+            return Err(host::ToolError::Unavailable("no tools are loaded".into()));
+        };
+        let args: serde_json::Value = serde_json::from_str(&args_json).map_err(|e| {
+            host::ToolError::InvalidArguments(format!("the arguments are not valid JSON: {e}"))
+        })?;
+        let depth = self.depth + 1;
+        let call: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
+            Box::pin(async move { registry.call_at_depth(&name, &args, depth).await });
+        call.await
+            .map(|v| v.to_string())
+            .map_err(|e| crate::registry::to_wit_error(&e))
+    }
+
+    async fn log(&mut self, level: LogLevel, message: String) {
+        let level = match level {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        };
+        let message: String = message
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(1000)
+            .collect();
+        eprintln!("[{}] {level}: {message}", self.sandbox.name);
+    }
+}
+
+/// Keeps the last `max` bytes of captured output, for error messages.
+pub fn tail(pipe: &MemoryOutputPipe, max: usize) -> String {
+    let bytes = pipe.contents();
+    let start = bytes.len().saturating_sub(max);
+    String::from_utf8_lossy(&bytes[start..]).trim().to_string()
+}

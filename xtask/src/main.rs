@@ -1,0 +1,230 @@
+//! `cargo xtask`: builds the guests and the host, runs the demo, the tests and the bench.
+//!
+//! Guests are built here, not by a build script, so `cargo test` never runs a
+//! nested cargo build. Everything lands in `target/guests/`.
+
+mod embed;
+mod fixture;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  build   add the wasm32-wasip2 target if missing, build every guest into target/guests/, build the host
+  demo    build, then list the tools and call each one (weather against a local fixture server)
+  test    build, then run every test
+  bench   build in release mode, then print a table of timings
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => build(),
+        Some("demo") => build().and_then(|()| demo()),
+        Some("test") => build().and_then(|()| test(&args[1..])),
+        Some("bench") => build().and_then(|()| bench(&args[1..])),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The Rust guests in `guests/`, each with its WIT in `guests/NAME/wit` and a world named NAME.
+const RUST_GUESTS: [&str; 3] = ["quadratic", "weather", "testkit"];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The folder every built guest is copied into.
+fn artifacts() -> PathBuf {
+    root().join("target").join("guests")
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("failed to start {shown}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{shown} failed with {status}"));
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String, String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .output()
+        .map_err(|e| format!("failed to start {shown}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{shown} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn step(what: &str) {
+    eprintln!("\x1b[1m==> {what}\x1b[0m");
+}
+
+fn build() -> Result<(), String> {
+    let root = root();
+    step("checking the wasm32-wasip2 target");
+    let installed = output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if !installed.lines().any(|l| l.trim() == "wasm32-wasip2") {
+        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    }
+
+    step("building the Rust guests (guests/, wasm32-wasip2)");
+    let guests = root.join("guests");
+    run(Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(guests.join("Cargo.toml")))?;
+    let out_dir = artifacts();
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("failed to create {}: {e}", out_dir.display()))?;
+    let built = guests.join("target/wasm32-wasip2/release");
+    for name in RUST_GUESTS {
+        let from = built.join(format!("{name}.wasm"));
+        let wasm =
+            std::fs::read(&from).map_err(|e| format!("failed to read {}: {e}", from.display()))?;
+        let wit = embed::wit_section(&guests.join(name).join("wit"), name)?;
+        let to = out_dir.join(format!("{name}.wasm"));
+        std::fs::write(&to, [wasm, wit].concat())
+            .map_err(|e| format!("failed to write {}: {e}", to.display()))?;
+    }
+
+    step("building the host (witbox)");
+    run(Command::new("cargo")
+        .current_dir(&root)
+        .args(["build", "-p", "witbox"]))?;
+    Ok(())
+}
+
+fn witbox() -> PathBuf {
+    root().join("target/debug/witbox")
+}
+
+fn demo() -> Result<(), String> {
+    let root = root();
+    let server = fixture::Fixture::start();
+    let dir = root.join("target/demo");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // The shipped witbox.toml allows only the public Open-Meteo hosts; the demo
+    // points the weather tool at the local fixture and grants only that address.
+    let manifest = dir.join("witbox.toml");
+    let text = format!(
+        r#"[[component]]
+name = "quadratic"
+path = "../guests/quadratic.wasm"
+
+[[component]]
+name = "weather"
+path = "../guests/weather.wasm"
+[component.policy]
+allow-http = ["{url}"]
+timeout-ms = 5000
+[component.config]
+geocoding-url = "{url}"
+forecast-url = "{url}"
+"#,
+        url = server.url()
+    );
+    std::fs::write(&manifest, text).map_err(|e| e.to_string())?;
+
+    let witbox = |args: &[&str]| -> Result<(), String> {
+        println!(
+            "\n$ witbox {}",
+            args.iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let status = Command::new(witbox())
+            .arg("--manifest")
+            .arg(&manifest)
+            .args(args)
+            .status()
+            .map_err(|e| e.to_string())?;
+        println!("(exit {})", status.code().unwrap_or(-1));
+        Ok(())
+    };
+    step(&format!(
+        "demo: tools, served by a local Open-Meteo fixture at {}",
+        server.url()
+    ));
+    witbox(&["tools"])?;
+    witbox(&["call", "quadratic_solve", r#"{"a": 1, "b": -3, "c": 2}"#])?;
+    witbox(&["call", "quadratic_solve", r#"{"a": 1, "b": 2, "c": 5}"#])?;
+    witbox(&["call", "weather_current", r#"{"city": "Paris"}"#])?;
+    step("demo: what failure looks like");
+    witbox(&[
+        "call",
+        "quadratic_solve",
+        r#"{"a": 300, "b": "x"}"#,
+        "--json",
+    ])?;
+    witbox(&[
+        "call",
+        "quadratic_solve",
+        r#"{"a": 0, "b": 0, "c": 1}"#,
+        "--json",
+    ])?;
+    witbox(&[
+        "call",
+        "weather_current",
+        r#"{"city": "Atlantis"}"#,
+        "--json",
+    ])?;
+    Ok(())
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{s}'")
+    }
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    step("running the tests");
+    run(Command::new("cargo")
+        .current_dir(root())
+        .args(["test", "-p", "witbox"])
+        .args(extra))
+}
+
+fn bench(extra: &[String]) -> Result<(), String> {
+    step("running the bench (release build)");
+    run(Command::new("cargo")
+        .current_dir(root())
+        .args(["bench", "-p", "witbox", "--bench", "witbox"])
+        .args(extra))
+}
