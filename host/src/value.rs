@@ -67,7 +67,7 @@ pub fn from_json(resolve: &Resolve, ty: &Type, v: &Value, path: &str) -> Result<
         Type::F32 => {
             let x = v.as_f64().ok_or_else(|| mismatch("a number"))?;
             if (x as f32).is_infinite() {
-                return Err(format!("`{path}`: {x} is out of range for f32"));
+                return Err(format!("`{path}`: {v} is out of range for f32"));
             }
             Val::Float32(x as f32)
         }

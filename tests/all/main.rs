@@ -1,1 +1,15 @@
+//! The one integration-test binary (wasmtime links once). Every test runs real
+//! components built by `cargo xtask build` into `target/guests/`.
 
+#[path = "../../xtask/src/fixture.rs"]
+#[allow(dead_code)]
+mod fixture;
+mod support;
+
+mod cli;
+mod limits;
+mod malformed;
+mod quadratic;
+mod sandbox;
+mod types;
+mod weather;

@@ -64,6 +64,10 @@ impl probe::Guest for Testkit {
         witbox::agent::host::call_tool(&name, &args).map_err(|e| format!("{e:?}"))
     }
 
+    fn connect(addr: String) -> Result<String, String> {
+        std::net::TcpStream::connect(addr.as_str()).map(|_| "connected".to_string()).map_err(|e| e.to_string())
+    }
+
     fn fetch(url: String) -> Result<String, String> {
         fetch(&url)
     }

@@ -1,0 +1,104 @@
+//! Shared helpers: artifact paths, manifests in temp dirs, golden files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use witbox::{EngineOptions, Manifest, Registry};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A built guest; fails with the command that builds it when it is missing.
+pub fn guest(name: &str) -> PathBuf {
+    let path = root().join("target/guests").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "missing guest {}: run `cargo xtask build` first",
+        path.display()
+    );
+    path
+}
+
+/// A fresh temporary folder under `target/`, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = root()
+            .join("target/test-tmp")
+            .join(format!("{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Compiled components are cached here, so only the first test run compiles.
+pub fn options() -> EngineOptions {
+    EngineOptions {
+        cache_dir: Some(root().join("target/test-cache")),
+        ..Default::default()
+    }
+}
+
+/// One `[[component]]` entry for a built guest, with extra TOML lines (its policy, config).
+pub fn entry(name: &str, guest_name: &str, extra: &str) -> String {
+    format!(
+        "[[component]]\nname = \"{name}\"\npath = {:?}\n{extra}\n",
+        guest(guest_name)
+    )
+}
+
+/// Loads a registry from manifest text.
+pub fn load(manifest: &str) -> anyhow::Result<Arc<Registry>> {
+    let manifest = Manifest::parse(manifest, &root())?;
+    Registry::load(&manifest, options())
+}
+
+/// Loads a registry with one guest and a policy.
+pub fn registry(guest_name: &str, extra: &str) -> Arc<Registry> {
+    load(&entry(guest_name, guest_name, extra)).expect("failed to load the test registry")
+}
+
+/// Compares with `tests/all/golden/NAME`; `BLESS=1` rewrites the file.
+pub fn golden(name: &str, actual: &str) {
+    let path = root().join("tests/all/golden").join(name);
+    if std::env::var_os("BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing golden file {}: run with BLESS=1", path.display()));
+    assert_eq!(
+        expected,
+        actual,
+        "golden file {} differs (BLESS=1 to accept)",
+        path.display()
+    );
+}
+
+/// The tools of a registry as pretty JSON, for golden files.
+pub fn tools_json(registry: &Registry) -> String {
+    serde_json::to_string_pretty(registry.tools()).unwrap() + "\n"
+}
