@@ -512,11 +512,14 @@ fn derive_tools(
                 );
             }
             let (description, param_docs) = schema::split_docs(func);
-            let description = if description.is_empty() {
+            let mut description = if description.is_empty() {
                 format!("Calls `{}` of the `{component_name}` component.", func.name)
             } else {
                 description
             };
+            if let Some(errors) = func.result.as_ref().and_then(|r| schema::error_docs(resolve, r)) {
+                description = format!("{description}\n\n{errors}");
+            }
             let returns_result = func.result.as_ref().is_some_and(|t| is_result(resolve, t));
             tools.push(Tool {
                 parameters: schema::params_schema(resolve, func, &param_docs),

@@ -268,3 +268,21 @@ fn case_docs<'a>(cases: impl Iterator<Item = (&'a String, &'a Docs)>) -> Option<
         .collect();
     (!parts.is_empty()).then(|| parts.join(" "))
 }
+
+/// For a function returning `result<T, E>` with a documented variant or enum `E`:
+/// "Errors: `case`: what it means. …", so the model knows what failure looks like.
+pub fn error_docs(resolve: &Resolve, result: &Type) -> Option<String> {
+    let Type::Id(id) = result else { return None };
+    let err = match &resolve.types[*id].kind {
+        TypeDefKind::Result(r) => r.err?,
+        TypeDefKind::Type(t) => return error_docs(resolve, t),
+        _ => return None,
+    };
+    let Type::Id(err) = err else { return None };
+    let cases = match &resolve.types[err].kind {
+        TypeDefKind::Variant(v) => case_docs(v.cases.iter().map(|c| (&c.name, &c.docs))),
+        TypeDefKind::Enum(e) => case_docs(e.cases.iter().map(|c| (&c.name, &c.docs))),
+        _ => None,
+    }?;
+    Some(format!("Errors: {cases}"))
+}

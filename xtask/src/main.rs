@@ -4,6 +4,7 @@
 //! nested cargo build. Everything lands in `target/guests/`.
 
 mod embed;
+#[allow(dead_code)] // the tests use the rest of it
 mod fixture;
 
 use std::path::{Path, PathBuf};
