@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use witbox::{EngineOptions, Manifest, Registry};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -38,16 +41,38 @@ fn main() {
     // Compile from scratch vs. load from the on-disk cache.
     let _ = std::fs::remove_dir_all(&cache);
     let t = Instant::now();
-    Registry::load(&manifest, EngineOptions { cache_dir: Some(cache.clone()), ..Default::default() }).unwrap();
-    rows.push(("load quadratic + weather, cold (Cranelift compile)".into(), show(t.elapsed()), "1 run".into()));
+    Registry::load(
+        &manifest,
+        EngineOptions {
+            cache_dir: Some(cache.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    rows.push((
+        "load quadratic + weather, cold (Cranelift compile)".into(),
+        show(t.elapsed()),
+        "1 run".into(),
+    ));
     let warm: Vec<Duration> = (0..10)
         .map(|_| {
             let t = Instant::now();
-            Registry::load(&manifest, EngineOptions { cache_dir: Some(cache.clone()), ..Default::default() }).unwrap();
+            Registry::load(
+                &manifest,
+                EngineOptions {
+                    cache_dir: Some(cache.clone()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             t.elapsed()
         })
         .collect();
-    rows.push(("load quadratic + weather, warm cache".into(), show(median(warm)), "median of 10".into()));
+    rows.push((
+        "load quadratic + weather, warm cache".into(),
+        show(median(warm)),
+        "median of 10".into(),
+    ));
 
     // Whole process: `witbox call quadratic_solve` with a warm cache.
     let args = r#"{"a":1,"b":-3,"c":2}"#;
@@ -72,8 +97,18 @@ fn main() {
     ));
 
     // In process: one tool call in a fresh instance (new store + instantiate + call + JSON both ways).
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    let registry = Registry::load(&manifest, EngineOptions { cache_dir: Some(cache), ..Default::default() }).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let registry = Registry::load(
+        &manifest,
+        EngineOptions {
+            cache_dir: Some(cache),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let args = json!({"a": 1, "b": -3, "c": 2});
     rt.block_on(async {
         for _ in 0..200 {
@@ -97,7 +132,11 @@ fn main() {
             registry.call("quadratic_solve", &bad).await.unwrap_err();
             rejects.push(t.elapsed());
         }
-        rows.push(("in process: invalid arguments rejected".into(), show(median(rejects)), "median of 5000".into()));
+        rows.push((
+            "in process: invalid arguments rejected".into(),
+            show(median(rejects)),
+            "median of 5000".into(),
+        ));
         // Throughput on every core.
         let n = 4000;
         let t = Instant::now();
@@ -116,14 +155,25 @@ fn main() {
             task.await.unwrap();
         }
         let per_sec = n as f64 / t.elapsed().as_secs_f64();
-        rows.push(("fresh-instance calls per second, 4 tasks".into(), format!("{per_sec:.0}/s"), format!("{n} calls")));
+        rows.push((
+            "fresh-instance calls per second, 4 tasks".into(),
+            format!("{per_sec:.0}/s"),
+            format!("{n} calls"),
+        ));
     });
 
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     println!("\nwitbox bench ({cores} cores, release build, wasmtime 48.0.8)\n");
     let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
     println!("| {:w$} | {:>10} | {} |", "measure", "time", "samples");
-    println!("|{}|{}|{}|", "-".repeat(w + 2), "-".repeat(12), "-".repeat(30));
+    println!(
+        "|{}|{}|{}|",
+        "-".repeat(w + 2),
+        "-".repeat(12),
+        "-".repeat(30)
+    );
     for (name, time, note) in rows {
         println!("| {name:w$} | {time:>10} | {note} |");
     }

@@ -302,7 +302,7 @@ fn classify(name: &str, sandbox: &Sandbox, state: &State, e: &wasmtime::Error) -
     if state.limiter.memory_hit {
         return ToolError::new(
             ErrorKind::Memory,
-            format!("`{name}` ran out of memory: its limit is {mb} MiB ({e:#})"),
+            format!("`{name}` ran out of memory: its limit is {mb} MiB"),
         );
     }
     match e.downcast_ref::<Trap>() {
@@ -317,8 +317,12 @@ fn classify(name: &str, sandbox: &Sandbox, state: &State, e: &wasmtime::Error) -
             ErrorKind::Fuel,
             format!("`{name}` used up its fuel of {}", sandbox.fuel),
         ),
-        _ => {
-            let mut message = format!("`{name}` crashed: {e:#}");
+        trap => {
+            // The trap itself (not the whole wasm backtrace), then what the guest said on stderr.
+            let what = trap
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| format!("{e:#}"));
+            let mut message = format!("`{name}` crashed: {what}");
             let stderr = tail(&state.stderr, 2000);
             if !stderr.is_empty() {
                 message.push_str(&format!("\nguest stderr:\n{stderr}"));
@@ -517,7 +521,11 @@ fn derive_tools(
             } else {
                 description
             };
-            if let Some(errors) = func.result.as_ref().and_then(|r| schema::error_docs(resolve, r)) {
+            if let Some(errors) = func
+                .result
+                .as_ref()
+                .and_then(|r| schema::error_docs(resolve, r))
+            {
                 description = format!("{description}\n\n{errors}");
             }
             let returns_result = func.result.as_ref().is_some_and(|t| is_result(resolve, t));

@@ -157,23 +157,31 @@ forecast-url = "{url}"
     );
     std::fs::write(&manifest, text).map_err(|e| e.to_string())?;
 
-    let witbox = |args: &[&str]| -> Result<(), String> {
-        println!(
-            "\n$ witbox {}",
-            args.iter()
-                .map(|a| shell_quote(a))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+    let limits = dir.join("limits.toml");
+    let text = r#"# The test kit, with tight limits, to show what hitting each one looks like.
+[[component]]
+name = "testkit"
+path = "../guests/testkit.wasm"
+[component.policy]
+timeout-ms = 300
+memory-mb = 16
+max-output-bytes = 4096
+"#;
+    std::fs::write(&limits, text).map_err(|e| e.to_string())?;
+
+    let run_with = |manifest: &Path, args: &[&str]| -> Result<(), String> {
+        let shown: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
+        println!("\n$ witbox {}", shown.join(" "));
         let status = Command::new(witbox())
             .arg("--manifest")
-            .arg(&manifest)
+            .arg(manifest)
             .args(args)
             .status()
             .map_err(|e| e.to_string())?;
         println!("(exit {})", status.code().unwrap_or(-1));
         Ok(())
     };
+    let witbox = |args: &[&str]| run_with(&manifest, args);
     step(&format!(
         "demo: tools, served by a local Open-Meteo fixture at {}",
         server.url()
@@ -201,6 +209,20 @@ forecast-url = "{url}"
         r#"{"city": "Atlantis"}"#,
         "--json",
     ])?;
+    step(
+        "demo: limits (target/demo/limits.toml: timeout 300 ms, memory 16 MiB, output 4096 bytes, no grants)",
+    );
+    run_with(&limits, &["call", "testkit_spin"])?;
+    run_with(&limits, &["call", "testkit_grow", r#"{"mb": 64}"#])?;
+    run_with(
+        &limits,
+        &["call", "testkit_flood", r#"{"bytes": 10000000}"#],
+    )?;
+    run_with(
+        &limits,
+        &["call", "testkit_read_file", r#"{"path": "/etc/passwd"}"#],
+    )?;
+    run_with(&limits, &["call", "testkit_get_env", r#"{"name": "HOME"}"#])?;
     Ok(())
 }
 
