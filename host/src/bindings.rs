@@ -7,4 +7,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use witbox::agent::host;
+pub use self::witbox::agent::host;

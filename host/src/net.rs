@@ -260,3 +260,123 @@ impl WasiHttpHooks for HttpPolicy {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(entries: &[&str]) -> AllowList {
+        AllowList::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    async fn check(l: &AllowList, scheme: &str, authority: &str) -> Result<SocketAddr, String> {
+        l.check(scheme, authority).await
+    }
+
+    #[tokio::test]
+    async fn loopback_needs_the_exact_address() {
+        let l = list(&["http://127.0.0.1:8080"]);
+        assert_eq!(
+            check(&l, "http", "127.0.0.1:8080")
+                .await
+                .unwrap()
+                .to_string(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            check(&l, "http", "127.0.0.1:8081").await.unwrap_err(),
+            "`http://127.0.0.1:8081` is not in `allow-http`"
+        );
+        assert_eq!(
+            check(&l, "http", "localhost:8080").await.unwrap_err(),
+            "`http://localhost:8080` is not in `allow-http`"
+        );
+    }
+
+    #[tokio::test]
+    async fn ipv4_mapped_ipv6_is_the_ipv4_address() {
+        let l = list(&["http://127.0.0.1:8080"]);
+        assert!(check(&l, "http", "[::ffff:127.0.0.1]:8080").await.is_ok());
+        let public = list(&["http://[::ffff:127.0.0.1]:80"]);
+        assert!(check(&public, "http", "127.0.0.1").await.is_ok());
+        let named = list(&["http://*.example.com"]);
+        assert!(
+            check(&named, "http", "[::ffff:169.254.169.254]")
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn userinfo_is_never_allowed() {
+        let l = list(&["http://allowed.example"]);
+        assert_eq!(
+            check(&l, "http", "allowed.example@evil.example")
+                .await
+                .unwrap_err(),
+            "`http://allowed.example@evil.example` has user information, which is never allowed"
+        );
+    }
+
+    #[tokio::test]
+    async fn wildcards_match_subdomains_only() {
+        let l = list(&["https://*.open-meteo.com"]);
+        let err = |host: &str| format!("`https://{host}` is not in `allow-http`");
+        assert_eq!(
+            check(&l, "https", "open-meteo.com").await.unwrap_err(),
+            err("open-meteo.com")
+        );
+        assert_eq!(
+            check(&l, "https", "evilopen-meteo.com").await.unwrap_err(),
+            err("evilopen-meteo.com")
+        );
+        assert_eq!(
+            check(&l, "http", "api.open-meteo.com").await.unwrap_err(),
+            "`http://api.open-meteo.com` is not in `allow-http`"
+        );
+        assert_eq!(
+            check(&l, "https", "api.open-meteo.com:8443")
+                .await
+                .unwrap_err(),
+            err("api.open-meteo.com:8443")
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_rejected() {
+        for bad in [
+            "ftp://x",
+            "http://x/path",
+            "http://u@x",
+            "http://a.*.com",
+            "http://*.",
+            "x",
+            "http://x:99999",
+        ] {
+            assert!(AllowList::parse(&[bad.to_string()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn private_ranges_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use wasmtime::Trap;
 use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker, Val};
 use wit_parser::decoding::{DecodedWasm, decode};
-use wit_parser::{Function, Resolve, Type, WorldId, WorldItem};
+use wit_parser::{Function, FunctionKind, Resolve, Type, WorldId, WorldItem};
 
 /// A tool: one exported function of one component.
 #[derive(Debug, Clone, Serialize)]
@@ -486,9 +486,12 @@ fn derive_tools(
                 let inst = component
                     .get_export_index(None, &export_name)
                     .with_context(|| format!("missing export `{export_name}`"))?;
+                // Resource constructors and methods are not tools; a free function
+                // that takes or returns a resource is rejected below.
                 resolve.interfaces[*id]
                     .functions
                     .values()
+                    .filter(|f| matches!(f.kind, FunctionKind::Freestanding))
                     .map(|f| {
                         let idx = component
                             .get_export_index(Some(&inst), &f.name)

@@ -114,3 +114,32 @@ fn bad_manifests() {
         assert!(e.contains(expected), "{text}\n→ {e}");
     }
 }
+
+#[test]
+fn a_resource_in_a_tool_signature() {
+    let e = format!(
+        "{:#}",
+        load(&entry("badtype", "badtype", "")).err().unwrap()
+    );
+    assert!(
+        e.starts_with("failed to load component `badtype` from `"),
+        "{e}"
+    );
+    assert!(
+        e.ends_with("the result of function `make` of `witbox:badtype/counters@0.1.0` is a resource, which a tool cannot take or return"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tool_name_collisions_are_load_errors() {
+    // `testkit` + `get-env` and `testkit_get` + `env` both give `testkit_get_env`.
+    let manifest = entry("testkit", "testkit", "") + &entry("testkit_get", "clash", "");
+    let e = format!("{:#}", load(&manifest).err().unwrap());
+    assert_eq!(
+        e,
+        "tool name collision: `testkit_get_env` comes from both `testkit` and `testkit_get`; rename one component in the manifest"
+    );
+    // Under another name it loads and works.
+    assert!(load(&(entry("testkit", "testkit", "") + &entry("other", "clash", ""))).is_ok());
+}

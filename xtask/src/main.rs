@@ -43,7 +43,7 @@ fn main() -> ExitCode {
 }
 
 /// The Rust guests in `guests/`, each with its WIT in `guests/NAME/wit` and a world named NAME.
-const RUST_GUESTS: [&str; 3] = ["quadratic", "weather", "testkit"];
+const RUST_GUESTS: [&str; 5] = ["quadratic", "weather", "testkit", "badtype", "clash"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
