@@ -216,15 +216,6 @@ async fn the_shipped_manifest_allows_only_open_meteo() {
     );
     // Pointed at a local server, the shipped policy denies it.
     let server = Fixture::start();
-    let r = weather_with_shipped_policy(&server.url());
+    let r = weather(&server.url(), &weather.policy.allow_http);
     assert_denied(&r, &format!("`{}` is not in `allow-http`", server.url())).await;
-}
-
-fn weather_with_shipped_policy(url: &str) -> std::sync::Arc<witbox::Registry> {
-    registry(
-        "weather",
-        &format!(
-            "[component.policy]\nallow-http = [\"https://geocoding-api.open-meteo.com\", \"https://api.open-meteo.com\"]\n[component.config]\ngeocoding-url = {url:?}\nforecast-url = {url:?}\n"
-        ),
-    )
 }
