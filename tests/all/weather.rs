@@ -202,13 +202,13 @@ async fn redirects_are_not_followed() {
 #[tokio::test]
 async fn the_shipped_manifest_allows_only_open_meteo() {
     let manifest = witbox::Manifest::load(&root().join("witbox.toml")).unwrap();
-    let weather = manifest
+    let shipped = manifest
         .component
         .iter()
         .find(|c| c.name == "weather")
         .unwrap();
     assert_eq!(
-        weather.policy.allow_http,
+        shipped.policy.allow_http,
         vec![
             "https://geocoding-api.open-meteo.com".to_string(),
             "https://api.open-meteo.com".to_string()
@@ -216,6 +216,6 @@ async fn the_shipped_manifest_allows_only_open_meteo() {
     );
     // Pointed at a local server, the shipped policy denies it.
     let server = Fixture::start();
-    let r = weather(&server.url(), &weather.policy.allow_http);
+    let r = weather(&server.url(), &shipped.policy.allow_http);
     assert_denied(&r, &format!("`{}` is not in `allow-http`", server.url())).await;
 }
