@@ -25,6 +25,8 @@ pub enum ErrorKind {
     Trap,
     /// The tool ran and returned its own error (the `E` of its `result<T, E>`).
     ToolError,
+    /// The manifest or a component could not be loaded, so no tool ran.
+    Load,
     /// A fault in the host itself.
     Internal,
 }
@@ -42,6 +44,7 @@ impl ErrorKind {
             Self::Fuel => "fuel",
             Self::Trap => "trap",
             Self::ToolError => "tool-error",
+            Self::Load => "load",
             Self::Internal => "internal",
         }
     }

@@ -111,7 +111,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Call { tool, args, json } => {
-            let registry = load()?;
+            let registry = match load() {
+                Ok(r) => r,
+                Err(e) if json => {
+                    let err = witbox::ToolError::new(witbox::ErrorKind::Load, format!("{e:#}"));
+                    return Ok(fail(&err, json));
+                }
+                Err(e) => return Err(e),
+            };
             let args: Value = match args.as_deref() {
                 None => Value::Object(Default::default()),
                 Some(text) => match serde_json::from_str(text) {

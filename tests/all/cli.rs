@@ -118,3 +118,21 @@ fn a_missing_manifest_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn call_with_json_reports_load_failures_as_json() {
+    let out = witbox(
+        std::path::Path::new("/nonexistent/witbox.toml"),
+        &["call", "quadratic_solve", "{}", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["error"]["kind"], "load");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed to read manifest `/nonexistent/witbox.toml`"),
+        "{v}"
+    );
+}
