@@ -38,17 +38,15 @@ fn main() {
     let manifest = Manifest::load(&manifest_path).expect("run `cargo xtask build` first");
     let mut rows: Vec<(String, String, String)> = Vec::new();
 
+    let options = EngineOptions {
+        cache_dir: Some(cache.clone()),
+        ..Default::default()
+    };
+
     // Compile from scratch vs. load from the on-disk cache.
     let _ = std::fs::remove_dir_all(&cache);
     let t = Instant::now();
-    Registry::load(
-        &manifest,
-        EngineOptions {
-            cache_dir: Some(cache.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    Registry::load(&manifest, options.clone()).unwrap();
     rows.push((
         "load quadratic + weather, cold (Cranelift compile)".into(),
         show(t.elapsed()),
@@ -57,14 +55,7 @@ fn main() {
     let warm: Vec<Duration> = (0..10)
         .map(|_| {
             let t = Instant::now();
-            Registry::load(
-                &manifest,
-                EngineOptions {
-                    cache_dir: Some(cache.clone()),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            Registry::load(&manifest, options.clone()).unwrap();
             t.elapsed()
         })
         .collect();
@@ -101,14 +92,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let registry = Registry::load(
-        &manifest,
-        EngineOptions {
-            cache_dir: Some(cache),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let registry = Registry::load(&manifest, options).unwrap();
     let args = json!({"a": 1, "b": -3, "c": 2});
     rt.block_on(async {
         for _ in 0..200 {

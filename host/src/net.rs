@@ -44,11 +44,6 @@ impl AllowList {
         Ok(Self { entries })
     }
 
-    /// Whether nothing is allowed.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Checks a request target and returns the address to connect to.
     /// The error text says why the request was denied.
     pub async fn check(&self, scheme: &str, authority: &str) -> Result<SocketAddr, String> {
