@@ -6,6 +6,7 @@
 //! - [`sandbox`]: one store per call, built from a policy (deny by default), and the limits.
 //! - [`net`]: the outbound HTTP allow-list, the one network choke point.
 //! - [`registry`]: loading components, deriving tools, invoking them.
+//! - [`session`]: Python sessions on the code runner: runs, limits, restarts, the session manager.
 //! - [`schema`], [`value`]: WIT types ⇄ JSON Schema and JSON values.
 
 pub mod bindings;
@@ -16,9 +17,11 @@ pub mod net;
 pub mod registry;
 pub mod sandbox;
 pub mod schema;
+pub mod session;
 pub mod value;
 
 pub use engine::{Engine, EngineOptions};
 pub use error::{ErrorKind, ToolError};
 pub use manifest::Manifest;
 pub use registry::{Registry, Tool};
+pub use session::{RunOutcome, Runner, Session, Sessions};

@@ -21,6 +21,9 @@ pub struct Manifest {
     /// The components to load, each with its own policy.
     #[serde(default)]
     pub component: Vec<ComponentEntry>,
+    /// The Python code runner: where it is, what its sessions may do, how many may live.
+    #[serde(default)]
+    pub runner: RunnerEntry,
     /// The folder relative paths are resolved against (the manifest's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -42,6 +45,43 @@ pub struct ComponentEntry {
     /// Example: `{ forecast-url = "http://127.0.0.1:8080" }`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+}
+
+/// The Python code runner (`witbox run`, `witbox repl`, sessions).
+///
+/// ```toml
+/// [runner]
+/// path = "target/guests/python-runner.wasm"
+/// [runner.policy]
+/// call-tools = ["quadratic_*"]
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunnerEntry {
+    /// The code-runner component, relative to the manifest.
+    #[serde(default = "defaults::runner_path")]
+    pub path: PathBuf,
+    /// What each session may do. `timeout-ms`, `fuel` and `max-tool-calls` apply
+    /// to each run; `memory-mb` to the whole session.
+    #[serde(default)]
+    pub policy: Policy,
+    /// The most sessions alive at once; creating one more is an error. Example: `64`.
+    #[serde(default = "defaults::max_sessions")]
+    pub max_sessions: usize,
+    /// Seconds a session may sit idle before it is closed. Example: `600`.
+    #[serde(default = "defaults::session_ttl_s")]
+    pub session_ttl_s: u64,
+}
+
+impl Default for RunnerEntry {
+    fn default() -> Self {
+        Self {
+            path: defaults::runner_path(),
+            policy: Policy::default(),
+            max_sessions: defaults::max_sessions(),
+            session_ttl_s: defaults::session_ttl_s(),
+        }
+    }
 }
 
 /// A component's capabilities and limits. The default grants nothing:
@@ -76,6 +116,9 @@ pub struct Policy {
     /// Instruction budget per call (deterministic); 0 turns fuel off. Example: `100000000`.
     #[serde(default)]
     pub fuel: u64,
+    /// How many tools one call (or one run of the code runner) may call. Example: `20`.
+    #[serde(default = "defaults::max_tool_calls")]
+    pub max_tool_calls: u32,
 }
 
 /// Default limits, used for every key the manifest leaves out.
@@ -92,6 +135,22 @@ pub mod defaults {
     pub fn max_output_bytes() -> u64 {
         1 << 20
     }
+    /// 100 tool calls per call or run.
+    pub fn max_tool_calls() -> u32 {
+        100
+    }
+    /// The runner `cargo xtask build` makes.
+    pub fn runner_path() -> std::path::PathBuf {
+        "target/guests/python-runner.wasm".into()
+    }
+    /// 64 live sessions.
+    pub fn max_sessions() -> usize {
+        64
+    }
+    /// 10 minutes idle.
+    pub fn session_ttl_s() -> u64 {
+        600
+    }
 }
 
 impl Default for Policy {
@@ -105,7 +164,24 @@ impl Default for Policy {
             timeout_ms: defaults::timeout_ms(),
             max_output_bytes: defaults::max_output_bytes(),
             fuel: 0,
+            max_tool_calls: defaults::max_tool_calls(),
         }
+    }
+}
+
+impl Policy {
+    /// Checks the values serde cannot: limits above 0, absolute guest paths, the allow-list.
+    pub fn check(&self) -> Result<()> {
+        crate::net::AllowList::parse(&self.allow_http).context("invalid `allow-http`")?;
+        if self.memory_mb == 0 || self.timeout_ms == 0 || self.max_output_bytes == 0 {
+            bail!("`memory-mb`, `timeout-ms` and `max-output-bytes` must be above 0");
+        }
+        for d in &self.dirs {
+            if !d.guest.starts_with('/') {
+                bail!("the guest path `{}` of a dir must be absolute", d.guest);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -157,24 +233,13 @@ impl Manifest {
             if !seen.insert(c.name.replace('-', "_")) {
                 bail!("component `{}` is listed twice", c.name);
             }
-            let p = &c.policy;
-            crate::net::AllowList::parse(&p.allow_http)
-                .with_context(|| format!("component `{}`: invalid `allow-http`", c.name))?;
-            if p.memory_mb == 0 || p.timeout_ms == 0 || p.max_output_bytes == 0 {
-                bail!(
-                    "component `{}`: `memory-mb`, `timeout-ms` and `max-output-bytes` must be above 0",
-                    c.name
-                );
-            }
-            for d in &p.dirs {
-                if !d.guest.starts_with('/') {
-                    bail!(
-                        "component `{}`: the guest path `{}` of a dir must be absolute",
-                        c.name,
-                        d.guest
-                    );
-                }
-            }
+            c.policy
+                .check()
+                .with_context(|| format!("component `{}`", c.name))?;
+        }
+        self.runner.policy.check().context("runner")?;
+        if self.runner.max_sessions == 0 || self.runner.session_ttl_s == 0 {
+            bail!("runner: `max-sessions` and `session-ttl-s` must be above 0");
         }
         Ok(())
     }

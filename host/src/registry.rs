@@ -65,7 +65,8 @@ pub struct Registry {
 impl Registry {
     /// Loads every component of a manifest. Fuel is compiled in if any policy sets it.
     pub fn load(manifest: &Manifest, mut options: EngineOptions) -> Result<Arc<Self>> {
-        options.fuel |= manifest.component.iter().any(|c| c.policy.fuel > 0);
+        options.fuel |=
+            manifest.runner.policy.fuel > 0 || manifest.component.iter().any(|c| c.policy.fuel > 0);
         let engine = Engine::new(options)?;
         let linker = linker(&engine)?;
         let mut registry = Registry {
@@ -152,6 +153,11 @@ impl Registry {
             resolve,
         });
         Ok(())
+    }
+
+    /// The engine every component of this registry runs on.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Every tool, in manifest order.
@@ -347,7 +353,7 @@ pub(crate) fn to_wit_error(e: &ToolError) -> wit::ToolError {
 
 /// The linker every component is instantiated with: WASI (sockets denied per store),
 /// `wasi:http` behind the policy hook, `wasi:config`, and `witbox:agent/host`.
-fn linker(engine: &Engine) -> Result<Linker<State>> {
+pub(crate) fn linker(engine: &Engine) -> Result<Linker<State>> {
     let mut linker = Linker::new(engine.inner());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
@@ -361,7 +367,7 @@ fn linker(engine: &Engine) -> Result<Linker<State>> {
 }
 
 /// Names the problem when the bytes are not a component.
-fn check_is_component(bytes: &[u8]) -> Result<()> {
+pub(crate) fn check_is_component(bytes: &[u8]) -> Result<()> {
     if !bytes.starts_with(b"\0asm") {
         bail!("it is not WebAssembly (the file does not start with `\\0asm`)");
     }

@@ -42,6 +42,8 @@ pub struct Sandbox {
     pub max_output: usize,
     /// Fuel per call; 0 = unlimited.
     pub fuel: u64,
+    /// Tool calls per call (or per run of the code runner).
+    pub max_tool_calls: u32,
 }
 
 impl Sandbox {
@@ -87,6 +89,7 @@ impl Sandbox {
             timeout: Duration::from_millis(policy.timeout_ms),
             max_output: usize::try_from(policy.max_output_bytes).unwrap_or(usize::MAX),
             fuel: policy.fuel,
+            max_tool_calls: policy.max_tool_calls,
         })
     }
 
@@ -134,6 +137,8 @@ impl Sandbox {
             sandbox: self.clone(),
             registry,
             depth,
+            tool_calls: 0,
+            tool_limit_hit: false,
         };
         let mut store = Store::new(engine.inner(), state);
         store.limiter(|s| &mut s.limiter);
@@ -161,9 +166,20 @@ pub struct State {
     sandbox: Arc<Sandbox>,
     registry: Option<Arc<Registry>>,
     depth: u32,
+    /// Tool calls made since the call (or run) began.
+    pub(crate) tool_calls: u32,
+    /// Whether a tool call was refused for going past `max-tool-calls`.
+    pub(crate) tool_limit_hit: bool,
 }
 
 impl State {
+    /// Starts counting a new run of a long-lived instance (a session).
+    pub(crate) fn begin_run(&mut self) {
+        self.tool_calls = 0;
+        self.tool_limit_hit = false;
+        self.limiter.memory_hit = false;
+    }
+
     /// Why the HTTP hook denied requests during this call.
     pub fn http_denials(&self) -> Vec<String> {
         self.hooks
@@ -237,6 +253,14 @@ impl host::Host for State {
                 self.sandbox.name
             )));
         }
+        if self.tool_calls >= self.sandbox.max_tool_calls {
+            self.tool_limit_hit = true;
+            return Err(host::ToolError::Denied(format!(
+                "`{}` reached its limit of {} tool calls (`max-tool-calls`)",
+                self.sandbox.name, self.sandbox.max_tool_calls
+            )));
+        }
+        self.tool_calls += 1;
         if self.depth >= MAX_CALL_DEPTH {
             return Err(host::ToolError::Unavailable(format!(
                 "tool calls nest deeper than {MAX_CALL_DEPTH}"
@@ -254,6 +278,22 @@ impl host::Host for State {
         call.await
             .map(|v| v.to_string())
             .map_err(|e| crate::registry::to_wit_error(&e))
+    }
+
+    async fn list_tools(&mut self) -> Vec<host::ToolSpec> {
+        let Some(registry) = &self.registry else {
+            return Vec::new();
+        };
+        registry
+            .tools()
+            .iter()
+            .filter(|t| self.sandbox.may_call(&t.name))
+            .map(|t| host::ToolSpec {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                parameters_json: t.parameters.to_string(),
+            })
+            .collect()
     }
 
     async fn log(&mut self, level: LogLevel, message: String) {

@@ -14,7 +14,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  build   add the wasm32-wasip2 target if missing, build every guest into target/guests/, build the host
+  build   add the wasm32-wasip2 target if missing, build every guest into target/guests/
+          (the Python runner with a pinned componentize-py in .venv/), build the host
   demo    build, then list the tools and call each one (weather against a local fixture server)
   test    build, then run every test
   bench   build in release mode, then print a table of timings
@@ -119,11 +120,76 @@ fn build() -> Result<(), String> {
             .map_err(|e| format!("failed to write {}: {e}", to.display()))?;
     }
 
+    python_runner(&root, &out_dir)?;
+
     step("building the host (witbox)");
     run(Command::new("cargo")
         .current_dir(&root)
         .args(["build", "-p", "witbox"]))?;
     Ok(())
+}
+
+/// componentize-py, pinned: it bundles the CPython the runner is made of.
+const COMPONENTIZE_PY: &str = "0.25.1";
+
+/// Builds `guests/python-runner` with componentize-py from a local `.venv`
+/// (made and filled on first use), unless the component is newer than its inputs.
+fn python_runner(root: &Path, out_dir: &Path) -> Result<(), String> {
+    let venv = root.join(".venv");
+    let tool = venv.join("bin/componentize-py");
+    let version = output(Command::new(&tool).arg("--version")).unwrap_or_default();
+    if version.split_whitespace().nth(1) != Some(COMPONENTIZE_PY) {
+        step(&format!(
+            "installing componentize-py {COMPONENTIZE_PY} into .venv"
+        ));
+        if !venv.join("bin/pip").exists() {
+            let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+            run(Command::new(&python).arg("-m").arg("venv").arg(&venv))?;
+        }
+        run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("componentize-py=={COMPONENTIZE_PY}"),
+        ]))?;
+    }
+    let src = root.join("guests/python-runner");
+    let out = out_dir.join("python-runner.wasm");
+    let inputs = [
+        src.join("app.py"),
+        root.join("wit/host.wit"),
+        root.join("wit/runner.wit"),
+        root.join("wit/worlds.wit"),
+        tool.clone(),
+    ];
+    if is_newer(&out, &inputs) {
+        return Ok(());
+    }
+    step("building the Python runner (guests/python-runner, componentize-py)");
+    run(Command::new(&tool)
+        .arg("-d")
+        .arg(root.join("wit"))
+        .args([
+            "-w",
+            "witbox:agent/code-runner",
+            "componentize",
+            "app",
+            "-p",
+        ])
+        .arg(&src)
+        .arg("-o")
+        .arg(&out))
+}
+
+/// Whether `out` exists and is newer than every input.
+fn is_newer(out: &Path, inputs: &[PathBuf]) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(built) = modified(out) else {
+        return false;
+    };
+    inputs
+        .iter()
+        .all(|i| modified(i).is_some_and(|m| m < built))
 }
 
 fn witbox() -> PathBuf {

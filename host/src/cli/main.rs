@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use witbox::{EngineOptions, Manifest, Registry};
 
+mod run;
+
 /// Run agent tools and agent-written code in WebAssembly sandboxes.
 ///
 /// Every component listed in the manifest is loaded with its own policy:
@@ -50,6 +52,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run Python cells in one fresh sandboxed session and print each cell's output.
+    ///
+    /// The session has no files, no environment, no network and no tools unless the
+    /// runner policy (`[runner.policy]` in the manifest) or `--tool` grants them.
+    /// Exits 0 when the last cell succeeded, 1 otherwise.
+    ///
+    /// Example: witbox run --tool quadratic_solve -c 'quadratic_solve(1, -3, 2)'
+    Run(run::RunArgs),
+    /// An interactive Python session (history, multi-line input, `:reset`, `:tools`, `:quit`).
+    Repl(run::SessionFlags),
     /// Check that a file is a loadable agent-tool component and show the tools it would give.
     Check {
         /// The `.wasm` component file.
@@ -95,6 +107,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Registry::load(&manifest, options.clone())
     };
     match cli.command {
+        Command::Run(args) => run::run(&cli.manifest, options, args).await,
+        Command::Repl(flags) => run::repl(&cli.manifest, options, flags).await,
         Command::Tools { json } => {
             let registry = load()?;
             print_tools(&registry, json)?;

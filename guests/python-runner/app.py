@@ -1,0 +1,420 @@
+"""The witbox Python code runner (world `witbox:agent/code-runner`).
+
+componentize-py runs this module at build time and snapshots the interpreter,
+so everything imported here is in the component and costs nothing at run time.
+Each instance is one session: `run` executes a cell in the session's globals,
+like a notebook, and `reset` forgets them.
+"""
+
+import ast
+import builtins
+import importlib
+import inspect
+import io
+import json
+import keyword
+import linecache
+import sys
+import traceback
+import types
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.exports.runner import (
+    RunError,
+    RunFailure_InvalidInput,
+    RunOptions,
+    RunResult,
+)
+from wit_world.imports import host
+
+# The standard library a model expects to find. Only modules imported now are
+# in the component; a module that cannot load here is left out, not fatal.
+PRELOAD = """
+abc argparse array base64 binascii bisect calendar cmath codecs codeop collections
+collections.abc colorsys contextlib contextvars copy copyreg csv dataclasses datetime
+decimal difflib dis email email.message email.parser email.utils enum errno filecmp
+fileinput fnmatch fractions functools gc getopt gettext glob graphlib gzip hashlib
+heapq hmac html html.entities html.parser http importlib importlib.resources inspect
+io ipaddress itertools json keyword linecache locale logging math mimetypes numbers
+operator optparse os os.path pathlib pickle pkgutil platform pprint pydoc quopri
+random re reprlib sched secrets shlex shutil statistics string stringprep struct
+sys tarfile tempfile textwrap time timeit token tokenize tomllib traceback types
+typing unicodedata unittest urllib urllib.parse uuid warnings weakref xml
+xml.dom.minidom xml.etree.ElementTree zipfile zlib zoneinfo sqlite3 queue
+""".split()
+
+for _name in PRELOAD:
+    try:
+        importlib.import_module(_name)
+    except Exception:  # not in this CPython build; `import` will say so at run time
+        pass
+
+# What the sandbox does not have, and the words to say so.
+BLOCKED = {
+    "subprocess": "no processes",
+    "_posixsubprocess": "no processes",
+    "multiprocessing": "no processes",
+    "_multiprocessing": "no processes",
+    "concurrent": "no threads or processes",
+    "threading": "no threads",
+    "_thread": "no threads",
+    "socket": "no sockets",
+    "_socket": "no sockets",
+    "ssl": "no sockets",
+    "_ssl": "no sockets",
+    "select": "no sockets",
+    "selectors": "no sockets",
+    "asyncio": "no sockets or event loop",
+    "http.client": "no network",
+    "urllib.request": "no network",
+    "ftplib": "no network",
+    "smtplib": "no network",
+    "ctypes": "no native code",
+    "_ctypes": "no native code",
+}
+
+
+class _Blocked:
+    """Refuses to import what the sandbox cannot provide, with a clear message."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):
+            why = BLOCKED.get(".".join(parts[:i]))
+            if why:
+                raise ImportError(
+                    f"module `{name}` is not available: the witbox sandbox has {why}",
+                    name=name,
+                )
+        return None
+
+
+for _name in list(sys.modules):
+    if any(_name == b or _name.startswith(b + ".") for b in BLOCKED):
+        del sys.modules[_name]
+sys.meta_path.insert(0, _Blocked)
+
+_RUNNER_FILE = __file__ if "__file__" in globals() else "app.py"
+_MARKER = "\n[witbox: output truncated: the run reached its limit of {} bytes]\n"
+
+
+class _Stop(BaseException):
+    """Ends a run from inside; `except Exception` in user code cannot catch it."""
+
+
+class _FinalAnswer(_Stop):
+    pass
+
+
+class _OutputLimit(_Stop):
+    pass
+
+
+class ToolError(Exception):
+    """A tool call failed.
+
+    `.tool` is the tool's name, `.kind` why it failed (`invalid-arguments`,
+    `denied`, `unavailable`, `failed`, `other`), `.message` the details, and for
+    `failed` `.error` is the tool's own error value.
+    """
+
+    def __init__(self, tool, kind, message, error=None):
+        super().__init__(message)
+        self.tool = tool
+        self.kind = kind
+        self.message = message
+        self.error = error
+
+
+ToolError.__module__ = "builtins"
+
+
+class _Capture(io.TextIOBase):
+    """stdout or stderr of one run; both share one byte budget."""
+
+    def __init__(self, budget):
+        self._parts = []
+        self._budget = budget
+
+    def writable(self):
+        return True
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        b = self._budget
+        if b.hit:
+            raise _OutputLimit()
+        n = len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
+        if b.used + n > b.limit:
+            room = b.limit - b.used
+            head = s.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
+            self._parts.append(head)
+            self._parts.append(_MARKER.format(b.limit))
+            b.used = b.limit
+            b.hit = True
+            raise _OutputLimit()
+        b.used += n
+        self._parts.append(s)
+        return len(s)
+
+    def text(self):
+        return "".join(self._parts)
+
+
+class _Budget:
+    def __init__(self, limit):
+        self.limit = limit
+        self.used = 0
+        self.hit = False
+
+
+class _Run:
+    """What the current run has produced so far."""
+
+    final = None
+
+
+_run = _Run()
+
+
+def final_answer(answer):
+    """Ends the run with `answer` as its final answer (JSON if it can be, else its repr)."""
+    if _run.final is None:
+        try:
+            _run.final = json.dumps(answer, ensure_ascii=False)
+        except (TypeError, ValueError):
+            _run.final = json.dumps(repr(answer), ensure_ascii=False)
+    raise _FinalAnswer()
+
+
+def _tool_function(spec):
+    """A Python function that calls the tool `spec` through the host."""
+    schema = json.loads(spec.parameters_json)
+    props = schema.get("properties") or {}
+    required = set(schema.get("required") or [])
+    params, py_to_json = [], {}
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    for json_name in props:
+        py = json_name + "_" if keyword.iskeyword(json_name) else json_name
+        py_to_json[py] = json_name
+        if json_name in required:
+            default = inspect.Parameter.empty
+        else:
+            default, kind = None, inspect.Parameter.KEYWORD_ONLY
+        params.append(inspect.Parameter(py, kind, default=default))
+    signature = inspect.Signature(params)
+    name = spec.name
+
+    def call(*args, **kwargs):
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(f"{name}(): {e}") from None
+        payload = {py_to_json[k]: v for k, v in bound.arguments.items()}
+        try:
+            text = json.dumps(payload)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"{name}(): the arguments are not JSON: {e}") from None
+        try:
+            result = host.call_tool(name, text)
+        except Err as e:
+            raise _tool_error(name, e.value) from None
+        return json.loads(result)
+
+    call.__name__ = call.__qualname__ = name
+    call.__signature__ = signature
+    doc = [spec.description.strip(), ""]
+    if props:
+        doc.append("Arguments:")
+    for py, json_name in py_to_json.items():
+        p = props[json_name]
+        what = p.get("description", "")
+        optional = "" if json_name in required else ", optional"
+        doc.append(f"    {py} ({_json_type(p)}{optional}): {what}".rstrip(": "))
+    doc.append("")
+    doc.append("Returns the tool's result as Python objects; raises ToolError if it fails.")
+    call.__doc__ = "\n".join(doc)
+    call.__module__ = "tools"
+    return call
+
+
+def _json_type(p):
+    t = p.get("type")
+    if isinstance(t, list):
+        return " or ".join(t)
+    if t:
+        return t
+    if "enum" in p:
+        return "one of " + ", ".join(repr(v) for v in p["enum"])
+    return "value"
+
+
+def _tool_error(name, case):
+    kind = type(case).__name__.split("_", 1)[-1]
+    kind = {"InvalidArguments": "invalid-arguments"}.get(kind, kind.lower())
+    text = case.value
+    if kind == "failed":
+        try:
+            error = json.loads(text)
+        except ValueError:
+            error = text
+        return ToolError(name, kind, f"`{name}` returned an error: {text}", error)
+    if f"`{name}`" not in text:
+        text = f"`{name}`: {text}"
+    return ToolError(name, kind, text)
+
+
+def _help(obj=None):
+    """Prints the documentation of `obj` (a tool, function, module or class)."""
+    import pydoc
+
+    if obj is None:
+        print("Call help(obj) to see the documentation of obj; tools() lists the tools.")
+        return
+    print(pydoc.render_doc(obj, title="%s", renderer=pydoc.plaintext))
+
+
+def _install_tools():
+    names = []
+    for spec in host.list_tools():
+        setattr(builtins, spec.name, _tool_function(spec))
+        names.append(spec.name)
+    names = tuple(names)
+    builtins.tools = lambda: list(names)
+
+
+builtins.final_answer = final_answer
+builtins.ToolError = ToolError
+builtins.help = _help
+_tools_installed = False
+_cell = 0
+_globals = {}
+
+
+def _fresh_globals():
+    _globals.clear()
+    _globals.update({"__name__": "__main__", "__builtins__": builtins, "__doc__": None})
+
+
+_fresh_globals()
+
+
+def _user_frames(tb):
+    """The traceback without the runner's own frames."""
+    frames = traceback.extract_tb(tb)
+    return [f for f in frames if f.filename != _RUNNER_FILE]
+
+
+def _error(exc):
+    if isinstance(exc, SyntaxError) and (exc.filename or "").startswith("<cell"):
+        lines = traceback.format_exception_only(type(exc), exc)
+        return RunError(
+            type=type(exc).__name__,
+            message=exc.msg or str(exc),
+            traceback="".join(lines),
+            line=exc.lineno,
+            column=exc.offset,
+        )
+    frames = _user_frames(exc.__traceback__)
+    cells = [f for f in frames if f.filename.startswith("<cell")]
+    text = "Traceback (most recent call last):\n" if frames else ""
+    text += "".join(traceback.format_list(frames))
+    text += "".join(traceback.format_exception_only(type(exc), exc))
+    return RunError(
+        type=type(exc).__name__,
+        message=str(exc),
+        traceback=text,
+        line=cells[-1].lineno if cells else None,
+        column=None,
+    )
+
+
+def _execute(code, filename):
+    """Runs a cell; returns (value repr or None, RunError or None)."""
+    try:
+        tree = ast.parse(code, filename=filename, mode="exec")
+    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as e:
+        return None, _error(e)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    try:
+        exec(compile(tree, filename, "exec"), _globals)
+        if last is not None:
+            value = eval(compile(last, filename, "eval"), _globals)
+            if value is not None:
+                return repr(value), None
+        return None, None
+    except _FinalAnswer:
+        return None, None
+    except _OutputLimit:
+        return None, RunError(
+            type="OutputLimit",
+            message="the run wrote more than its output limit, so it was stopped",
+            traceback="",
+            line=None,
+            column=None,
+        )
+    except BaseException as e:  # noqa: BLE001 - every user error is a result
+        if _run.final is not None:
+            return None, None
+        return None, _error(e)
+
+
+class Runner(exports.Runner):
+    def run(self, code: str, options: RunOptions) -> RunResult:
+        global _tools_installed, _cell
+        if "\x00" in code:
+            raise Err(RunFailure_InvalidInput("the code contains a NUL byte"))
+        if not _tools_installed:
+            _install_tools()
+            _tools_installed = True
+        _cell += 1
+        filename = f"<cell {_cell}>"
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        budget = _Budget(options.max_output_bytes)
+        out, err = _Capture(budget), _Capture(budget)
+        _run.final = None
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
+        try:
+            value, error = _execute(code, filename)
+        finally:
+            sys.stdout, sys.stderr = saved
+        if budget.hit and (error is None or error.type != "OutputLimit"):
+            error = RunError(
+                type="OutputLimit",
+                message="the run wrote more than its output limit, so it was stopped",
+                traceback="",
+                line=None,
+                column=None,
+            )
+        final, _run.final = _run.final, None
+        return RunResult(
+            stdout=out.text(),
+            stderr=err.text(),
+            value=value,
+            error=error,
+            final_answer=final,
+        )
+
+    def reset(self) -> None:
+        _fresh_globals()
+        for name in [n for n in linecache.cache if n.startswith("<cell")]:
+            del linecache.cache[name]
+
+
+# Warm the paths a first run takes (parse, compile, exec, capture), so every
+# instance starts from a snapshot that has already run a cell.
+_saved = sys.stdout, sys.stderr
+sys.stdout = sys.stderr = _Capture(_Budget(1 << 20))
+_execute("x = 1 + 1\nprint(x)\nx", "<cell 0>")
+sys.stdout, sys.stderr = _saved
+_fresh_globals()

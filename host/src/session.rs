@@ -1,0 +1,553 @@
+//! Python sessions: one live code-runner instance per session, holding the
+//! session's globals between runs, under the runner's policy.
+//!
+//! A run that kills its instance (a timeout, fuel, a crash) is reported as
+//! that error, and the session starts again from a fresh instance; the result
+//! says so (`session_restarted`). A Python `MemoryError` does not kill it.
+
+use crate::bindings::exports::witbox::agent::runner::{RunFailure, RunOptions};
+use crate::bindings::{CodeRunner, CodeRunnerPre};
+use crate::engine::Engine;
+use crate::error::{ErrorKind, ToolError};
+use crate::manifest::{Manifest, RunnerEntry};
+use crate::registry::{Registry, check_is_component, linker};
+use crate::sandbox::{Sandbox, State, tail};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::{Store, Trap};
+
+/// The code-runner component, compiled and linked, with the policy its sessions get.
+pub struct Runner {
+    engine: Engine,
+    pre: CodeRunnerPre<State>,
+    sandbox: Arc<Sandbox>,
+    registry: Arc<Registry>,
+}
+
+impl Runner {
+    /// Loads the runner of a manifest; its sessions call tools from `registry`.
+    pub fn load(
+        manifest: &Manifest,
+        entry: &RunnerEntry,
+        registry: Arc<Registry>,
+    ) -> Result<Arc<Self>> {
+        let engine = registry.engine().clone();
+        let path = manifest.resolve(&entry.path);
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "failed to read the code runner from `{}` (run `cargo xtask build` to build it)",
+                path.display()
+            )
+        })?;
+        let fail = || format!("failed to load the code runner from `{}`", path.display());
+        check_is_component(&bytes).with_context(fail)?;
+        let component = engine.compile("python-runner", &bytes).with_context(fail)?;
+        let pre = linker(&engine)?
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("failed to link the code runner `{}`", path.display()))?;
+        let pre = CodeRunnerPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "`{}` is not a code runner: it does not export `witbox:agent/runner`",
+                    path.display()
+                )
+            })?;
+        let sandbox = Sandbox::new("runner", &entry.policy, &Default::default(), manifest)
+            .context("invalid runner policy")?;
+        Ok(Arc::new(Self {
+            engine,
+            pre,
+            sandbox: Arc::new(sandbox),
+            registry,
+        }))
+    }
+
+    /// The limits and grants every session of this runner gets.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// The tools a session may call, by name.
+    pub fn tool_names(&self) -> Vec<String> {
+        self.registry
+            .tools()
+            .iter()
+            .filter(|t| self.sandbox.may_call(&t.name))
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    /// Starts a new session: a fresh instance with empty globals.
+    pub async fn session(self: &Arc<Self>) -> Result<Session> {
+        let (store, bindings) = self.instantiate().await?;
+        Ok(Session {
+            runner: self.clone(),
+            store,
+            bindings,
+        })
+    }
+
+    async fn instantiate(&self) -> Result<(Store<State>, CodeRunner)> {
+        let mut store = self
+            .sandbox
+            .store(&self.engine, Some(self.registry.clone()), 0)?;
+        let bindings = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("failed to instantiate the code runner")?;
+        Ok((store, bindings))
+    }
+}
+
+/// Why a run ended in error, as Python code and the caller see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunError {
+    /// The exception type (`ZeroDivisionError`), or a host limit: `Timeout`,
+    /// `OutputLimit`, `FuelExhausted`, `ToolCallLimit`, `MemoryLimit`, `Crash`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The exception message.
+    pub message: String,
+    /// The traceback, limited to the user's code.
+    pub traceback: String,
+    /// The line of the innermost frame in the user's code (1-based).
+    pub line: Option<u32>,
+    /// The column of a syntax error (1-based).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+}
+
+impl RunError {
+    fn host(kind: &str, message: String) -> Self {
+        Self {
+            kind: kind.into(),
+            message,
+            traceback: String::new(),
+            line: None,
+            column: None,
+        }
+    }
+}
+
+/// What one run produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunOutcome {
+    /// What the code printed to stdout (capped at `max-output-bytes`, with a marker).
+    pub stdout: String,
+    /// What the code printed to stderr.
+    pub stderr: String,
+    /// The `repr` of a trailing expression.
+    pub value: Option<String>,
+    /// The error that stopped the run.
+    pub error: Option<RunError>,
+    /// The value passed to `final_answer(...)`.
+    pub final_answer: Option<Value>,
+    /// Whether the run killed the instance, so the session started again empty.
+    pub session_restarted: bool,
+    /// Why the session started again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_reason: Option<String>,
+    /// Tools the run called.
+    pub tool_calls: u32,
+    /// Fuel the run used, when the policy sets `fuel`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel_used: Option<u64>,
+    /// Wall time of the run in microseconds.
+    pub duration_us: u64,
+}
+
+impl RunOutcome {
+    /// Whether the run ended without an error.
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// One Python session: a live instance and its globals.
+pub struct Session {
+    runner: Arc<Runner>,
+    store: Store<State>,
+    bindings: CodeRunner,
+}
+
+impl Session {
+    /// Runs one cell. Errors of the code (exceptions, limits) are in the outcome;
+    /// `Err` means the cell was not run (`invalid-arguments`) or the host failed.
+    pub async fn run(&mut self, code: &str) -> Result<RunOutcome, ToolError> {
+        if code.contains('\0') {
+            return Err(ToolError::new(
+                ErrorKind::InvalidArguments,
+                "the code contains a NUL byte",
+            ));
+        }
+        let sandbox = self.runner.sandbox.clone();
+        let started = Instant::now();
+        self.store.data_mut().begin_run();
+        self.store
+            .set_epoch_deadline(Engine::ticks(sandbox.timeout));
+        let budget = if sandbox.fuel > 0 {
+            sandbox.fuel
+        } else {
+            u64::MAX
+        };
+        if self.runner.engine.fuel_enabled() {
+            self.store.set_fuel(budget).map_err(internal)?;
+        }
+        let options = RunOptions {
+            max_output_bytes: sandbox.max_output as u64,
+        };
+        let call = self
+            .bindings
+            .witbox_agent_runner()
+            .call_run(&mut self.store, code, options);
+        let outcome = tokio::time::timeout(sandbox.timeout, call).await;
+        let fuel_used = (sandbox.fuel > 0)
+            .then(|| self.store.get_fuel().ok().map(|left| budget - left))
+            .flatten();
+        let tool_calls = self.store.data().tool_calls;
+        let (mut result, error) = match outcome {
+            Ok(Ok(Ok(r))) => {
+                let final_answer = r
+                    .final_answer
+                    .map(|a| serde_json::from_str(&a).unwrap_or(Value::String(a)));
+                let error = r.error.map(|e| RunError {
+                    kind: e.type_,
+                    message: e.message,
+                    traceback: e.traceback,
+                    line: e.line,
+                    column: e.column,
+                });
+                let out = RunOutcome {
+                    stdout: r.stdout,
+                    stderr: r.stderr,
+                    value: r.value,
+                    error: None,
+                    final_answer,
+                    session_restarted: false,
+                    restart_reason: None,
+                    tool_calls,
+                    fuel_used,
+                    duration_us: 0,
+                };
+                (out, error)
+            }
+            Ok(Ok(Err(RunFailure::InvalidInput(m)))) => {
+                return Err(ToolError::new(ErrorKind::InvalidArguments, m));
+            }
+            Ok(Ok(Err(RunFailure::Other(m)))) => {
+                return Err(ToolError::new(ErrorKind::Internal, m));
+            }
+            Ok(Err(e)) => {
+                let error = self.killed(&e);
+                self.restart(&error).await?;
+                (self.empty(tool_calls, fuel_used, &error), Some(error))
+            }
+            Err(_elapsed) => {
+                let error = RunError::host("Timeout", self.timeout_message());
+                self.restart(&error).await?;
+                (self.empty(tool_calls, fuel_used, &error), Some(error))
+            }
+        };
+        result.error = match error {
+            _ if self.store.data().tool_limit_hit => Some(RunError::host(
+                "ToolCallLimit",
+                format!(
+                    "the run reached its limit of {} tool calls (`max-tool-calls`)",
+                    sandbox.max_tool_calls
+                ),
+            )),
+            Some(mut e) if e.kind == "MemoryError" && self.store.data().limiter.memory_hit => {
+                let limit = format!(
+                    "the session reached its memory limit of {} MiB (`memory-mb`)",
+                    sandbox.memory_bytes >> 20
+                );
+                e.message = if e.message.is_empty() {
+                    limit
+                } else {
+                    format!("{}; {limit}", e.message)
+                };
+                Some(e)
+            }
+            e => e,
+        };
+        // The runner caps output itself; this only guards against a runner that does not.
+        let cap = sandbox.max_output + 200;
+        for text in [&mut result.stdout, &mut result.stderr] {
+            if text.len() > cap {
+                let mut end = cap;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+                text.push_str("\n[witbox: output truncated]\n");
+            }
+        }
+        result.duration_us = started.elapsed().as_micros() as u64;
+        Ok(result)
+    }
+
+    /// Forgets every global, as if the session had just started.
+    pub async fn reset(&mut self) -> Result<(), ToolError> {
+        self.store.data_mut().begin_run();
+        self.store
+            .set_epoch_deadline(Engine::ticks(self.runner.sandbox.timeout));
+        if self.runner.engine.fuel_enabled() {
+            self.store.set_fuel(u64::MAX).map_err(internal)?;
+        }
+        let call = self
+            .bindings
+            .witbox_agent_runner()
+            .call_reset(&mut self.store);
+        match tokio::time::timeout(self.runner.sandbox.timeout, call).await {
+            Ok(Ok(())) => Ok(()),
+            // A reset that fails leaves nothing worth keeping: start again.
+            _ => {
+                let why = RunError::host("Crash", "the reset failed".into());
+                self.restart(&why).await
+            }
+        }
+    }
+
+    /// The tools this session may call.
+    pub fn tools(&self) -> Vec<String> {
+        self.runner.tool_names()
+    }
+
+    fn timeout_message(&self) -> String {
+        format!(
+            "the run was stopped after its time limit of {} ms",
+            self.runner.sandbox.timeout.as_millis()
+        )
+    }
+
+    /// Names what killed the instance.
+    fn killed(&self, e: &wasmtime::Error) -> RunError {
+        let sandbox = &self.runner.sandbox;
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => RunError::host("Timeout", self.timeout_message()),
+            Some(Trap::OutOfFuel) => RunError::host(
+                "FuelExhausted",
+                format!("the run used up its fuel of {}", sandbox.fuel),
+            ),
+            _ if self.store.data().limiter.memory_hit => RunError::host(
+                "MemoryLimit",
+                format!(
+                    "the session ran out of memory: its limit is {} MiB",
+                    sandbox.memory_bytes >> 20
+                ),
+            ),
+            trap => {
+                let what = trap
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| format!("{e:#}"));
+                let mut message = format!("the interpreter crashed: {what}");
+                let stderr = tail(&self.store.data().stderr, 2000);
+                if !stderr.is_empty() {
+                    message.push_str(&format!("\nguest stderr:\n{stderr}"));
+                }
+                RunError::host("Crash", message)
+            }
+        }
+    }
+
+    /// Replaces a dead instance with a fresh one.
+    async fn restart(&mut self, why: &RunError) -> Result<(), ToolError> {
+        let (store, bindings) = self.runner.instantiate().await.map_err(|e| {
+            ToolError::new(
+                ErrorKind::Internal,
+                format!("failed to restart the session after `{}`: {e:#}", why.kind),
+            )
+        })?;
+        self.store = store;
+        self.bindings = bindings;
+        Ok(())
+    }
+
+    fn empty(&self, tool_calls: u32, fuel_used: Option<u64>, why: &RunError) -> RunOutcome {
+        RunOutcome {
+            stdout: String::new(),
+            stderr: String::new(),
+            value: None,
+            error: None,
+            final_answer: None,
+            session_restarted: true,
+            restart_reason: Some(format!(
+                "{}: {}; the session's globals are gone",
+                why.kind, why.message
+            )),
+            tool_calls,
+            fuel_used,
+            duration_us: 0,
+        }
+    }
+}
+
+fn internal(e: wasmtime::Error) -> ToolError {
+    ToolError::new(ErrorKind::Internal, format!("{e:#}"))
+}
+
+struct Entry {
+    session: Arc<tokio::sync::Mutex<Session>>,
+    last_used: Instant,
+}
+
+/// Live sessions by id, capped in number, closed after an idle TTL.
+pub struct Sessions {
+    runner: Arc<Runner>,
+    max: usize,
+    ttl: Duration,
+    live: Mutex<HashMap<String, Entry>>,
+}
+
+impl Sessions {
+    /// A session manager for `runner`.
+    pub fn new(runner: Arc<Runner>, max: usize, ttl: Duration) -> Self {
+        Self {
+            runner,
+            max,
+            ttl,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The runner sessions are made from.
+    pub fn runner(&self) -> &Arc<Runner> {
+        &self.runner
+    }
+
+    /// Starts a session and returns its id.
+    pub async fn create(&self) -> Result<String, ToolError> {
+        self.evict_idle();
+        if self.len() >= self.max {
+            return Err(ToolError::new(
+                ErrorKind::Denied,
+                format!(
+                    "too many sessions: {} are open, the limit is {} (`max-sessions`); close one, or wait {} s for idle ones to expire",
+                    self.len(),
+                    self.max,
+                    self.ttl.as_secs()
+                ),
+            ));
+        }
+        let session = self.runner.session().await.map_err(|e| {
+            ToolError::new(
+                ErrorKind::Internal,
+                format!("failed to start a session: {e:#}"),
+            )
+        })?;
+        let id = new_id();
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.len() >= self.max {
+            return Err(ToolError::new(
+                ErrorKind::Denied,
+                format!(
+                    "too many sessions: the limit is {} (`max-sessions`)",
+                    self.max
+                ),
+            ));
+        }
+        live.insert(
+            id.clone(),
+            Entry {
+                session: Arc::new(tokio::sync::Mutex::new(session)),
+                last_used: Instant::now(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Runs a cell in a session.
+    pub async fn run(&self, id: &str, code: &str) -> Result<RunOutcome, ToolError> {
+        let session = self.get(id)?;
+        let mut session = session.lock().await;
+        let outcome = session.run(code).await;
+        self.touch(id);
+        outcome
+    }
+
+    /// Forgets a session's globals.
+    pub async fn reset(&self, id: &str) -> Result<(), ToolError> {
+        let session = self.get(id)?;
+        let mut session = session.lock().await;
+        session.reset().await?;
+        self.touch(id);
+        Ok(())
+    }
+
+    /// Closes a session; `false` if there was none with that id.
+    pub fn close(&self, id: &str) -> bool {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+            .is_some()
+    }
+
+    /// How many sessions are open.
+    pub fn len(&self) -> usize {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closes sessions idle for longer than the TTL; returns how many.
+    pub fn evict_idle(&self) -> usize {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let before = live.len();
+        let ttl = self.ttl;
+        // A session in use (its lock held) is never idle.
+        live.retain(|_, e| e.last_used.elapsed() < ttl || e.session.try_lock().is_err());
+        before - live.len()
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<tokio::sync::Mutex<Session>>, ToolError> {
+        self.evict_idle();
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = live.get_mut(id).ok_or_else(|| {
+            ToolError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no session `{id}`: it was closed, or it sat idle for more than {} s",
+                    self.ttl.as_secs()
+                ),
+            )
+        })?;
+        entry.last_used = Instant::now();
+        Ok(entry.session.clone())
+    }
+
+    fn touch(&self, id: &str) {
+        if let Some(e) = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(id)
+        {
+            e.last_used = Instant::now();
+        }
+    }
+}
+
+/// A session id that other clients cannot guess: 64 random bits, in hex.
+fn new_id() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("s-{:016x}", h.finish())
+}
