@@ -136,3 +136,138 @@ fn call_with_json_reports_load_failures_as_json() {
         "{v}"
     );
 }
+
+/// `witbox` with a manifest that has the quadratic tool and the Python runner,
+/// with stdin from `input`.
+fn python(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    drop(runner("")); // compile once, in process, before the CLI reads the cache
+    let dir = TempDir::new("cli-py");
+    let m = dir.write("witbox.toml", runner_manifest(""));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_witbox"))
+        .arg("--manifest")
+        .arg(&m)
+        .args(args)
+        .env("WITBOX_CACHE_DIR", root().join("target/test-cache"))
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("failed to run witbox");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json_lines(o: &Output) -> Vec<Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn run_keeps_state_between_cells() {
+    let out = python(&["run", "--json", "-c", "x = 41", "-c", "print(x + 1)"], "");
+    assert!(out.status.success(), "{out:?}");
+    let cells = json_lines(&out);
+    assert_eq!(cells.len(), 2);
+    assert_eq!(cells[1]["stdout"], "42\n");
+    for key in [
+        "stdout",
+        "stderr",
+        "value",
+        "error",
+        "final_answer",
+        "session_restarted",
+        "duration_us",
+    ] {
+        assert!(cells[0].get(key).is_some(), "no `{key}` in {}", cells[0]);
+    }
+}
+
+#[test]
+fn run_grants_tools_only_with_tool() {
+    let out = python(
+        &[
+            "run",
+            "--tool",
+            "quadratic_solve",
+            "-c",
+            "quadratic_solve(1, -3, 2)",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        "[{'re': 1.0, 'im': 0.0}, {'re': 2.0, 'im': 0.0}]\n"
+    );
+    let out = python(&["run", "-c", "quadratic_solve(1, -3, 2)"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .ends_with("NameError: name 'quadratic_solve' is not defined\n"),
+        "{out:?}"
+    );
+    let out = python(&["run", "--tool", "nope_*", "-c", "1"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: `--tool nope_*` matches no tool (loaded: quadratic_solve)\n"
+    );
+}
+
+#[test]
+fn run_reads_cells_from_a_file_or_stdin_and_exits_by_the_last_cell() {
+    let out = python(
+        &["run", "-c", "n = 2", "-"],
+        "m = n * 10\n# %% second cell\nprint(m)\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "20\n");
+    // An error in the last cell is exit 1; one before it is not.
+    let out = python(&["run", "-c", "1/0", "-c", "'fine'"], "");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "'fine'\n");
+    let out = python(
+        &["run", "--timeout-ms", "200", "-c", "while True: pass"],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Timeout: the run was stopped after its time limit of 200 ms\n[witbox] the session restarted (Timeout: the run was stopped after its time limit of 200 ms; the session's globals are gone)\n"
+    );
+    let out = python(&["run"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: nothing to run: give code with `-c CODE` or a file (see `witbox run --help`)\n"
+    );
+}
+
+#[test]
+fn repl_runs_lines_and_blocks_and_commands() {
+    let out = python(
+        &["repl", "--tool", "quadratic_solve"],
+        "x = 2\ndef sq(v):\n    return v * v\n\nsq(x)\n:tools\n:reset\nx\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("4\n"), "{text}");
+    assert!(
+        text.contains("quadratic_solve  (help(quadratic_solve) shows its parameters)"),
+        "{text}"
+    );
+    assert!(text.contains("(globals cleared)"), "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NameError: name 'x' is not defined"),
+        "{out:?}"
+    );
+}

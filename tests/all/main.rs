@@ -6,9 +6,11 @@
 mod fixture;
 mod support;
 
+mod acceptance;
 mod cli;
 mod limits;
 mod malformed;
+mod python;
 mod quadratic;
 mod sandbox;
 mod types;

@@ -102,3 +102,46 @@ pub fn golden(name: &str, actual: &str) {
 pub fn tools_json(registry: &Registry) -> String {
     serde_json::to_string_pretty(registry.tools()).unwrap() + "\n"
 }
+
+/// A manifest text whose runner is the built Python runner, with `[runner.policy]` lines,
+/// and the quadratic tool loaded.
+pub fn runner_manifest(policy: &str) -> String {
+    format!(
+        "{}\n[runner]\npath = {:?}\nmax-sessions = 4\n[runner.policy]\n{policy}\n",
+        entry("quadratic", "quadratic", ""),
+        guest("python-runner")
+    )
+}
+
+/// The Python runner with a policy. The first call compiles it (about 12 s) while
+/// holding a lock, so parallel tests wait for the cache instead of compiling too.
+pub fn runner(policy: &str) -> Arc<witbox::Runner> {
+    static COMPILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = COMPILE.lock().unwrap_or_else(|p| p.into_inner());
+    let manifest = Manifest::parse(&runner_manifest(policy), &root()).unwrap();
+    let registry = Registry::load(&manifest, options()).unwrap();
+    witbox::Runner::load(&manifest, &manifest.runner, registry).unwrap()
+}
+
+/// A fresh session of the Python runner with a policy.
+pub async fn session(policy: &str) -> witbox::Session {
+    runner(policy).session().await.unwrap()
+}
+
+/// Runs one cell; panics if it could not run at all.
+pub async fn cell(session: &mut witbox::Session, code: &str) -> witbox::RunOutcome {
+    session.run(code).await.unwrap()
+}
+
+/// The error type of an outcome, or "" when it succeeded.
+pub fn error_type(o: &witbox::RunOutcome) -> &str {
+    o.error.as_ref().map(|e| e.kind.as_str()).unwrap_or("")
+}
+
+/// The error type and message of an outcome, or ("", "") when it succeeded.
+pub fn error_of(o: &witbox::RunOutcome) -> (&str, &str) {
+    o.error
+        .as_ref()
+        .map(|e| (e.kind.as_str(), e.message.as_str()))
+        .unwrap_or(("", ""))
+}

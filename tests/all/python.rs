@@ -1,0 +1,471 @@
+//! The Python runner through the library: cell semantics, tools from Python,
+//! sessions, and every limit, each with code written to break it.
+
+use crate::support::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use witbox::ErrorKind;
+
+#[tokio::test]
+async fn the_useful_standard_library_is_there() {
+    let mut s = session("").await;
+    let modules = "collections itertools functools math cmath statistics decimal fractions \
+        random datetime calendar zoneinfo json csv re string textwrap difflib unicodedata heapq \
+        bisect array struct base64 binascii hashlib hmac zlib gzip io copy pprint dataclasses \
+        enum typing abc operator uuid html html.parser xml.etree.ElementTree xml.dom.minidom \
+        urllib.parse ipaddress graphlib fnmatch shlex traceback time argparse ast codecs \
+        contextlib contextvars copyreg colorsys dis email email.utils errno getopt gettext glob \
+        inspect keyword linecache locale logging mimetypes numbers os pathlib pickle platform \
+        pydoc queue quopri reprlib sched secrets shutil stringprep sys tarfile tempfile timeit \
+        token tokenize tomllib types unittest warnings weakref zipfile sqlite3 optparse";
+    let count = modules.split_whitespace().count();
+    assert!(count >= 80, "only {count} modules listed");
+    let code = format!(
+        "import importlib\nbad = []\nfor m in {:?}.split():\n    try:\n        importlib.import_module(m)\n    except Exception as e:\n        bad.append(f'{{m}}: {{e!r}}')\nbad",
+        modules
+    );
+    let o = cell(&mut s, &code).await;
+    assert_eq!(o.value.as_deref(), Some("[]"), "{o:?}");
+    // And they work, not only import.
+    let o = cell(
+        &mut s,
+        "import hashlib, zlib, statistics, fractions, decimal, sqlite3, zoneinfo, datetime\n\
+         db = sqlite3.connect(':memory:'); db.execute('create table t(x)'); db.execute('insert into t values (42)')\n\
+         (hashlib.sha256(b'a').hexdigest()[:8], len(zlib.compress(b'x' * 100)), statistics.mean([1, 2, 3]),\n\
+          str(fractions.Fraction(1, 3) + 1), str(decimal.Decimal('0.1') + decimal.Decimal('0.2')),\n\
+          db.execute('select x from t').fetchone()[0])",
+    )
+    .await;
+    assert_eq!(
+        o.value.as_deref(),
+        Some("('ca978112', 12, 2, '4/3', '0.3', 42)"),
+        "{o:?}"
+    );
+}
+
+#[tokio::test]
+async fn what_the_sandbox_lacks_fails_with_a_clear_import_error() {
+    let mut s = session("").await;
+    for (module, why) in [
+        ("subprocess", "no processes"),
+        ("multiprocessing", "no processes"),
+        ("socket", "no sockets"),
+        ("ssl", "no sockets"),
+        ("ctypes", "no native code"),
+        ("threading", "no threads"),
+        ("concurrent", "no threads or processes"),
+        ("urllib.request", "no network"),
+    ] {
+        let o = cell(&mut s, &format!("import {module}")).await;
+        let e = o.error.expect(module);
+        assert_eq!(e.kind, "ImportError");
+        assert_eq!(
+            e.message,
+            format!("module `{module}` is not available: the witbox sandbox has {why}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn cells_behave_like_a_notebook() {
+    let mut s = session("").await;
+    let o = cell(&mut s, "x = 5 + 3\nx * 2").await;
+    assert_eq!(o.value.as_deref(), Some("16"));
+    let o = cell(&mut s, "print(x)\nNone").await;
+    assert_eq!((o.stdout.as_str(), o.value.as_deref()), ("8\n", None));
+    // The traceback shows the user's frames only, never the runner's.
+    let o = cell(&mut s, "def f():\n    return 1 / 0\n\nf()").await;
+    let e = o.error.unwrap();
+    assert_eq!((e.kind.as_str(), e.line), ("ZeroDivisionError", Some(2)));
+    assert!(
+        e.traceback.starts_with(
+            "Traceback (most recent call last):\n  File \"<cell 3>\", line 4, in <module>"
+        ),
+        "{}",
+        e.traceback
+    );
+    assert!(!e.traceback.contains("app.py"), "{}", e.traceback);
+    assert!(
+        e.traceback
+            .ends_with("ZeroDivisionError: division by zero\n")
+    );
+    // A syntax error has a line and a column.
+    let o = cell(&mut s, "a = 1\nb = (2 +\n").await;
+    let e = o.error.unwrap();
+    assert_eq!(
+        (e.kind.as_str(), e.line, e.column),
+        ("SyntaxError", Some(2), Some(5))
+    );
+    // reset() forgets everything.
+    s.reset().await.unwrap();
+    let o = cell(&mut s, "x").await;
+    assert_eq!(error_type(&o), "NameError");
+    let o = cell(&mut s, "__name__").await;
+    assert_eq!(o.value.as_deref(), Some("'__main__'"));
+}
+
+#[tokio::test]
+async fn final_answer_ends_the_run_and_survives_a_bare_except() {
+    let mut s = session("").await;
+    let o = cell(&mut s, "final_answer({'roots': [1, 2]})").await;
+    assert_eq!(o.final_answer, Some(json!({"roots": [1, 2]})));
+    // Not JSON: its repr.
+    let o = cell(&mut s, "final_answer({1, 2})").await;
+    assert_eq!(o.final_answer, Some(json!("{1, 2}")));
+    // Even `except:` cannot replace the first answer.
+    let o = cell(
+        &mut s,
+        "try:\n    final_answer('first')\nexcept:\n    pass\nfinal_answer('second')",
+    )
+    .await;
+    assert_eq!((o.final_answer, o.error), (Some(json!("first")), None));
+    // The next run starts without an answer.
+    let o = cell(&mut s, "1").await;
+    assert_eq!(o.final_answer, None);
+}
+
+#[tokio::test]
+async fn code_with_a_nul_byte_is_invalid_input() {
+    let mut s = session("").await;
+    let e = s.run("print('a')\0").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidArguments);
+    assert_eq!(e.message, "the code contains a NUL byte");
+    assert_eq!(cell(&mut s, "print('next')").await.stdout, "next\n");
+}
+
+#[tokio::test]
+async fn granted_tools_are_python_functions() {
+    let mut s = session("call-tools = [\"quadratic_*\"]").await;
+    assert_eq!(s.tools(), ["quadratic_solve"]);
+    let o = cell(
+        &mut s,
+        "import inspect\n(str(inspect.signature(quadratic_solve)), quadratic_solve(1, -3, 2) == quadratic_solve(a=1, b=-3, c=2), tools())",
+    )
+    .await;
+    assert_eq!(
+        o.value.as_deref(),
+        Some("('(a, b, c)', True, ['quadratic_solve'])"),
+        "{o:?}"
+    );
+    assert_eq!(o.tool_calls, 2);
+    let o = cell(&mut s, "help(quadratic_solve)").await;
+    assert!(
+        o.stdout.contains("quadratic_solve(a, b, c)"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains("a (number): The coefficient of x²."),
+        "{}",
+        o.stdout
+    );
+    // A tool's own error is a ToolError with kind `failed` and the tool's error value.
+    let o = cell(
+        &mut s,
+        "try:\n    quadratic_solve(0, 0, 1)\nexcept ToolError as e:\n    r = (e.tool, e.kind, e.error)\nr",
+    )
+    .await;
+    assert_eq!(
+        o.value.as_deref(),
+        Some("('quadratic_solve', 'failed', 'no-solution')")
+    );
+    // The host checks arguments against the schema before the tool runs.
+    let o = cell(&mut s, "quadratic_solve(a='x', b=1, c=2)").await;
+    let e = o.error.unwrap();
+    assert_eq!(e.kind, "ToolError");
+    assert_eq!(
+        e.message,
+        "invalid arguments for `quadratic_solve`: `a`: expected a number, got the string \"x\""
+    );
+    // Python checks the call against the signature.
+    let o = cell(&mut s, "quadratic_solve(1, 2)").await;
+    assert_eq!(
+        o.error.unwrap().message,
+        "quadratic_solve(): missing a required argument: 'c'"
+    );
+}
+
+#[tokio::test]
+async fn tools_not_granted_do_not_exist_and_the_raw_import_is_denied() {
+    let mut s = session("").await;
+    let o = cell(&mut s, "quadratic_solve(1, -3, 2)").await;
+    assert_eq!(error_type(&o), "NameError");
+    let o = cell(
+        &mut s,
+        "from wit_world.imports import host\ntry:\n    host.call_tool('quadratic_solve', '{\"a\": 1, \"b\": -3, \"c\": 2}')\nexcept Exception as e:\n    r = repr(e.value)\nr",
+    )
+    .await;
+    assert_eq!(
+        o.value.as_deref(),
+        Some(
+            "\"ToolError_Denied(value='`runner` may not call `quadratic_solve`: it is not in its `call-tools`')\""
+        ),
+        "{o:?}"
+    );
+}
+
+#[tokio::test]
+async fn tool_calls_per_run_are_limited() {
+    let mut s = session("call-tools = [\"quadratic_solve\"]\nmax-tool-calls = 3").await;
+    let o = cell(
+        &mut s,
+        "n = 0\nfor i in range(10):\n    try:\n        quadratic_solve(1, -3, 2)\n        n += 1\n    except ToolError:\n        pass\nprint(n)",
+    )
+    .await;
+    assert_eq!(o.stdout, "3\n");
+    assert_eq!(o.tool_calls, 3);
+    let e = o.error.unwrap();
+    assert_eq!(
+        (e.kind.as_str(), e.message.as_str()),
+        (
+            "ToolCallLimit",
+            "the run reached its limit of 3 tool calls (`max-tool-calls`)"
+        )
+    );
+    // The count starts again with each run.
+    let o = cell(
+        &mut s,
+        "quadratic_solve(1, -3, 2); quadratic_solve(1, -3, 2)",
+    )
+    .await;
+    assert!(o.ok(), "{o:?}");
+}
+
+#[tokio::test]
+async fn a_spin_is_stopped_and_the_session_restarts_empty() {
+    let mut s = session("timeout-ms = 300").await;
+    cell(&mut s, "x = 1").await;
+    for code in [
+        "while True:\n    pass",
+        "sum(range(10**12))",
+        "import time\ntime.sleep(10)",
+    ] {
+        let started = Instant::now();
+        let o = cell(&mut s, code).await;
+        // A limit check, not a benchmark: the limit plus 1 s.
+        assert!(started.elapsed() < Duration::from_millis(1300), "{code}");
+        let e = o.error.as_ref().unwrap();
+        assert_eq!(
+            (e.kind.as_str(), e.message.as_str()),
+            (
+                "Timeout",
+                "the run was stopped after its time limit of 300 ms"
+            ),
+            "{code}"
+        );
+        assert!(o.session_restarted);
+        assert_eq!(
+            o.restart_reason.as_deref(),
+            Some(
+                "Timeout: the run was stopped after its time limit of 300 ms; the session's globals are gone"
+            )
+        );
+    }
+    // The session lives on, empty.
+    let o = cell(&mut s, "x").await;
+    assert_eq!(error_type(&o), "NameError");
+    // The deadline is re-armed for every run: a fast run after a slow one is fine.
+    let o = cell(&mut s, "import time\ntime.sleep(0.2)\n'ok'").await;
+    assert_eq!(o.value.as_deref(), Some("'ok'"));
+    let o = cell(&mut s, "time.sleep(0.2)\n'ok'").await;
+    assert_eq!(o.error, None, "{o:?}");
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_a_memory_error_and_the_session_survives() {
+    let mut s = session("memory-mb = 64").await;
+    cell(&mut s, "keep = 'still here'").await;
+    for code in [
+        "b = bytes(10**9)",
+        "l = []\nwhile True:\n    l.append(bytes(10**6))",
+    ] {
+        let o = cell(&mut s, code).await;
+        let e = o.error.unwrap();
+        assert_eq!(
+            (e.kind.as_str(), e.message.as_str()),
+            (
+                "MemoryError",
+                "the session reached its memory limit of 64 MiB (`memory-mb`)"
+            ),
+            "{code}"
+        );
+        assert!(!o.session_restarted);
+    }
+    let o = cell(&mut s, "del l\nkeep").await;
+    assert_eq!(o.value.as_deref(), Some("'still here'"));
+}
+
+#[tokio::test]
+async fn an_output_flood_is_cut_at_the_limit_with_a_marker() {
+    let mut s = session("max-output-bytes = 1000").await;
+    let o = cell(&mut s, "for i in range(10**7):\n    print(i)").await;
+    let e = o.error.as_ref().unwrap();
+    assert_eq!(
+        (e.kind.as_str(), e.message.as_str()),
+        (
+            "OutputLimit",
+            "the run wrote more than its output limit, so it was stopped"
+        )
+    );
+    let marker = "\n[witbox: output truncated: the run reached its limit of 1000 bytes]\n";
+    assert!(o.stdout.ends_with(marker), "{:?}", o.stdout);
+    assert_eq!(o.stdout.len(), 1000 + marker.len());
+    assert!(o.stdout.starts_with("0\n1\n2\n"));
+    // `except BaseException` does not get past the limit either.
+    let o = cell(&mut s, "for i in range(10**4):\n    try:\n        print('x' * 100)\n    except BaseException:\n        pass\n'done'").await;
+    assert_eq!(error_type(&o), "OutputLimit");
+    assert!(o.stdout.len() <= 1000 + marker.len());
+    // The session is fine.
+    assert_eq!(cell(&mut s, "print('ok')").await.stdout, "ok\n");
+}
+
+#[tokio::test]
+async fn fuel_is_deterministic_and_enforced() {
+    let policy = "fuel = 2000000000";
+    let code = "import json\nsum(len(json.dumps(list(range(i)))) for i in range(200))";
+    let mut a = session(policy).await;
+    let mut b = session(policy).await;
+    let (x, y) = (cell(&mut a, code).await, cell(&mut b, code).await);
+    assert!(x.ok() && y.ok(), "{x:?}");
+    assert!(x.fuel_used.unwrap() > 1_000_000);
+    assert_eq!(x.fuel_used, y.fuel_used);
+    let mut s = session("fuel = 5000000").await;
+    let o = cell(&mut s, "while True:\n    pass").await;
+    assert_eq!(
+        o.error.unwrap().message,
+        "the run used up its fuel of 5000000"
+    );
+    assert!(o.session_restarted);
+    assert!(cell(&mut s, "1").await.ok());
+}
+
+#[tokio::test]
+async fn nothing_of_the_host_is_reachable() {
+    let mut s = session("").await;
+    for (code, kind, message) in [
+        (
+            "open('/etc/passwd')",
+            "FileNotFoundError",
+            "[Errno 44] No such file or directory: '/etc/passwd'",
+        ),
+        (
+            "open('/tmp/witbox-x', 'w')",
+            "FileNotFoundError",
+            "[Errno 44] No such file or directory: '/tmp/witbox-x'",
+        ),
+        (
+            "import os\nos.listdir('/proc/self')",
+            "FileNotFoundError",
+            "[Errno 44] No such file or directory: '/proc/self'",
+        ),
+        (
+            "import os\nos.system('touch /tmp/witbox-pwned')",
+            "AttributeError",
+            "module 'os' has no attribute 'system'",
+        ),
+        (
+            "import os\nos.fork()",
+            "AttributeError",
+            "module 'os' has no attribute 'fork'",
+        ),
+        (
+            "import socket",
+            "ImportError",
+            "module `socket` is not available: the witbox sandbox has no sockets",
+        ),
+        (
+            "import _socket",
+            "ImportError",
+            "module `_socket` is not available: the witbox sandbox has no sockets",
+        ),
+    ] {
+        let o = cell(&mut s, code).await;
+        let e = o.error.expect(code);
+        assert_eq!(
+            (e.kind.as_str(), e.message.as_str()),
+            (kind, message),
+            "{code}"
+        );
+    }
+    let o = cell(&mut s, "import os\n(dict(os.environ), os.getcwd())").await;
+    assert_eq!(o.value.as_deref(), Some("({}, '/')"));
+    // No class anywhere in the interpreter can start a process.
+    let o = cell(
+        &mut s,
+        "seen, todo = set(), [object]\nwhile todo:\n    c = todo.pop()\n    for k in type.__subclasses__(c):\n        if k not in seen:\n            seen.add(k)\n            todo.append(k)\nsorted(k.__name__ for k in seen if k.__name__ in ('Popen', 'Process', 'Thread', 'socket', 'CDLL'))",
+    )
+    .await;
+    assert_eq!(o.value.as_deref(), Some("['Thread']"), "{o:?}");
+    let o = cell(
+        &mut s,
+        "import logging\nt = logging.threading.Thread(target=print)\nt.start()",
+    )
+    .await;
+    assert_eq!(error_of(&o), ("RuntimeError", "can't start new thread"));
+    assert!(!std::path::Path::new("/tmp/witbox-pwned").exists());
+}
+
+#[tokio::test]
+async fn granted_files_and_env_are_visible_and_nothing_else() {
+    let dir = TempDir::new("py-files");
+    dir.write("data.txt", "hello from the host");
+    let policy = format!(
+        "env = {{ GREETING = \"hi\" }}\ndirs = [{{ host = {:?}, guest = \"/data\" }}]",
+        dir.path()
+    );
+    let mut s = session(&policy).await;
+    let o = cell(
+        &mut s,
+        "import os\n(open('/data/data.txt').read(), dict(os.environ))",
+    )
+    .await;
+    assert_eq!(
+        o.value.as_deref(),
+        Some("('hello from the host', {'GREETING': 'hi'})")
+    );
+    let o = cell(&mut s, "open('/data/new.txt', 'w')").await;
+    assert_eq!(
+        error_of(&o),
+        (
+            "PermissionError",
+            "[Errno 63] Operation not permitted: '/data/new.txt'"
+        )
+    );
+}
+
+#[tokio::test]
+async fn sessions_are_isolated_capped_and_expire() {
+    let sessions = witbox::Sessions::new(runner(""), 2, Duration::from_millis(300));
+    let a = sessions.create().await.unwrap();
+    let b = sessions.create().await.unwrap();
+    assert_ne!(a, b);
+    sessions.run(&a, "secret = 'only in a'").await.unwrap();
+    let o = sessions.run(&b, "secret").await.unwrap();
+    assert_eq!(error_type(&o), "NameError");
+    let o = sessions.run(&a, "secret").await.unwrap();
+    assert_eq!(o.value.as_deref(), Some("'only in a'"));
+    // Full.
+    let e = sessions.create().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Denied);
+    assert_eq!(
+        e.message,
+        "too many sessions: 2 are open, the limit is 2 (`max-sessions`); close one, or wait 0 s for idle ones to expire"
+    );
+    // Closing frees a place; a closed session is gone.
+    assert!(sessions.close(&b));
+    assert!(!sessions.close(&b));
+    let e = sessions.run(&b, "1").await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound);
+    let c = sessions.create().await.unwrap();
+    sessions.reset(&a).await.unwrap();
+    let o = sessions.run(&a, "secret").await.unwrap();
+    assert_eq!(error_type(&o), "NameError");
+    // Idle sessions expire.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(sessions.evict_idle(), 2);
+    assert!(sessions.is_empty());
+    assert_eq!(
+        sessions.run(&c, "1").await.unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+}
