@@ -5,7 +5,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use witbox::{EngineOptions, Manifest, Registry};
+use witbox::{EngineOptions, Manifest, Registry, Runner};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,7 +32,53 @@ fn show(d: Duration) -> String {
     }
 }
 
+fn minflt() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split_whitespace().nth(7).unwrap().parse().unwrap()
+}
+
+fn probe() {
+    let manifest = Manifest::load(&root().join("witbox.toml")).unwrap();
+    let options = EngineOptions {
+        cache_dir: Some(root().join("target/bench-cache")),
+        ..Default::default()
+    };
+    let registry = Registry::load(
+        &Manifest {
+            component: vec![],
+            ..manifest.clone()
+        },
+        options,
+    )
+    .unwrap();
+    let runner = Runner::load(&manifest, &manifest.runner, registry).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for _ in 0..30 { let mut s = runner.session().await.unwrap(); s.run("").await.unwrap(); }
+        for code in ["", "pass", "print(1+1)"] {
+            let f0 = minflt();
+            let t = Instant::now();
+            let mut s = runner.session().await.unwrap();
+            let (t1, f1) = (t.elapsed(), minflt());
+            let t = Instant::now();
+            s.run(code).await.unwrap();
+            let (t2, f2) = (t.elapsed(), minflt());
+            let t = Instant::now();
+            s.run(code).await.unwrap();
+            let (t3, f3) = (t.elapsed(), minflt());
+            println!("{code:?}: inst {t1:?} ({} faults) first {t2:?} ({} faults) second {t3:?} ({} faults)", f1 - f0, f2 - f1, f3 - f2);
+        }
+    });
+}
+
 fn main() {
+    if std::env::var_os("PROBE").is_some() {
+        return probe();
+    }
     let cache = root().join("target/bench-cache");
     let manifest_path = root().join("witbox.toml");
     let manifest = Manifest::load(&manifest_path).expect("run `cargo xtask build` first");
@@ -44,9 +90,13 @@ fn main() {
     };
 
     // Compile from scratch vs. load from the on-disk cache.
-    let _ = std::fs::remove_dir_all(&cache);
+    let cold = EngineOptions {
+        cache_dir: Some(root().join("target/bench-cache-cold")),
+        ..Default::default()
+    };
+    let _ = std::fs::remove_dir_all(cold.cache_dir.as_ref().unwrap());
     let t = Instant::now();
-    Registry::load(&manifest, options.clone()).unwrap();
+    Registry::load(&manifest, cold).unwrap();
     rows.push((
         "load quadratic + weather, cold (Cranelift compile)".into(),
         show(t.elapsed()),
@@ -92,7 +142,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let registry = Registry::load(&manifest, options).unwrap();
+    let registry = Registry::load(&manifest, options.clone()).unwrap();
     let args = json!({"a": 1, "b": -3, "c": 2});
     rt.block_on(async {
         for _ in 0..200 {
@@ -146,12 +196,14 @@ fn main() {
         ));
     });
 
+    python(&manifest, &manifest_path, &options, &rt, &mut rows);
+
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     println!("\nwitbox bench ({cores} cores, release build, wasmtime 48.0.8)\n");
     let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
-    println!("| {:w$} | {:>10} | {} |", "measure", "time", "samples");
+    println!("| {:w$} | {:>10} | samples |", "measure", "time");
     println!(
         "|{}|{}|{}|",
         "-".repeat(w + 2),
@@ -161,4 +213,258 @@ fn main() {
     for (name, time, note) in rows {
         println!("| {name:w$} | {time:>10} | {note} |");
     }
+}
+
+/// Python: whole process, fresh sandboxes, warm runs, tool round trips, CPU-bound
+/// code against native CPython, memory per session, throughput.
+fn python(
+    manifest: &Manifest,
+    manifest_path: &Path,
+    options: &EngineOptions,
+    rt: &tokio::runtime::Runtime,
+    rows: &mut Vec<(String, String, String)>,
+) {
+    let mut with_tools = manifest.clone();
+    with_tools.runner.policy.call_tools = vec!["quadratic_solve".into()];
+    let registry = Registry::load(&with_tools, options.clone()).unwrap();
+    let t = Instant::now();
+    let runner = Runner::load(&with_tools, &with_tools.runner, registry).unwrap();
+    rows.push((
+        "load the Python runner (cache warm after the first bench)".into(),
+        show(t.elapsed()),
+        "1 run".into(),
+    ));
+
+    // Whole process, interleaved with native CPython.
+    let cache = options.cache_dir.clone().unwrap();
+    let witbox_run = || {
+        let t = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_witbox"))
+            .arg("--manifest")
+            .arg(manifest_path)
+            .args(["run", "-c", "print(1+1)"])
+            .env("WITBOX_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n", "{out:?}");
+        t.elapsed()
+    };
+    let native_run = || {
+        let t = Instant::now();
+        let out = Command::new(python3())
+            .args(["-c", "print(1+1)"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
+        t.elapsed()
+    };
+    witbox_run();
+    native_run();
+    let (mut ours, mut native) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        ours.push(witbox_run());
+        native.push(native_run());
+    }
+    let (ours, native) = (median(ours), median(native));
+    rows.push((
+        "whole process `witbox run -c 'print(1+1)'` (warm cache)".into(),
+        show(ours),
+        format!(
+            "median of 20; `python3 -c` {} → {:.2}× native",
+            show(native),
+            ours.as_secs_f64() / native.as_secs_f64()
+        ),
+    ));
+
+    rt.block_on(async {
+        // A fresh sandbox: new store + instance + first run.
+        for _ in 0..20 {
+            let mut s = runner.session().await.unwrap();
+            s.run("print(1+1)").await.unwrap();
+        }
+        let (mut inst, mut first) = (Vec::new(), Vec::new());
+        for _ in 0..300 {
+            let t = Instant::now();
+            let mut s = runner.session().await.unwrap();
+            inst.push(t.elapsed());
+            let t = Instant::now();
+            s.run("print(1+1)").await.unwrap();
+            first.push(t.elapsed());
+        }
+        rows.push((
+            "  of which: new store + instantiate".into(),
+            show(median(inst)),
+            "median of 300".into(),
+        ));
+        rows.push((
+            "  of which: the first run".into(),
+            show(median(first)),
+            "median of 300".into(),
+        ));
+        let mut fresh = Vec::new();
+        for _ in 0..300 {
+            let t = Instant::now();
+            let mut s = runner.session().await.unwrap();
+            let o = s.run("print(1+1)").await.unwrap();
+            fresh.push(t.elapsed());
+            assert_eq!(o.stdout, "2\n");
+        }
+        rows.push((
+            "fresh sandbox: new instance + first `run(\"print(1+1)\")`".into(),
+            show(median(fresh.clone())),
+            format!("median of 300, p90 {}", show(p90(fresh))),
+        ));
+
+        let mut s = runner.session().await.unwrap();
+        let mut warm = Vec::new();
+        for i in 0..3000 {
+            let t = Instant::now();
+            s.run("print(1+1)").await.unwrap();
+            if i >= 100 {
+                warm.push(t.elapsed());
+            }
+        }
+        rows.push((
+            "warm `run(\"print(1+1)\")` in a session".into(),
+            show(median(warm.clone())),
+            format!("median of 2900, p90 {}", show(p90(warm))),
+        ));
+
+        let mut trips = Vec::new();
+        for i in 0..1100 {
+            let t = Instant::now();
+            let o = s.run("r = quadratic_solve(1, -3, 2)").await.unwrap();
+            if i >= 100 {
+                trips.push(t.elapsed());
+            }
+            assert!(o.ok(), "{o:?}");
+        }
+        rows.push((
+            "run with one Python → host → quadratic → Python call".into(),
+            show(median(trips.clone())),
+            format!("median of 1000, p90 {}", show(p90(trips))),
+        ));
+
+        // CPU-bound code, guest vs native in-process exec, interleaved.
+        for (name, code) in CPU {
+            let mut guest = Vec::new();
+            let mut native = Vec::new();
+            s.run(code).await.unwrap();
+            for _ in 0..7 {
+                let t = Instant::now();
+                let o = s.run(code).await.unwrap();
+                guest.push(t.elapsed());
+                assert!(o.ok(), "{o:?}");
+                native.push(native_exec(code));
+            }
+            let (g, n) = (median(guest), median(native));
+            rows.push((
+                format!("CPU: {name}"),
+                show(g),
+                format!(
+                    "median of 7; native exec {} → {:.2}× native",
+                    show(n),
+                    g.as_secs_f64() / n.as_secs_f64()
+                ),
+            ));
+        }
+
+        // Memory: RSS growth per live, idle session.
+        let before = rss();
+        let mut live = Vec::new();
+        for _ in 0..50 {
+            let mut s = runner.session().await.unwrap();
+            s.run("x = [i * i for i in range(100)]").await.unwrap();
+            live.push(s);
+        }
+        let per = (rss() - before) / 50.0;
+        drop(live);
+        rows.push((
+            "RSS per live idle session".into(),
+            format!("{per:.2} MiB"),
+            "50 sessions, each ran a cell".into(),
+        ));
+    });
+
+    // Throughput: fresh sandboxes per second on 2 threads.
+    let rt2 = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let n = 2000;
+    let t = Instant::now();
+    rt2.block_on(async {
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let r = runner.clone();
+                tokio::spawn(async move {
+                    for _ in 0..n / 2 {
+                        let mut s = r.session().await.unwrap();
+                        s.run("print(1+1)").await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    rows.push((
+        "fresh sandboxes (instance + first run) per second, 2 threads".into(),
+        format!("{:.0}/s", n as f64 / t.elapsed().as_secs_f64()),
+        format!("{n} sandboxes"),
+    ));
+}
+
+/// The same code in the sandbox and in native CPython.
+const CPU: [(&str, &str); 3] = [
+    (
+        "fib(25)",
+        "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\nfib(25)",
+    ),
+    (
+        "JSON round trip, 20k records",
+        "import json\nrows = [{'id': i, 'name': f'item {i}', 'tags': ['a', 'b'], 'price': i * 0.5} for i in range(20000)]\nlen(json.loads(json.dumps(rows)))",
+    ),
+    (
+        "regex over 2 MB of text",
+        "import re\ntext = ' '.join(f'user{i}@example.com called +1-555-{i:04d} on 2024-01-{i % 28 + 1:02d}' for i in range(30000))\nlen(re.findall(r'[\\w.]+@[\\w.]+|\\+\\d-\\d{3}-\\d{4}|\\d{4}-\\d{2}-\\d{2}', text))",
+    ),
+];
+
+/// Native CPython running `code` with `exec` in its own process (start-up not counted).
+fn native_exec(code: &str) -> Duration {
+    let script = format!(
+        "import time\ncode = compile({code:?}, '<cell>', 'exec')\nt = time.perf_counter()\nexec(code, {{}})\nprint(time.perf_counter() - t)"
+    );
+    let out = Command::new(python3())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let secs: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("native python failed: {out:?}"));
+    Duration::from_secs_f64(secs)
+}
+
+/// The real `python3` executable (not a pyenv shim, which adds ~100 ms per start).
+fn python3() -> PathBuf {
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 is needed for the native baselines");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// This process's resident memory in MiB.
+fn rss() -> f64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: f64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096.0 / (1 << 20) as f64
 }

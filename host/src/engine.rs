@@ -82,15 +82,67 @@ impl Engine {
     /// Compiles a component, or loads it from the cache if these bytes were
     /// compiled before by an engine with the same configuration.
     pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<Component> {
+        self.compile_keyed(name, wasm).map(|(c, _)| c)
+    }
+
+    /// Like [`Engine::compile`] for a file, without reading or hashing it when
+    /// the cache already holds it: a small index maps the file's path, size and
+    /// modification time to the content key of its compiled form. (The Python
+    /// runner is 25 MB: hashing it would take longer than starting a session.)
+    pub fn compile_file(&self, name: &str, path: &Path) -> Result<Component> {
+        let index = self.options.cache_dir.as_ref().and_then(|dir| {
+            let meta = std::fs::metadata(path).ok()?;
+            let mtime = meta
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?;
+            let full = std::fs::canonicalize(path).ok()?;
+            let mut h = Sha256::new();
+            h.update(full.as_os_str().as_encoded_bytes());
+            h.update(meta.len().to_le_bytes());
+            h.update(mtime.as_nanos().to_le_bytes());
+            h.update(self.compat().to_le_bytes());
+            let hex: String = h
+                .finalize()
+                .iter()
+                .take(16)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            Some(dir.join("by-file").join(hex))
+        });
+        if let Some(index) = &index
+            && let Ok(key) = std::fs::read_to_string(index)
+            && let Some(dir) = &self.options.cache_dir
+        {
+            let cwasm = dir.join(format!("{}.cwasm", key.trim()));
+            // SAFETY: as in `compile_keyed`: our own cache, checked by wasmtime.
+            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, &cwasm) } {
+                return Ok(c);
+            }
+        }
+        let bytes =
+            std::fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+        crate::registry::check_is_component(&bytes)?;
+        let (component, key) = self.compile_keyed(name, &bytes)?;
+        if let (Some(index), Some(key)) = (index, key) {
+            let _ = std::fs::create_dir_all(index.parent().expect("index has a folder"))
+                .and_then(|()| std::fs::write(&index, key));
+        }
+        Ok(component)
+    }
+
+    fn compile_keyed(&self, name: &str, wasm: &[u8]) -> Result<(Component, Option<String>)> {
         let Some(dir) = &self.options.cache_dir else {
-            return self.compile_now(name, wasm);
+            return Ok((self.compile_now(name, wasm)?, None));
         };
-        let path = dir.join(format!("{}.cwasm", self.cache_key(wasm)));
+        let key = self.cache_key(wasm);
+        let path = dir.join(format!("{key}.cwasm"));
         if path.exists() {
             // SAFETY: the file was written by `Component::serialize` below, into
             // witbox's own cache folder, and wasmtime checks that it matches this engine.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok(c),
+                Ok(c) => return Ok((c, Some(key))),
                 Err(e) => eprintln!(
                     "witbox: ignoring stale cache entry `{}`: {e:#}",
                     path.display()
@@ -104,7 +156,7 @@ impl Engine {
                 dir.display()
             );
         }
-        Ok(component)
+        Ok((component, Some(key)))
     }
 
     fn compile_now(&self, name: &str, wasm: &[u8]) -> Result<Component> {
@@ -118,10 +170,15 @@ impl Engine {
     /// (wasmtime version, target, fuel, epochs, ...).
     fn cache_key(&self, wasm: &[u8]) -> String {
         let digest = Sha256::digest(wasm);
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("{hex}-{:016x}", self.compat())
+    }
+
+    /// A hash of everything in the engine that changes compiled code.
+    fn compat(&self) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
-        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("{hex}-{:016x}", h.finish())
+        h.finish()
     }
 }
 

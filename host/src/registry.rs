@@ -237,7 +237,7 @@ impl Registry {
             })?;
         let outcome = tokio::time::timeout(sandbox.timeout, async {
             let instance = loaded.pre.instantiate_async(&mut store).await?;
-            let func = instance.get_func(&mut store, &tool.export).ok_or_else(|| {
+            let func = instance.get_func(&mut store, tool.export).ok_or_else(|| {
                 wasmtime::format_err!("the export of `{}` vanished", tool.function)
             })?;
             let mut results = vec![Val::Bool(false); func.ty(&store).results().len()];

@@ -10,7 +10,7 @@ use crate::bindings::{CodeRunner, CodeRunnerPre};
 use crate::engine::Engine;
 use crate::error::{ErrorKind, ToolError};
 use crate::manifest::{Manifest, RunnerEntry};
-use crate::registry::{Registry, check_is_component, linker};
+use crate::registry::{Registry, linker};
 use crate::sandbox::{Sandbox, State, tail};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -38,15 +38,15 @@ impl Runner {
     ) -> Result<Arc<Self>> {
         let engine = registry.engine().clone();
         let path = manifest.resolve(&entry.path);
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!(
-                "failed to read the code runner from `{}` (run `cargo xtask build` to build it)",
+        if !path.exists() {
+            anyhow::bail!(
+                "the code runner `{}` does not exist (run `cargo xtask build` to build it)",
                 path.display()
-            )
-        })?;
-        let fail = || format!("failed to load the code runner from `{}`", path.display());
-        check_is_component(&bytes).with_context(fail)?;
-        let component = engine.compile("python-runner", &bytes).with_context(fail)?;
+            );
+        }
+        let component = engine
+            .compile_file("python-runner", &path)
+            .with_context(|| format!("failed to load the code runner from `{}`", path.display()))?;
         let pre = linker(&engine)?
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)

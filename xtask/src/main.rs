@@ -218,6 +218,9 @@ timeout-ms = 5000
 [component.config]
 geocoding-url = "{url}"
 forecast-url = "{url}"
+
+[runner]
+path = "../guests/python-runner.wasm"
 "#,
         url = server.url()
     );
@@ -289,6 +292,26 @@ max-output-bytes = 4096
         &["call", "testkit_read_file", r#"{"path": "/etc/passwd"}"#],
     )?;
     run_with(&limits, &["call", "testkit_get_env", r#"{"name": "HOME"}"#])?;
+
+    step(
+        "demo: Python cells in a sandboxed session (the first run compiles the runner once, ~15 s)",
+    );
+    witbox(&["run", "-c", "x = 5 + 3", "-c", "x * 2"])?;
+    witbox(&[
+        "run",
+        "--tool",
+        "quadratic_solve",
+        "--tool",
+        "weather_current",
+        "-c",
+        "print(quadratic_solve(1, -3, 2))\nw = weather_current(city='Paris')\nprint(w['city'], w['temperature-c'], w['description'])",
+    ])?;
+    step("demo: Python limits");
+    witbox(&["run", "--timeout-ms", "500", "-c", "while True: pass"])?;
+    witbox(&["run", "--memory-mb", "64", "-c", "x = bytes(10**9)"])?;
+    witbox(&["run", "-c", "open('/etc/passwd').read()"])?;
+    witbox(&["run", "-c", "import socket"])?;
+    witbox(&["run", "-c", "quadratic_solve(1, -3, 2)"])?;
     Ok(())
 }
 

@@ -94,7 +94,7 @@ pub async fn start(
             );
         }
     }
-    Ok(Arc::clone(&runner).session().await?)
+    Arc::clone(&runner).session().await
 }
 
 /// Splits a file into cells at `# %%` lines.
