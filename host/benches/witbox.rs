@@ -32,12 +32,15 @@ fn show(d: Duration) -> String {
     }
 }
 
+/// Minor page faults of this process so far.
 fn minflt() -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     after.split_whitespace().nth(7).unwrap().parse().unwrap()
 }
 
+/// `PROBE=1 cargo bench -p witbox --bench witbox`: where a fresh Python sandbox
+/// spends its time (instantiate, first run, second run) and how many page faults each takes.
 fn probe() {
     let manifest = Manifest::load(&root().join("witbox.toml")).unwrap();
     let options = EngineOptions {

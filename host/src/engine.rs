@@ -52,8 +52,13 @@ impl Engine {
             .max_core_instance_size(8 << 20)
             .max_component_instance_size(8 << 20)
             .table_elements(100_000)
-            .linear_memory_keep_resident(1 << 20)
-            .table_keep_resident(1 << 20);
+            // A freed memory slot keeps the pages it dirtied in its first 16 MiB
+            // resident: with PAGEMAP_SCAN (Linux 6.7+) only those are restored, so
+            // the next instance in the slot starts without page faults or madvise.
+            // Bounded: 16 MiB per slot ever used.
+            .linear_memory_keep_resident(16 << 20)
+            .table_keep_resident(1 << 20)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = wasmtime::Engine::new(&config).map_err(anyhow::Error::from)?;
         let ticker = Ticker::start(engine.clone());

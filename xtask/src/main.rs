@@ -320,8 +320,12 @@ fn shell_quote(s: &str) -> String {
         .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
     {
         s.to_string()
-    } else {
+    } else if !s.contains('\'') {
         format!("'{s}'")
+    } else if !s.contains(['"', '$', '`', '\\', '!']) {
+        format!("\"{s}\"")
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
     }
 }
 

@@ -193,6 +193,9 @@ pub fn print_outcome(o: &RunOutcome) {
             let _ = writeln!(err, "{}: {}", e.kind, e.message);
         } else {
             let _ = err.write_all(e.traceback.as_bytes());
+            if !e.message.is_empty() && !e.traceback.contains(&e.message) {
+                let _ = writeln!(err, "({})", e.message);
+            }
         }
     }
     if let Some(why) = &o.restart_reason {
