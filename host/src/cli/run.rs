@@ -14,7 +14,7 @@ pub struct SessionFlags {
     /// Wall-time limit per cell in milliseconds (default: the runner policy's `timeout-ms`, 10000).
     #[arg(long, value_name = "N")]
     timeout_ms: Option<u64>,
-    /// Memory limit of the session in MiB (default: the runner policy's `memory-mb`, 128).
+    /// Memory limit of the session in MiB (default: the runner policy's `memory-mb`: 256 in the shipped witbox.toml, 128 if unset).
     #[arg(long, value_name = "N")]
     memory_mb: Option<u64>,
     /// Cap on what one cell may print, stdout and stderr together (default: `max-output-bytes`, 1 MiB).
