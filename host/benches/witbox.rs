@@ -372,20 +372,27 @@ fn python(
             ));
         }
 
-        // Memory: RSS growth per live, idle session.
-        let before = rss();
+        // Memory per live, idle session: RSS counts the runner's shared snapshot pages
+        // again in every instance that maps them; PSS shares them out, and the
+        // private pages are what a session costs on its own.
+        let before = memory();
         let mut live = Vec::new();
         for _ in 0..50 {
             let mut s = runner.session().await.unwrap();
             s.run("x = [i * i for i in range(100)]").await.unwrap();
             live.push(s);
         }
-        let per = (rss() - before) / 50.0;
+        let after = memory();
+        let per = |i: usize| (after[i] - before[i]) / 50.0;
         drop(live);
         rows.push((
-            "RSS per live idle session".into(),
-            format!("{per:.2} MiB"),
-            "50 sessions, each ran a cell".into(),
+            "memory per live idle session: RSS / PSS / private".into(),
+            format!("{:.2} MiB", per(0)),
+            format!(
+                "50 sessions, each ran a cell; PSS {:.2} MiB, private {:.2} MiB",
+                per(1),
+                per(2)
+            ),
         ));
     });
 
@@ -465,9 +472,20 @@ fn python3() -> PathBuf {
     .clone()
 }
 
-/// This process's resident memory in MiB.
-fn rss() -> f64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: f64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096.0 / (1 << 20) as f64
+/// This process's RSS, PSS and private memory in MiB (`/proc/self/smaps_rollup`).
+fn memory() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap();
+    let kb = |key: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let mib = |k: f64| k / 1024.0;
+    [
+        mib(kb("Rss:")),
+        mib(kb("Pss:")),
+        mib(kb("Private_Clean:") + kb("Private_Dirty:")),
+    ]
 }
