@@ -108,27 +108,17 @@ impl Engine {
             h.update(meta.len().to_le_bytes());
             h.update(mtime.as_nanos().to_le_bytes());
             h.update(self.compat().to_le_bytes());
-            let hex: String = h
-                .finalize()
-                .iter()
-                .take(16)
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            Some(dir.join("by-file").join(hex))
+            Some(dir.join("by-file").join(hex16(&h.finalize())))
         });
         if let Some(index) = &index
             && let Ok(key) = std::fs::read_to_string(index)
             && let Some(dir) = &self.options.cache_dir
+            && let Ok(Some(c)) = self.cached(dir, key.trim())
         {
-            let cwasm = dir.join(format!("{}.cwasm", key.trim()));
-            // SAFETY: as in `compile_keyed`: our own cache, checked by wasmtime.
-            if let Ok(c) = unsafe { Component::deserialize_file(&self.engine, &cwasm) } {
-                return Ok(c);
-            }
+            return Ok(c);
         }
         let bytes =
             std::fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?;
-        crate::registry::check_is_component(&bytes)?;
         let (component, key) = self.compile_keyed(name, &bytes)?;
         if let (Some(index), Some(key)) = (index, key) {
             let _ = std::fs::create_dir_all(index.parent().expect("index has a folder"))
@@ -138,23 +128,18 @@ impl Engine {
     }
 
     fn compile_keyed(&self, name: &str, wasm: &[u8]) -> Result<(Component, Option<String>)> {
+        check_is_component(wasm)?;
         let Some(dir) = &self.options.cache_dir else {
             return Ok((self.compile_now(name, wasm)?, None));
         };
         let key = self.cache_key(wasm);
-        let path = dir.join(format!("{key}.cwasm"));
-        if path.exists() {
-            // SAFETY: the file was written by `Component::serialize` below, into
-            // witbox's own cache folder, and wasmtime checks that it matches this engine.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok((c, Some(key))),
-                Err(e) => eprintln!(
-                    "witbox: ignoring stale cache entry `{}`: {e:#}",
-                    path.display()
-                ),
-            }
+        match self.cached(dir, &key) {
+            Ok(Some(c)) => return Ok((c, Some(key))),
+            Ok(None) => {}
+            Err(e) => eprintln!("witbox: ignoring stale cache entry `{key}.cwasm`: {e:#}"),
         }
         let component = self.compile_now(name, wasm)?;
+        let path = dir.join(format!("{key}.cwasm"));
         if let Err(e) = write_cache(&path, &component) {
             eprintln!(
                 "witbox: could not cache `{name}` in `{}`: {e:#}",
@@ -162,6 +147,20 @@ impl Engine {
             );
         }
         Ok((component, Some(key)))
+    }
+
+    /// The compiled component cached under `key`: `None` if there is none,
+    /// an error if the file is there but does not fit this engine.
+    fn cached(&self, dir: &Path, key: &str) -> Result<Option<Component>> {
+        let path = dir.join(format!("{key}.cwasm"));
+        if !path.exists() {
+            return Ok(None);
+        }
+        // SAFETY: the file was written by `Component::serialize` (`write_cache`), into
+        // witbox's own cache folder, and wasmtime checks that it matches this engine.
+        unsafe { Component::deserialize_file(&self.engine, &path) }
+            .map(Some)
+            .map_err(anyhow::Error::from)
     }
 
     fn compile_now(&self, name: &str, wasm: &[u8]) -> Result<Component> {
@@ -174,9 +173,7 @@ impl Engine {
     /// The wasm's SHA-256 plus a hash of everything in the engine that changes compiled code
     /// (wasmtime version, target, fuel, epochs, ...).
     fn cache_key(&self, wasm: &[u8]) -> String {
-        let digest = Sha256::digest(wasm);
-        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("{hex}-{:016x}", self.compat())
+        format!("{}-{:016x}", hex16(&Sha256::digest(wasm)), self.compat())
     }
 
     /// A hash of everything in the engine that changes compiled code.
@@ -185,6 +182,27 @@ impl Engine {
         self.engine.precompile_compatibility_hash().hash(&mut h);
         h.finish()
     }
+}
+
+/// The first 16 bytes of a digest, in hex.
+fn hex16(digest: &[u8]) -> String {
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Names the problem when the bytes are not a component.
+pub(crate) fn check_is_component(bytes: &[u8]) -> Result<()> {
+    if !bytes.starts_with(b"\0asm") {
+        anyhow::bail!("it is not WebAssembly (the file does not start with `\\0asm`)");
+    }
+    if wasmparser::Parser::is_core_wasm(bytes) {
+        anyhow::bail!(
+            "it is a core WebAssembly module, not a component; build it for `wasm32-wasip2` or wrap it with `wasm-tools component new`"
+        );
+    }
+    if !wasmparser::Parser::is_component(bytes) {
+        anyhow::bail!("it is WebAssembly of an unknown version or kind");
+    }
+    Ok(())
 }
 
 fn write_cache(path: &Path, component: &Component) -> Result<()> {

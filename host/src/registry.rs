@@ -57,6 +57,7 @@ pub struct Loaded {
 /// Every loaded component and the tools they give.
 pub struct Registry {
     engine: Engine,
+    linker: Linker<State>,
     components: Vec<Loaded>,
     tools: Vec<Tool>,
     by_name: HashMap<String, usize>,
@@ -68,9 +69,10 @@ impl Registry {
         options.fuel |=
             manifest.runner.policy.fuel > 0 || manifest.component.iter().any(|c| c.policy.fuel > 0);
         let engine = Engine::new(options)?;
-        let linker = linker(&engine)?;
+        let linker = new_linker(&engine)?;
         let mut registry = Registry {
             engine,
+            linker,
             components: Vec::new(),
             tools: Vec::new(),
             by_name: HashMap::new(),
@@ -79,7 +81,7 @@ impl Registry {
             let path = manifest.resolve(&entry.path);
             let sandbox = Sandbox::new(&entry.name, &entry.policy, &entry.config, manifest)
                 .with_context(|| format!("invalid policy for `{}`", entry.name))?;
-            registry.add(&linker, &entry.name, &path, sandbox)?;
+            registry.add(&entry.name, &path, sandbox)?;
         }
         Ok(Arc::new(registry))
     }
@@ -103,13 +105,7 @@ impl Registry {
         Self::load(&manifest, options)
     }
 
-    fn add(
-        &mut self,
-        linker: &Linker<State>,
-        name: &str,
-        path: &Path,
-        sandbox: Sandbox,
-    ) -> Result<()> {
+    fn add(&mut self, name: &str, path: &Path, sandbox: Sandbox) -> Result<()> {
         let bytes = std::fs::read(path).with_context(|| {
             format!("failed to read component `{name}` from `{}` (run `cargo xtask build` to build the guests)", path.display())
         })?;
@@ -119,9 +115,9 @@ impl Registry {
                 path.display()
             )
         };
-        check_is_component(&bytes).with_context(fail)?;
         let component = self.engine.compile(name, &bytes).with_context(fail)?;
-        let pre = linker
+        let pre = self
+            .linker
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| {
@@ -158,6 +154,11 @@ impl Registry {
     /// The engine every component of this registry runs on.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The linker every component of this registry (and the code runner) is instantiated with.
+    pub(crate) fn linker(&self) -> &Linker<State> {
+        &self.linker
     }
 
     /// Every tool, in manifest order.
@@ -353,7 +354,7 @@ pub(crate) fn to_wit_error(e: &ToolError) -> wit::ToolError {
 
 /// The linker every component is instantiated with: WASI (sockets denied per store),
 /// `wasi:http` behind the policy hook, `wasi:config`, and `witbox:agent/host`.
-pub(crate) fn linker(engine: &Engine) -> Result<Linker<State>> {
+fn new_linker(engine: &Engine) -> Result<Linker<State>> {
     let mut linker = Linker::new(engine.inner());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
@@ -364,22 +365,6 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<State>> {
     .map_err(anyhow::Error::from)?;
     wit::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(anyhow::Error::from)?;
     Ok(linker)
-}
-
-/// Names the problem when the bytes are not a component.
-pub(crate) fn check_is_component(bytes: &[u8]) -> Result<()> {
-    if !bytes.starts_with(b"\0asm") {
-        bail!("it is not WebAssembly (the file does not start with `\\0asm`)");
-    }
-    if wasmparser::Parser::is_core_wasm(bytes) {
-        bail!(
-            "it is a core WebAssembly module, not a component; build it for `wasm32-wasip2` or wrap it with `wasm-tools component new`"
-        );
-    }
-    if !wasmparser::Parser::is_component(bytes) {
-        bail!("it is WebAssembly of an unknown version or kind");
-    }
-    Ok(())
 }
 
 /// The component's WIT, with its docs.

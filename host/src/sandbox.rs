@@ -10,7 +10,7 @@ use crate::bindings::host::{self, LogLevel};
 use crate::engine::Engine;
 use crate::manifest::{DirMode, Manifest, Policy};
 use crate::net::{AllowList, HttpPolicy};
-use crate::registry::Registry;
+use crate::registry::{Registry, Tool};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,6 +96,11 @@ impl Sandbox {
     /// Whether this component may call the tool `name` through `host.call-tool`.
     pub fn may_call(&self, name: &str) -> bool {
         self.call_tools.iter().any(|p| p.matches(name))
+    }
+
+    /// The tools of `registry` this component may call, in registry order.
+    pub fn callable<'a>(&'a self, registry: &'a Registry) -> impl Iterator<Item = &'a Tool> + 'a {
+        registry.tools().iter().filter(|t| self.may_call(&t.name))
     }
 
     /// A fresh store for one call, with the deadline, memory cap and fuel armed.
@@ -284,10 +289,8 @@ impl host::Host for State {
         let Some(registry) = &self.registry else {
             return Vec::new();
         };
-        registry
-            .tools()
-            .iter()
-            .filter(|t| self.sandbox.may_call(&t.name))
+        self.sandbox
+            .callable(registry)
             .map(|t| host::ToolSpec {
                 name: t.name.clone(),
                 description: t.description.clone(),

@@ -10,7 +10,7 @@ use crate::bindings::{CodeRunner, CodeRunnerPre};
 use crate::engine::Engine;
 use crate::error::{ErrorKind, ToolError};
 use crate::manifest::{Manifest, RunnerEntry};
-use crate::registry::{Registry, linker};
+use crate::registry::Registry;
 use crate::sandbox::{Sandbox, State, tail};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -47,7 +47,8 @@ impl Runner {
         let component = engine
             .compile_file("python-runner", &path)
             .with_context(|| format!("failed to load the code runner from `{}`", path.display()))?;
-        let pre = linker(&engine)?
+        let pre = registry
+            .linker()
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("failed to link the code runner `{}`", path.display()))?;
@@ -76,10 +77,8 @@ impl Runner {
 
     /// The tools a session may call, by name.
     pub fn tool_names(&self) -> Vec<String> {
-        self.registry
-            .tools()
-            .iter()
-            .filter(|t| self.sandbox.may_call(&t.name))
+        self.sandbox
+            .callable(&self.registry)
             .map(|t| t.name.clone())
             .collect()
     }
@@ -139,7 +138,7 @@ impl RunError {
 }
 
 /// What one run produced.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunOutcome {
     /// What the code printed to stdout (capped at `max-output-bytes`, with a marker).
     pub stdout: String,
@@ -213,32 +212,29 @@ impl Session {
         let fuel_used = (sandbox.fuel > 0)
             .then(|| self.store.get_fuel().ok().map(|left| budget - left))
             .flatten();
-        let tool_calls = self.store.data().tool_calls;
-        let (mut result, error) = match outcome {
+        let state = self.store.data();
+        let (tool_limit_hit, memory_hit) = (state.tool_limit_hit, state.limiter.memory_hit);
+        let mut result = RunOutcome {
+            tool_calls: state.tool_calls,
+            fuel_used,
+            ..RunOutcome::default()
+        };
+        let killed = match outcome {
             Ok(Ok(Ok(r))) => {
-                let final_answer = r
+                result.stdout = r.stdout;
+                result.stderr = r.stderr;
+                result.value = r.value;
+                result.final_answer = r
                     .final_answer
                     .map(|a| serde_json::from_str(&a).unwrap_or(Value::String(a)));
-                let error = r.error.map(|e| RunError {
+                result.error = r.error.map(|e| RunError {
                     kind: e.type_,
                     message: e.message,
                     traceback: e.traceback,
                     line: e.line,
                     column: e.column,
                 });
-                let out = RunOutcome {
-                    stdout: r.stdout,
-                    stderr: r.stderr,
-                    value: r.value,
-                    error: None,
-                    final_answer,
-                    session_restarted: false,
-                    restart_reason: None,
-                    tool_calls,
-                    fuel_used,
-                    duration_us: 0,
-                };
-                (out, error)
+                None
             }
             Ok(Ok(Err(RunFailure::InvalidInput(m)))) => {
                 return Err(ToolError::new(ErrorKind::InvalidArguments, m));
@@ -246,39 +242,38 @@ impl Session {
             Ok(Ok(Err(RunFailure::Other(m)))) => {
                 return Err(ToolError::new(ErrorKind::Internal, m));
             }
-            Ok(Err(e)) => {
-                let error = self.killed(&e);
-                self.restart(&error).await?;
-                (self.empty(tool_calls, fuel_used, &error), Some(error))
-            }
-            Err(_elapsed) => {
-                let error = RunError::host("Timeout", self.timeout_message());
-                self.restart(&error).await?;
-                (self.empty(tool_calls, fuel_used, &error), Some(error))
-            }
+            Ok(Err(e)) => Some(self.killed(&e)),
+            Err(_elapsed) => Some(RunError::host("Timeout", self.timeout_message())),
         };
-        result.error = match error {
-            _ if self.store.data().tool_limit_hit => Some(RunError::host(
+        if let Some(why) = killed {
+            self.restart(&why).await?;
+            result.session_restarted = true;
+            result.restart_reason = Some(format!(
+                "{}: {}; the session's globals are gone",
+                why.kind, why.message
+            ));
+            result.error = Some(why);
+        } else if tool_limit_hit {
+            result.error = Some(RunError::host(
                 "ToolCallLimit",
                 format!(
                     "the run reached its limit of {} tool calls (`max-tool-calls`)",
                     sandbox.max_tool_calls
                 ),
-            )),
-            Some(mut e) if e.kind == "MemoryError" && self.store.data().limiter.memory_hit => {
-                let limit = format!(
-                    "the session reached its memory limit of {} MiB (`memory-mb`)",
-                    sandbox.memory_bytes >> 20
-                );
-                e.message = if e.message.is_empty() {
-                    limit
-                } else {
-                    format!("{}; {limit}", e.message)
-                };
-                Some(e)
-            }
-            e => e,
-        };
+            ));
+        } else if let Some(e) = result.error.as_mut().filter(|e| e.kind == "MemoryError")
+            && memory_hit
+        {
+            let limit = format!(
+                "the session reached its memory limit of {} MiB (`memory-mb`)",
+                sandbox.memory_bytes >> 20
+            );
+            e.message = if e.message.is_empty() {
+                limit
+            } else {
+                format!("{}; {limit}", e.message)
+            };
+        }
         // The runner caps output itself; this only guards against a runner that does not.
         let cap = sandbox.max_output + 200;
         for text in [&mut result.stdout, &mut result.stderr] {
@@ -370,24 +365,6 @@ impl Session {
         self.store = store;
         self.bindings = bindings;
         Ok(())
-    }
-
-    fn empty(&self, tool_calls: u32, fuel_used: Option<u64>, why: &RunError) -> RunOutcome {
-        RunOutcome {
-            stdout: String::new(),
-            stderr: String::new(),
-            value: None,
-            error: None,
-            final_answer: None,
-            session_restarted: true,
-            restart_reason: Some(format!(
-                "{}: {}; the session's globals are gone",
-                why.kind, why.message
-            )),
-            tool_calls,
-            fuel_used,
-            duration_us: 0,
-        }
     }
 }
 

@@ -5,7 +5,6 @@ use clap::Args;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use witbox::{EngineOptions, Manifest, Registry, RunOutcome, Runner, Session};
 
 /// Limits and grants that override the manifest's `[runner.policy]` for this session.
@@ -77,8 +76,7 @@ pub async fn start(
         tool_manifest.component.clear();
     }
     let registry = Registry::load(&tool_manifest, options)?;
-    let entry = manifest.runner.clone();
-    let runner = Runner::load(&manifest, &entry, registry.clone())?;
+    let runner = Runner::load(&manifest, &manifest.runner, registry.clone())?;
     for pattern in &flags.tools {
         let p = glob::Pattern::new(pattern)
             .with_context(|| format!("invalid `--tool` pattern `{pattern}`"))?;
@@ -94,7 +92,7 @@ pub async fn start(
             );
         }
     }
-    Arc::clone(&runner).session().await
+    runner.session().await
 }
 
 /// Splits a file into cells at `# %%` lines.
@@ -119,7 +117,7 @@ pub async fn run(
     options: EngineOptions,
     args: RunArgs,
 ) -> Result<ExitCode> {
-    let mut cells = args.cells.clone();
+    let mut cells = args.cells;
     if let Some(file) = &args.file {
         let text = if file.as_os_str() == "-" {
             let mut s = String::new();
