@@ -373,16 +373,8 @@ def _execute(code, filename):
             if value is not None:
                 return repr(value), None
         return None, None
-    except _FinalAnswer:
+    except _Stop:  # final_answer, or the output limit (which `run` reports)
         return None, None
-    except _OutputLimit:
-        return None, RunError(
-            type="OutputLimit",
-            message="the run wrote more than its output limit, so it was stopped",
-            traceback="",
-            line=None,
-            column=None,
-        )
     except BaseException as e:  # noqa: BLE001 - every user error is a result
         if _run.final is not None:
             return None, None
@@ -409,7 +401,7 @@ class Runner(exports.Runner):
             value, error = _execute(code, filename)
         finally:
             sys.stdout, sys.stderr = saved
-        if budget.hit and (error is None or error.type != "OutputLimit"):
+        if budget.hit:
             error = RunError(
                 type="OutputLimit",
                 message="the run wrote more than its output limit, so it was stopped",
