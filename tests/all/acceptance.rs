@@ -5,7 +5,6 @@
 
 use crate::support::*;
 use serde_json::Value;
-use std::process::Command;
 
 fn cases() -> Vec<Value> {
     let mut cases: Vec<Value> = Vec::new();
@@ -31,11 +30,8 @@ fn cases() -> Vec<Value> {
 }
 
 fn run_case(manifest: &std::path::Path, case: &Value) -> Result<(), String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_witbox"));
-    cmd.arg("--manifest")
-        .arg(manifest)
-        .args(["run", "--json"])
-        .env("WITBOX_CACHE_DIR", root().join("target/test-cache"));
+    let mut cmd = witbox_command(manifest);
+    cmd.args(["run", "--json"]);
     let options = case["options"].as_object().cloned().unwrap_or_default();
     for (key, value) in &options {
         let flag = match key.as_str() {

@@ -2,14 +2,11 @@
 
 use crate::support::*;
 use serde_json::{Value, json};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn witbox(manifest: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_witbox"))
-        .arg("--manifest")
-        .arg(manifest)
+    witbox_command(manifest)
         .args(args)
-        .env("WITBOX_CACHE_DIR", root().join("target/test-cache"))
         .output()
         .expect("failed to run witbox")
 }
@@ -144,11 +141,8 @@ fn python(args: &[&str], input: &str) -> Output {
     drop(runner("")); // compile once, in process, before the CLI reads the cache
     let dir = TempDir::new("cli-py");
     let m = dir.write("witbox.toml", runner_manifest(""));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_witbox"))
-        .arg("--manifest")
-        .arg(&m)
+    let mut child = witbox_command(&m)
         .args(args)
-        .env("WITBOX_CACHE_DIR", root().join("target/test-cache"))
         .env("HOME", dir.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

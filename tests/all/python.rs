@@ -57,12 +57,8 @@ async fn what_the_sandbox_lacks_fails_with_a_clear_import_error() {
         ("urllib.request", "no network"),
     ] {
         let o = cell(&mut s, &format!("import {module}")).await;
-        let e = o.error.expect(module);
-        assert_eq!(e.kind, "ImportError");
-        assert_eq!(
-            e.message,
-            format!("module `{module}` is not available: the witbox sandbox has {why}")
-        );
+        let message = format!("module `{module}` is not available: the witbox sandbox has {why}");
+        assert_eq!(error_of(&o), ("ImportError", message.as_str()));
     }
 }
 
@@ -99,7 +95,7 @@ async fn cells_behave_like_a_notebook() {
     // reset() forgets everything.
     s.reset().await.unwrap();
     let o = cell(&mut s, "x").await;
-    assert_eq!(error_type(&o), "NameError");
+    assert_eq!(error_of(&o).0, "NameError");
     let o = cell(&mut s, "__name__").await;
     assert_eq!(o.value.as_deref(), Some("'__main__'"));
 }
@@ -171,11 +167,12 @@ async fn granted_tools_are_python_functions() {
     );
     // The host checks arguments against the schema before the tool runs.
     let o = cell(&mut s, "quadratic_solve(a='x', b=1, c=2)").await;
-    let e = o.error.unwrap();
-    assert_eq!(e.kind, "ToolError");
     assert_eq!(
-        e.message,
-        "invalid arguments for `quadratic_solve`: `a`: expected a number, got the string \"x\""
+        error_of(&o),
+        (
+            "ToolError",
+            "invalid arguments for `quadratic_solve`: `a`: expected a number, got the string \"x\""
+        )
     );
     // Python checks the call against the signature.
     let o = cell(&mut s, "quadratic_solve(1, 2)").await;
@@ -189,7 +186,7 @@ async fn granted_tools_are_python_functions() {
 async fn tools_not_granted_do_not_exist_and_the_raw_import_is_denied() {
     let mut s = session("").await;
     let o = cell(&mut s, "quadratic_solve(1, -3, 2)").await;
-    assert_eq!(error_type(&o), "NameError");
+    assert_eq!(error_of(&o).0, "NameError");
     let o = cell(
         &mut s,
         "from wit_world.imports import host\ntry:\n    host.call_tool('quadratic_solve', '{\"a\": 1, \"b\": -3, \"c\": 2}')\nexcept Exception as e:\n    r = repr(e.value)\nr",
@@ -214,9 +211,8 @@ async fn tool_calls_per_run_are_limited() {
     .await;
     assert_eq!(o.stdout, "3\n");
     assert_eq!(o.tool_calls, 3);
-    let e = o.error.unwrap();
     assert_eq!(
-        (e.kind.as_str(), e.message.as_str()),
+        error_of(&o),
         (
             "ToolCallLimit",
             "the run reached its limit of 3 tool calls (`max-tool-calls`)"
@@ -244,9 +240,8 @@ async fn a_spin_is_stopped_and_the_session_restarts_empty() {
         let o = cell(&mut s, code).await;
         // A limit check, not a benchmark: the limit plus 1 s.
         assert!(started.elapsed() < Duration::from_millis(1300), "{code}");
-        let e = o.error.as_ref().unwrap();
         assert_eq!(
-            (e.kind.as_str(), e.message.as_str()),
+            error_of(&o),
             (
                 "Timeout",
                 "the run was stopped after its time limit of 300 ms"
@@ -263,7 +258,7 @@ async fn a_spin_is_stopped_and_the_session_restarts_empty() {
     }
     // The session lives on, empty.
     let o = cell(&mut s, "x").await;
-    assert_eq!(error_type(&o), "NameError");
+    assert_eq!(error_of(&o).0, "NameError");
     // The deadline is re-armed for every run: a fast run after a slow one is fine.
     let o = cell(&mut s, "import time\ntime.sleep(0.2)\n'ok'").await;
     assert_eq!(o.value.as_deref(), Some("'ok'"));
@@ -280,9 +275,8 @@ async fn a_memory_bomb_is_a_memory_error_and_the_session_survives() {
         "l = []\nwhile True:\n    l.append(bytes(10**6))",
     ] {
         let o = cell(&mut s, code).await;
-        let e = o.error.unwrap();
         assert_eq!(
-            (e.kind.as_str(), e.message.as_str()),
+            error_of(&o),
             (
                 "MemoryError",
                 "the session reached its memory limit of 64 MiB (`memory-mb`)"
@@ -299,9 +293,8 @@ async fn a_memory_bomb_is_a_memory_error_and_the_session_survives() {
 async fn an_output_flood_is_cut_at_the_limit_with_a_marker() {
     let mut s = session("max-output-bytes = 1000").await;
     let o = cell(&mut s, "for i in range(10**7):\n    print(i)").await;
-    let e = o.error.as_ref().unwrap();
     assert_eq!(
-        (e.kind.as_str(), e.message.as_str()),
+        error_of(&o),
         (
             "OutputLimit",
             "the run wrote more than its output limit, so it was stopped"
@@ -313,7 +306,7 @@ async fn an_output_flood_is_cut_at_the_limit_with_a_marker() {
     assert!(o.stdout.starts_with("0\n1\n2\n"));
     // `except BaseException` does not get past the limit either.
     let o = cell(&mut s, "for i in range(10**4):\n    try:\n        print('x' * 100)\n    except BaseException:\n        pass\n'done'").await;
-    assert_eq!(error_type(&o), "OutputLimit");
+    assert_eq!(error_of(&o).0, "OutputLimit");
     assert!(o.stdout.len() <= 1000 + marker.len());
     // The session is fine.
     assert_eq!(cell(&mut s, "print('ok')").await.stdout, "ok\n");
@@ -380,12 +373,7 @@ async fn nothing_of_the_host_is_reachable() {
         ),
     ] {
         let o = cell(&mut s, code).await;
-        let e = o.error.expect(code);
-        assert_eq!(
-            (e.kind.as_str(), e.message.as_str()),
-            (kind, message),
-            "{code}"
-        );
+        assert_eq!(error_of(&o), (kind, message), "{code}");
     }
     let o = cell(&mut s, "import os\n(dict(os.environ), os.getcwd())").await;
     assert_eq!(o.value.as_deref(), Some("({}, '/')"));
@@ -441,7 +429,7 @@ async fn sessions_are_isolated_capped_and_expire() {
     assert_ne!(a, b);
     sessions.run(&a, "secret = 'only in a'").await.unwrap();
     let o = sessions.run(&b, "secret").await.unwrap();
-    assert_eq!(error_type(&o), "NameError");
+    assert_eq!(error_of(&o).0, "NameError");
     let o = sessions.run(&a, "secret").await.unwrap();
     assert_eq!(o.value.as_deref(), Some("'only in a'"));
     // Full.
@@ -459,7 +447,7 @@ async fn sessions_are_isolated_capped_and_expire() {
     let c = sessions.create().await.unwrap();
     sessions.reset(&a).await.unwrap();
     let o = sessions.run(&a, "secret").await.unwrap();
-    assert_eq!(error_type(&o), "NameError");
+    assert_eq!(error_of(&o).0, "NameError");
     // Idle sessions expire.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(sessions.evict_idle(), 2);

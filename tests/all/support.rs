@@ -54,6 +54,15 @@ impl Drop for TempDir {
     }
 }
 
+/// The real `witbox` binary with `--manifest` and the tests' compile cache.
+pub fn witbox_command(manifest: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_witbox"));
+    cmd.arg("--manifest")
+        .arg(manifest)
+        .env("WITBOX_CACHE_DIR", root().join("target/test-cache"));
+    cmd
+}
+
 /// Compiled components are cached here, so only the first test run compiles.
 pub fn options() -> EngineOptions {
     EngineOptions {
@@ -131,11 +140,6 @@ pub async fn session(policy: &str) -> witbox::Session {
 /// Runs one cell; panics if it could not run at all.
 pub async fn cell(session: &mut witbox::Session, code: &str) -> witbox::RunOutcome {
     session.run(code).await.unwrap()
-}
-
-/// The error type of an outcome, or "" when it succeeded.
-pub fn error_type(o: &witbox::RunOutcome) -> &str {
-    o.error.as_ref().map(|e| e.kind.as_str()).unwrap_or("")
 }
 
 /// The error type and message of an outcome, or ("", "") when it succeeded.
