@@ -24,6 +24,16 @@ fn p90(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() * 9 / 10]
 }
 
+/// A table row for repeated samples: the median, and how many with the p90.
+fn timing(name: &str, samples: Vec<Duration>) -> (String, String, String) {
+    let n = samples.len();
+    (
+        name.to_string(),
+        show(median(samples.clone())),
+        format!("median of {n}, p90 {}", show(p90(samples))),
+    )
+}
+
 fn show(d: Duration) -> String {
     if d < Duration::from_millis(1) {
         format!("{:.1} µs", d.as_secs_f64() * 1e6)
@@ -134,10 +144,9 @@ fn main() {
     };
     run();
     let whole: Vec<Duration> = (0..20).map(|_| run()).collect();
-    rows.push((
-        "whole process `witbox call quadratic_solve` (warm cache)".into(),
-        show(median(whole.clone())),
-        format!("median of 20, p90 {}", show(p90(whole))),
+    rows.push(timing(
+        "whole process `witbox call quadratic_solve` (warm cache)",
+        whole,
     ));
 
     // In process: one tool call in a fresh instance (new store + instantiate + call + JSON both ways).
@@ -157,10 +166,9 @@ fn main() {
             registry.call("quadratic_solve", &args).await.unwrap();
             calls.push(t.elapsed());
         }
-        rows.push((
-            "in process: `quadratic_solve` in a fresh instance".into(),
-            show(median(calls.clone())),
-            format!("median of 5000, p90 {}", show(p90(calls))),
+        rows.push(timing(
+            "in process: `quadratic_solve` in a fresh instance",
+            calls,
         ));
         let bad = json!({"a": 300});
         let mut rejects = Vec::new();
@@ -312,10 +320,9 @@ fn python(
             fresh.push(t.elapsed());
             assert_eq!(o.stdout, "2\n");
         }
-        rows.push((
-            "fresh sandbox: new instance + first `run(\"print(1+1)\")`".into(),
-            show(median(fresh.clone())),
-            format!("median of 300, p90 {}", show(p90(fresh))),
+        rows.push(timing(
+            "fresh sandbox: new instance + first `run(\"print(1+1)\")`",
+            fresh,
         ));
 
         let mut s = runner.session().await.unwrap();
@@ -327,11 +334,7 @@ fn python(
                 warm.push(t.elapsed());
             }
         }
-        rows.push((
-            "warm `run(\"print(1+1)\")` in a session".into(),
-            show(median(warm.clone())),
-            format!("median of 2900, p90 {}", show(p90(warm))),
-        ));
+        rows.push(timing("warm `run(\"print(1+1)\")` in a session", warm));
 
         let mut trips = Vec::new();
         for i in 0..1100 {
@@ -342,10 +345,9 @@ fn python(
             }
             assert!(o.ok(), "{o:?}");
         }
-        rows.push((
-            "run with one Python → host → quadratic → Python call".into(),
-            show(median(trips.clone())),
-            format!("median of 1000, p90 {}", show(p90(trips))),
+        rows.push(timing(
+            "run with one Python → host → quadratic → Python call",
+            trips,
         ));
 
         // CPU-bound code, guest vs native in-process exec, interleaved.
