@@ -7,8 +7,10 @@
 //! - [`net`]: the outbound HTTP allow-list, the one network choke point.
 //! - [`registry`]: loading components, deriving tools, invoking them.
 //! - [`session`]: Python sessions on the code runner: runs, limits, restarts, the session manager.
+//! - [`agent`]: the agent loop: a model (OpenAI-compatible, or the offline planner) calls tools or writes Python.
 //! - [`schema`], [`value`]: WIT types ⇄ JSON Schema and JSON values.
 
+pub mod agent;
 pub mod bindings;
 pub mod engine;
 pub mod error;
@@ -20,6 +22,7 @@ pub mod schema;
 pub mod session;
 pub mod value;
 
+pub use agent::{Agent, Mode};
 pub use engine::{Engine, EngineOptions};
 pub use error::{ErrorKind, ToolError};
 pub use manifest::Manifest;

@@ -182,6 +182,16 @@ impl Session {
     /// Runs one cell. Errors of the code (exceptions, limits) are in the outcome;
     /// `Err` means the cell was not run (`invalid-arguments`) or the host failed.
     pub async fn run(&mut self, code: &str) -> Result<RunOutcome, ToolError> {
+        self.run_within(code, self.runner.sandbox.timeout).await
+    }
+
+    /// Runs one cell with a wall-time limit of `limit` or the policy's
+    /// `timeout-ms`, whichever is shorter (an agent step's remaining budget).
+    pub async fn run_within(
+        &mut self,
+        code: &str,
+        limit: Duration,
+    ) -> Result<RunOutcome, ToolError> {
         if code.contains('\0') {
             return Err(ToolError::new(
                 ErrorKind::InvalidArguments,
@@ -190,9 +200,9 @@ impl Session {
         }
         let sandbox = self.runner.sandbox.clone();
         let started = Instant::now();
+        let timeout = limit.min(sandbox.timeout);
         self.store.data_mut().begin_run();
-        self.store
-            .set_epoch_deadline(Engine::ticks(sandbox.timeout));
+        self.store.set_epoch_deadline(Engine::ticks(timeout));
         let budget = if sandbox.fuel > 0 {
             sandbox.fuel
         } else {
@@ -208,7 +218,7 @@ impl Session {
             .bindings
             .witbox_agent_runner()
             .call_run(&mut self.store, code, options);
-        let outcome = tokio::time::timeout(sandbox.timeout, call).await;
+        let outcome = tokio::time::timeout(timeout, call).await;
         let fuel_used = (sandbox.fuel > 0)
             .then(|| self.store.get_fuel().ok().map(|left| budget - left))
             .flatten();
@@ -242,8 +252,8 @@ impl Session {
             Ok(Ok(Err(RunFailure::Other(m)))) => {
                 return Err(ToolError::new(ErrorKind::Internal, m));
             }
-            Ok(Err(e)) => Some(self.killed(&e)),
-            Err(_elapsed) => Some(RunError::host("Timeout", self.timeout_message())),
+            Ok(Err(e)) => Some(self.killed(&e, timeout)),
+            Err(_elapsed) => Some(RunError::host("Timeout", timeout_message(timeout))),
         };
         if let Some(why) = killed {
             self.restart(&why).await?;
@@ -317,18 +327,11 @@ impl Session {
         self.runner.tool_names()
     }
 
-    fn timeout_message(&self) -> String {
-        format!(
-            "the run was stopped after its time limit of {} ms",
-            self.runner.sandbox.timeout.as_millis()
-        )
-    }
-
     /// Names what killed the instance.
-    fn killed(&self, e: &wasmtime::Error) -> RunError {
+    fn killed(&self, e: &wasmtime::Error, timeout: Duration) -> RunError {
         let sandbox = &self.runner.sandbox;
         match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => RunError::host("Timeout", self.timeout_message()),
+            Some(Trap::Interrupt) => RunError::host("Timeout", timeout_message(timeout)),
             Some(Trap::OutOfFuel) => RunError::host(
                 "FuelExhausted",
                 format!("the run used up its fuel of {}", sandbox.fuel),
@@ -366,6 +369,13 @@ impl Session {
         self.bindings = bindings;
         Ok(())
     }
+}
+
+fn timeout_message(timeout: Duration) -> String {
+    format!(
+        "the run was stopped after its time limit of {} ms",
+        timeout.as_millis()
+    )
 }
 
 fn internal(e: wasmtime::Error) -> ToolError {

@@ -7,6 +7,7 @@ mod fixture;
 mod support;
 
 mod acceptance;
+mod agent;
 mod cli;
 mod limits;
 mod malformed;

@@ -125,11 +125,18 @@ pub fn runner_manifest(policy: &str) -> String {
 /// The Python runner with a policy. The first call compiles it (about 12 s) while
 /// holding a lock, so parallel tests wait for the cache instead of compiling too.
 pub fn runner(policy: &str) -> Arc<witbox::Runner> {
+    compiling(|| {
+        let manifest = Manifest::parse(&runner_manifest(policy), &root()).unwrap();
+        let registry = Registry::load(&manifest, options()).unwrap();
+        witbox::Runner::load(&manifest, &manifest.runner, registry).unwrap()
+    })
+}
+
+/// Runs `f`, which may compile the Python runner, one test at a time.
+pub fn compiling<T>(f: impl FnOnce() -> T) -> T {
     static COMPILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _once = COMPILE.lock().unwrap_or_else(|p| p.into_inner());
-    let manifest = Manifest::parse(&runner_manifest(policy), &root()).unwrap();
-    let registry = Registry::load(&manifest, options()).unwrap();
-    witbox::Runner::load(&manifest, &manifest.runner, registry).unwrap()
+    f()
 }
 
 /// A fresh session of the Python runner with a policy.

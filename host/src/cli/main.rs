@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use witbox::{EngineOptions, Manifest, Registry};
 
+mod agent;
 mod run;
 
 /// Run agent tools and agent-written code in WebAssembly sandboxes.
@@ -60,6 +61,24 @@ enum Command {
     ///
     /// Example: witbox run --tool quadratic_solve -c 'quadratic_solve(1, -3, 2)'
     Run(run::RunArgs),
+    /// Run a task through the agent loop: a model calls the tools, or writes Python that calls them.
+    ///
+    /// The default model is `offline`: a deterministic built-in planner, NOT a language
+    /// model. It reads three shapes of task by parsing them: quadratic equations
+    /// ("solve x^2 + 3x + 2 = 0"), weather questions ("what's the weather in Paris?")
+    /// and small computations, which it answers in `--mode code` ("what is the sum of
+    /// the squares of 1..100?"). For anything else use `--model NAME` with an
+    /// OpenAI-compatible server (`OPENAI_BASE_URL`, `OPENAI_API_KEY`, `WITBOX_MODEL`).
+    ///
+    /// The transcript goes to stderr, the final answer to stdout. Exits 1 without an answer.
+    ///
+    /// Examples:
+    ///   witbox agent "solve 2x² - 4x = -2"
+    ///   witbox agent --mode code "mean and standard deviation of 3, 5, 8, 13"
+    ///   OPENAI_API_KEY=... witbox agent --model gpt-4o-mini --mode code "what is the weather in Oslo in °F?"
+    ///   witbox agent --model llama3.1 --base-url http://localhost:11434/v1 "solve x^2 = 9"
+    #[command(verbatim_doc_comment)]
+    Agent(agent::AgentArgs),
     /// An interactive Python session (history, multi-line input, `:reset`, `:tools`, `:quit`).
     Repl(run::SessionFlags),
     /// Check that a file is a loadable agent-tool component and show the tools it would give.
@@ -108,6 +127,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.command {
         Command::Run(args) => run::run(&cli.manifest, options, args).await,
+        Command::Agent(args) => agent::agent(&cli.manifest, options, args).await,
         Command::Repl(flags) => run::repl(&cli.manifest, options, flags).await,
         Command::Tools { json } => {
             let registry = load()?;

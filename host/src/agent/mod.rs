@@ -1,0 +1,704 @@
+//! The agent loop: a model picks tools, or writes Python that calls them;
+//! witbox runs each in its sandbox and feeds the result back, until an answer.
+//!
+//! - `tools` mode: the model gets every tool's name, description and JSON Schema
+//!   and answers with tool calls; each result (or structured error) goes back as a
+//!   tool message. A reply without a tool call, or a call of `final_answer`, ends it.
+//! - `code` mode (CodeAct): the model writes Python in a fenced block; it runs in
+//!   the agent's own session of the code runner, where the tools are functions;
+//!   what it printed, its value and its error are the observation. `final_answer(x)`
+//!   ends it, as does a reply with no code.
+//!
+//! Every [`Agent::run`] has its own Python session: two runs share nothing.
+
+pub mod model;
+pub mod offline;
+pub mod openai;
+
+pub use model::{Message, Model, Request, Role, ToolCall, ToolSpec};
+pub use offline::Offline;
+pub use openai::OpenAi;
+
+use crate::engine::EngineOptions;
+use crate::manifest::Manifest;
+use crate::registry::Registry;
+use crate::session::{RunOutcome, Runner};
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::time::timeout_at;
+
+/// How the model acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The model answers with tool calls (OpenAI function calling).
+    Tools,
+    /// The model writes Python that calls the tools as functions (CodeAct).
+    Code,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "tools" => Ok(Self::Tools),
+            "code" => Ok(Self::Code),
+            other => bail!("unknown agent mode `{other}`: use `tools` or `code`"),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tools => "tools",
+            Self::Code => "code",
+        })
+    }
+}
+
+/// How long and how far one task may go.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Model replies per task.
+    pub max_steps: u32,
+    /// One step: the model's reply and running what it asked for.
+    pub step_timeout: Duration,
+    /// The whole task.
+    pub task_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_steps: 10,
+            step_timeout: Duration::from_secs(120),
+            task_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What happens during a run, as it happens (`--json` prints one per line).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Start {
+        task: String,
+        mode: Mode,
+        model: String,
+        tools: Vec<String>,
+    },
+    /// The model's text that is not code or a call.
+    Thought { step: u32, text: String },
+    /// The Python the model wrote (`code` mode).
+    Code { step: u32, code: String },
+    /// A tool call the model made (`tools` mode); `arguments` as the model wrote them.
+    ToolCall {
+        step: u32,
+        id: String,
+        name: String,
+        arguments: String,
+    },
+    /// What the model is told about its code or call.
+    Observation {
+        step: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tool_call_id: Option<String>,
+        text: String,
+        error: bool,
+        duration_ms: f64,
+    },
+    Answer {
+        answer: String,
+        steps: u32,
+        duration_ms: f64,
+    },
+    Failed {
+        error: String,
+        steps: u32,
+        duration_ms: f64,
+    },
+}
+
+/// The end of a task.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The answer as text: a string as it is, anything else as JSON.
+    pub text: String,
+    /// The answer as JSON (`final_answer`'s value, or the model's text).
+    pub value: Value,
+    /// Model replies it took.
+    pub steps: u32,
+    pub duration: Duration,
+}
+
+/// The system prompts; `{tools}` is replaced by the tools.
+const TOOLS_PROMPT: &str = include_str!("../../prompts/tools.md");
+const CODE_PROMPT: &str = include_str!("../../prompts/code.md");
+
+/// An observation longer than this is cut, so one flood cannot fill the model's context.
+const MAX_OBSERVATION: usize = 16 * 1024;
+
+/// A model, the tools it may use, and (in `code` mode) the Python runner.
+pub struct Agent {
+    model: Arc<dyn Model>,
+    registry: Arc<Registry>,
+    runner: Option<Arc<Runner>>,
+    tools: Vec<ToolSpec>,
+    mode: Mode,
+    limits: Limits,
+}
+
+impl Agent {
+    /// An agent over the registry's tools whose names are in `tools`. `code` mode
+    /// needs a runner, and its policy decides which tools Python can call.
+    pub fn new(
+        model: Arc<dyn Model>,
+        registry: Arc<Registry>,
+        runner: Option<Arc<Runner>>,
+        tools: &[String],
+        mode: Mode,
+        limits: Limits,
+    ) -> Result<Self> {
+        if mode == Mode::Code && runner.is_none() {
+            bail!("`code` mode needs the Python runner (`[runner]` in the manifest)");
+        }
+        let tools = registry
+            .tools()
+            .iter()
+            .filter(|t| tools.contains(&t.name))
+            .map(|t| ToolSpec {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                parameters: t.parameters.clone(),
+            })
+            .collect();
+        Ok(Self {
+            model,
+            registry,
+            runner,
+            tools,
+            mode,
+            limits,
+        })
+    }
+
+    /// Loads a manifest's components and gives the agent the tools matching
+    /// `patterns` (`*` globs; every tool if empty). In `code` mode the runner's
+    /// sessions are granted exactly those tools.
+    pub fn from_manifest(
+        manifest: &Manifest,
+        options: EngineOptions,
+        model: Arc<dyn Model>,
+        mode: Mode,
+        patterns: &[String],
+        limits: Limits,
+    ) -> Result<Self> {
+        let registry = Registry::load(manifest, options)?;
+        let names = select(&registry, patterns)?;
+        let runner = match mode {
+            Mode::Tools => None,
+            Mode::Code => {
+                let mut entry = manifest.runner.clone();
+                entry.policy.call_tools = names.clone();
+                Some(Runner::load(manifest, &entry, registry.clone())?)
+            }
+        };
+        Self::new(model, registry, runner, &names, mode, limits)
+    }
+
+    /// The tools the model sees.
+    pub fn tools(&self) -> &[ToolSpec] {
+        &self.tools
+    }
+
+    /// The system prompt of this agent's mode, with its tools.
+    pub fn system_prompt(&self) -> String {
+        match self.mode {
+            Mode::Tools => {
+                let names: Vec<String> = self
+                    .tools
+                    .iter()
+                    .map(|t| format!("- `{}`", t.name))
+                    .collect();
+                TOOLS_PROMPT.replace("{tools}", &names.join("\n"))
+            }
+            Mode::Code => {
+                let defs: Vec<String> = self.tools.iter().map(python_signature).collect();
+                let tools = if defs.is_empty() {
+                    "(no tools: plain Python only)".to_string()
+                } else {
+                    defs.join("\n\n")
+                };
+                CODE_PROMPT.replace("{tools}", &tools)
+            }
+        }
+    }
+
+    /// Runs one task to its answer, telling `on_event` each step as it happens.
+    /// `Err` when it ends without an answer: out of steps or time, or the model failed.
+    pub async fn run(
+        &self,
+        task: &str,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Answer> {
+        let started = Instant::now();
+        on_event(&Event::Start {
+            task: task.to_string(),
+            mode: self.mode,
+            model: self.model.describe(),
+            tools: self.tools.iter().map(|t| t.name.clone()).collect(),
+        });
+        let mut steps = 0;
+        let result = self.steps(task, started, &mut steps, on_event).await;
+        let duration_ms = ms(started.elapsed());
+        match &result {
+            Ok(a) => on_event(&Event::Answer {
+                answer: a.text.clone(),
+                steps,
+                duration_ms,
+            }),
+            Err(e) => on_event(&Event::Failed {
+                error: format!("{e:#}"),
+                steps,
+                duration_ms,
+            }),
+        }
+        result
+    }
+
+    async fn steps(
+        &self,
+        task: &str,
+        started: Instant,
+        steps: &mut u32,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Answer> {
+        let deadline = started + self.limits.task_timeout;
+        let mut session = match &self.runner {
+            Some(runner) if self.mode == Mode::Code => Some(
+                runner
+                    .session()
+                    .await
+                    .context("failed to start the agent's Python session")?,
+            ),
+            _ => None,
+        };
+        let mut messages = vec![Message::system(self.system_prompt()), Message::user(task)];
+        let mut offered = self.tools.clone();
+        if self.mode == Mode::Tools {
+            offered.push(final_answer_spec());
+        }
+        let answer = |value: Value, steps: u32| Answer {
+            text: match &value {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            },
+            value,
+            steps,
+            duration: started.elapsed(),
+        };
+        for step in 1..=self.limits.max_steps {
+            *steps = step;
+            let step_deadline = deadline.min(Instant::now() + self.limits.step_timeout);
+            let budget = |at: Instant| {
+                if at == deadline {
+                    format!(
+                        "the task ran past its time budget of {} s (`--timeout-s`)",
+                        self.limits.task_timeout.as_secs_f64()
+                    )
+                } else {
+                    format!(
+                        "step {step} ran past its time budget of {} s (`--step-timeout-s`)",
+                        self.limits.step_timeout.as_secs_f64()
+                    )
+                }
+            };
+            let request = Request {
+                mode: self.mode,
+                messages: &messages,
+                tools: &offered,
+            };
+            let reply = match timeout_at(step_deadline.into(), self.model.complete(&request)).await
+            {
+                Ok(reply) => reply.with_context(|| format!("step {step}: the model failed"))?,
+                Err(_) => bail!(
+                    "{}: the model did not answer in time",
+                    budget(step_deadline)
+                ),
+            };
+            match (self.mode, session.as_mut()) {
+                (Mode::Code, Some(session)) => {
+                    let (thought, code) = split_code(&reply.content);
+                    let Some(code) = code else {
+                        // No code: the reply is the answer.
+                        return Ok(answer(
+                            Value::String(reply.content.trim().to_string()),
+                            step,
+                        ));
+                    };
+                    if !thought.is_empty() {
+                        on_event(&Event::Thought {
+                            step,
+                            text: thought,
+                        });
+                    }
+                    on_event(&Event::Code {
+                        step,
+                        code: code.clone(),
+                    });
+                    messages.push(Message::assistant(reply.content));
+                    let t0 = Instant::now();
+                    let left = step_deadline.saturating_duration_since(t0);
+                    let outcome = session.run_within(&code, left).await;
+                    let (text, error) = match &outcome {
+                        Ok(o) => (observe(o), o.error.is_some()),
+                        Err(e) => (format!("error: {}", e.message), true),
+                    };
+                    on_event(&Event::Observation {
+                        step,
+                        tool_call_id: None,
+                        text: text.clone(),
+                        error,
+                        duration_ms: ms(t0.elapsed()),
+                    });
+                    if let Ok(RunOutcome {
+                        final_answer: Some(value),
+                        ..
+                    }) = outcome
+                    {
+                        return Ok(answer(value, step));
+                    }
+                    messages.push(Message::user(format!("Observation:\n{text}")));
+                }
+                _ => {
+                    if reply.tool_calls.is_empty() {
+                        if reply.content.trim().is_empty() {
+                            messages.push(reply);
+                            messages.push(Message::user(
+                                "Your reply was empty. Call a tool, or answer the task in words.",
+                            ));
+                            continue;
+                        }
+                        return Ok(answer(
+                            Value::String(reply.content.trim().to_string()),
+                            step,
+                        ));
+                    }
+                    if !reply.content.trim().is_empty() {
+                        on_event(&Event::Thought {
+                            step,
+                            text: reply.content.trim().to_string(),
+                        });
+                    }
+                    messages.push(reply.clone());
+                    for call in &reply.tool_calls {
+                        on_event(&Event::ToolCall {
+                            step,
+                            id: call.id.clone(),
+                            name: call.name.clone(),
+                            arguments: call.arguments.clone(),
+                        });
+                        if call.name == FINAL_ANSWER
+                            && let Some(value) = final_answer_of(&call.arguments)
+                        {
+                            return Ok(answer(value, step));
+                        }
+                        let t0 = Instant::now();
+                        let (text, error) = self.call(call, step_deadline, &budget).await;
+                        on_event(&Event::Observation {
+                            step,
+                            tool_call_id: Some(call.id.clone()),
+                            text: text.clone(),
+                            error,
+                            duration_ms: ms(t0.elapsed()),
+                        });
+                        messages.push(Message::tool(&call.id, text));
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("{}", budget(deadline));
+            }
+        }
+        bail!(
+            "the agent reached its limit of {} steps without a final answer (`--max-steps`)",
+            self.limits.max_steps
+        )
+    }
+
+    /// Runs one tool call; returns the tool message and whether it is an error.
+    async fn call(
+        &self,
+        call: &ToolCall,
+        deadline: Instant,
+        budget: &dyn Fn(Instant) -> String,
+    ) -> (String, bool) {
+        let fail = |kind: &str, message: String| {
+            (
+                json!({"error": {"kind": kind, "message": message}}).to_string(),
+                true,
+            )
+        };
+        if call.name == FINAL_ANSWER {
+            return fail(
+                "invalid-arguments",
+                format!("`{FINAL_ANSWER}` takes a JSON object like {{\"answer\": \"...\"}}"),
+            );
+        }
+        if !self.tools.iter().any(|t| t.name == call.name) {
+            let names: Vec<&str> = self.tools.iter().map(|t| t.name.as_str()).collect();
+            return fail(
+                "not-found",
+                format!(
+                    "there is no tool named `{}`; the tools are: {}, {FINAL_ANSWER}",
+                    call.name,
+                    names.join(", ")
+                ),
+            );
+        }
+        let args: Value = if call.arguments.trim().is_empty() {
+            json!({})
+        } else {
+            match serde_json::from_str(&call.arguments) {
+                Ok(v) => v,
+                Err(e) => {
+                    return fail(
+                        "invalid-arguments",
+                        format!(
+                            "the arguments of `{}` are not valid JSON ({e}); send one JSON object matching the tool's parameters",
+                            call.name
+                        ),
+                    );
+                }
+            }
+        };
+        match timeout_at(deadline.into(), self.registry.call(&call.name, &args)).await {
+            Ok(Ok(v)) => (v.to_string(), false),
+            Ok(Err(e)) => (e.to_json().to_string(), true),
+            Err(_) => fail(
+                "timeout",
+                format!("{}; the call was cancelled", budget(deadline)),
+            ),
+        }
+    }
+}
+
+/// Every tool of the registry matching one of the patterns (all if none); a
+/// pattern that matches nothing is an error naming the tools there are.
+pub fn select(registry: &Registry, patterns: &[String]) -> Result<Vec<String>> {
+    let all: Vec<&str> = registry.tools().iter().map(|t| t.name.as_str()).collect();
+    if patterns.is_empty() {
+        return Ok(all.iter().map(|s| s.to_string()).collect());
+    }
+    let mut out = Vec::new();
+    for pattern in patterns {
+        let p = glob::Pattern::new(pattern)
+            .with_context(|| format!("invalid tool pattern `{pattern}`"))?;
+        let hits: Vec<&&str> = all.iter().filter(|n| p.matches(n)).collect();
+        if hits.is_empty() {
+            bail!(
+                "`--tool {pattern}` matches no tool (loaded: {})",
+                if all.is_empty() {
+                    "none".to_string()
+                } else {
+                    all.join(", ")
+                }
+            );
+        }
+        for name in hits {
+            if !out.iter().any(|n: &String| n == *name) {
+                out.push(name.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The tool `tools` mode adds to end a task.
+pub const FINAL_ANSWER: &str = "final_answer";
+
+/// The `final_answer` tool's spec, which `tools` mode adds to the registry's.
+pub fn final_answer_spec() -> ToolSpec {
+    ToolSpec {
+        name: FINAL_ANSWER.into(),
+        description:
+            "Give the final answer to the task. Call it once you know the answer; the task ends."
+                .into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {"answer": {"type": "string", "description": "The answer to the task, in words."}},
+            "required": ["answer"],
+            "additionalProperties": false
+        }),
+    }
+}
+
+fn final_answer_of(arguments: &str) -> Option<Value> {
+    let v: Value = serde_json::from_str(arguments).ok()?;
+    v.get("answer").cloned()
+}
+
+/// Python for one tool, as the code prompt shows it.
+fn python_signature(tool: &ToolSpec) -> String {
+    let props = tool.parameters["properties"].as_object();
+    let required: Vec<&str> = tool.parameters["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut params = Vec::new();
+    let mut keyword_only = false;
+    let mut docs = Vec::new();
+    for (name, schema) in props.into_iter().flatten() {
+        let ty = match schema["type"].as_str() {
+            Some("integer") => "int",
+            Some("number") => "float",
+            Some("string") => "str",
+            Some("boolean") => "bool",
+            Some("array") => "list",
+            Some("object") => "dict",
+            _ => "Any",
+        };
+        if required.contains(&name.as_str()) {
+            params.push(format!("{name}: {ty}"));
+        } else {
+            if !keyword_only {
+                params.push("*".into());
+                keyword_only = true;
+            }
+            params.push(format!("{name}: {ty} | None = None"));
+        }
+        if let Some(d) = schema["description"].as_str() {
+            docs.push(format!("        {name}: {d}"));
+        }
+    }
+    let mut out = format!("def {}({}):\n    \"\"\"", tool.name, params.join(", "));
+    for (i, line) in tool.description.lines().enumerate() {
+        if i > 0 && !line.is_empty() {
+            out.push_str("    ");
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !docs.is_empty() {
+        out.push_str("\n    Arguments:\n");
+        out.push_str(&docs.join("\n"));
+        out.push('\n');
+    }
+    out.push_str("    \"\"\"");
+    out
+}
+
+/// The thought before the code, and the code of the reply's fenced Python
+/// blocks (or `<code>` blocks), joined; `None` when there is none.
+pub fn split_code(reply: &str) -> (String, Option<String>) {
+    let mut tagged = Vec::new();
+    let mut untagged = Vec::new();
+    let mut thought = None;
+    let mut rest = reply;
+    while let Some(open) = rest.find("```") {
+        thought.get_or_insert_with(|| reply[..reply.len() - rest.len() + open].trim().to_string());
+        let after = &rest[open + 3..];
+        let line_end = after.find('\n').unwrap_or(after.len());
+        let lang = after[..line_end].trim().to_lowercase();
+        let body = &after[(line_end + 1).min(after.len())..];
+        let close = body.find("```").unwrap_or(body.len());
+        let code = body[..close].to_string();
+        match lang.as_str() {
+            "python" | "py" | "python3" => tagged.push(code),
+            "" => untagged.push(code),
+            _ => {}
+        }
+        rest = &body[(close + 3).min(body.len())..];
+    }
+    if tagged.is_empty() && untagged.is_empty() {
+        if let Some((before, after)) = reply.split_once("<code>") {
+            let code = after.split("</code>").next().unwrap_or(after);
+            return (
+                before.trim().to_string(),
+                Some(code.trim_matches('\n').to_string() + "\n"),
+            );
+        }
+        return (reply.trim().to_string(), None);
+    }
+    let blocks = if tagged.is_empty() { untagged } else { tagged };
+    (thought.unwrap_or_default(), Some(blocks.join("\n")))
+}
+
+/// What the model is told about one run of its code.
+fn observe(o: &RunOutcome) -> String {
+    let mut out = String::new();
+    if !o.stdout.is_empty() {
+        out.push_str(&format!("stdout:\n{}", o.stdout));
+        if !o.stdout.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    if !o.stderr.is_empty() {
+        out.push_str(&format!("stderr:\n{}", o.stderr));
+        if !o.stderr.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    if let Some(v) = &o.value {
+        out.push_str(&format!("value: {v}\n"));
+    }
+    if let Some(e) = &o.error {
+        if e.traceback.is_empty() {
+            out.push_str(&format!("error: {}: {}\n", e.kind, e.message));
+        } else {
+            out.push_str(&format!("error:\n{}", e.traceback));
+        }
+    }
+    if let Some(why) = &o.restart_reason {
+        out.push_str(&format!("(the Python session restarted: {why})\n"));
+    }
+    if let Some(a) = &o.final_answer {
+        out.push_str(&format!("final answer: {a}\n"));
+    }
+    if out.is_empty() {
+        out.push_str("(the code ran and printed nothing; print what you want to see)\n");
+    }
+    if out.len() > MAX_OBSERVATION {
+        let mut end = MAX_OBSERVATION;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push_str(&format!("\n[observation cut at {MAX_OBSERVATION} bytes]\n"));
+    }
+    out
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_blocks_are_found() {
+        let (thought, code) =
+            split_code("Let me see.\n```python\nx = 1\n```\nand\n```py\nprint(x)\n```");
+        assert_eq!(thought, "Let me see.");
+        assert_eq!(code.as_deref(), Some("x = 1\n\nprint(x)\n"));
+        assert_eq!(split_code("```\n1 + 1\n```").1.as_deref(), Some("1 + 1\n"));
+        assert_eq!(
+            split_code("Thought: go\n<code>\nfinal_answer(2)\n</code>")
+                .1
+                .as_deref(),
+            Some("final_answer(2)\n")
+        );
+        assert_eq!(split_code("The answer is 4.").1, None);
+        assert_eq!(split_code("```json\n{}\n```").1, None);
+    }
+}

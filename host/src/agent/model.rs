@@ -1,0 +1,114 @@
+//! What the agent loop and a model say to each other: chat messages in the
+//! OpenAI shape, the tools on offer, and the [`Model`] trait a backend implements.
+
+use super::Mode;
+use serde::Serialize;
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    /// The result of one tool call, answering the call with the same id.
+    Tool,
+}
+
+/// One message of the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    pub role: Role,
+    /// The text; empty for an assistant message that only calls tools.
+    pub content: String,
+    /// The tools an assistant message calls.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a tool message: the id of the call it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new(Role::System, content)
+    }
+
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new(Role::User, content)
+    }
+
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, content)
+    }
+
+    /// The answer to the tool call `id`.
+    pub fn tool(id: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: Some(id.into()),
+            ..Self::new(Role::Tool, content)
+        }
+    }
+}
+
+/// A tool call as the model wrote it. `arguments` is the model's raw text, which
+/// may not be JSON at all: the loop checks it and tells the model when it is not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// A tool as the model sees it: the OpenAI `function` object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// The JSON Schema of the arguments object.
+    pub parameters: Value,
+}
+
+/// One request to the model: the conversation so far and the tools it may call.
+pub struct Request<'a> {
+    /// In `tools` mode the model answers with tool calls; in `code` mode with Python.
+    pub mode: Mode,
+    pub messages: &'a [Message],
+    /// The registry's tools (in `code` mode they are Python functions instead).
+    pub tools: &'a [ToolSpec],
+}
+
+impl Request<'_> {
+    /// The task: the first user message.
+    pub fn task(&self) -> &str {
+        self.messages
+            .iter()
+            .find(|m| m.role == Role::User)
+            .map_or("", |m| m.content.as_str())
+    }
+}
+
+/// A boxed future, so `Model` can be used as `dyn Model`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A model backend: given the conversation, it writes the next assistant message.
+pub trait Model: Send + Sync {
+    /// One line for the transcript header: what this model is.
+    fn describe(&self) -> String;
+
+    /// The next assistant message. `Err` is a failure of the backend itself
+    /// (unreachable, refused, out of retries); the loop stops on it.
+    fn complete<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, anyhow::Result<Message>>;
+}

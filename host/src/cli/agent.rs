@@ -1,0 +1,211 @@
+//! `witbox agent`: one task through the agent loop, with a transcript.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use std::io::{IsTerminal, Read, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use witbox::agent::{Event, Limits, Mode, Model, Offline, OpenAi};
+use witbox::{Agent, EngineOptions, Manifest};
+
+/// `witbox agent`'s arguments.
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The task, in words; several words are joined, `-` reads it from stdin.
+    #[arg(required = true, value_name = "TASK")]
+    task: Vec<String>,
+    /// `tools`: the model calls tools with JSON arguments. `code`: the model writes
+    /// Python that calls the tools as functions, in a sandboxed session.
+    #[arg(long, default_value = "tools", value_parser = ["tools", "code"])]
+    mode: String,
+    /// `offline` (the built-in planner, no server needed), or a model name on an
+    /// OpenAI-compatible server (`gpt-4o-mini`, `llama3.1`, `qwen2.5-coder`, ...).
+    #[arg(long, env = "WITBOX_MODEL", default_value = "offline")]
+    model: String,
+    /// The server's base URL: OpenAI, or Ollama (`http://localhost:11434/v1`), vLLM,
+    /// llama.cpp server, LM Studio.
+    #[arg(long, env = "OPENAI_BASE_URL", default_value = OpenAi::DEFAULT_BASE_URL)]
+    base_url: String,
+    /// The API key, if the server needs one.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Give the agent only these tools (repeatable, `*` globs); all of them by default.
+    #[arg(long = "tool", value_name = "NAME")]
+    tools: Vec<String>,
+    /// Model replies per task before giving up.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    max_steps: u32,
+    /// Time for one step (the model's reply and what it runs), in seconds.
+    #[arg(long, default_value_t = 120.0, value_name = "S")]
+    step_timeout_s: f64,
+    /// Time for the whole task, in seconds.
+    #[arg(long, default_value_t = 600.0, value_name = "S")]
+    timeout_s: f64,
+    /// Print one JSON event per line on stdout (start, thought, code, tool_call,
+    /// observation, answer or failed) instead of the transcript.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn agent(
+    manifest_path: &std::path::Path,
+    options: EngineOptions,
+    args: AgentArgs,
+) -> Result<ExitCode> {
+    let mut task = args.task.join(" ");
+    if task == "-" {
+        task.clear();
+        std::io::stdin()
+            .read_to_string(&mut task)
+            .context("failed to read the task from stdin")?;
+    }
+    let task = task.trim();
+    anyhow::ensure!(!task.is_empty(), "the task is empty");
+    let mode: Mode = args.mode.parse()?;
+    let seconds = |s: f64, flag: &str| {
+        Duration::try_from_secs_f64(s)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| format!("`{flag}` must be a positive number of seconds"))
+    };
+    let limits = Limits {
+        max_steps: args.max_steps.max(1),
+        step_timeout: seconds(args.step_timeout_s, "--step-timeout-s")?,
+        task_timeout: seconds(args.timeout_s, "--timeout-s")?,
+    };
+    let model: Arc<dyn Model> = if args.model == "offline" {
+        Arc::new(Offline)
+    } else {
+        let mut client = OpenAi::new(&args.base_url, &args.model, args.api_key.clone())?;
+        client.timeout = limits.step_timeout;
+        Arc::new(client)
+    };
+    let manifest = Manifest::load(manifest_path)?;
+    let agent = Agent::from_manifest(&manifest, options, model, mode, &args.tools, limits)?;
+    let mut transcript = Transcript::new(args.json);
+    let result = agent.run(task, &mut |e| transcript.show(e)).await;
+    Ok(match result {
+        Ok(answer) => {
+            if !args.json {
+                println!("{}", answer.text);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if !args.json {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    })
+}
+
+/// Prints events: as JSON lines on stdout, or as a transcript on stderr
+/// (coloured on a terminal unless `NO_COLOR` is set).
+struct Transcript {
+    json: bool,
+    colour: bool,
+    step: u32,
+}
+
+impl Transcript {
+    fn new(json: bool) -> Self {
+        let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Self {
+            json,
+            colour,
+            step: 0,
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn show(&mut self, event: &Event) {
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            let _ = serde_json::to_writer(&mut out, event);
+            let _ = writeln!(out);
+            let _ = out.flush();
+            return;
+        }
+        let (bold, dim, cyan, green, red, yellow) = ("1", "2", "36", "32", "31", "33");
+        if let Event::Thought { step, .. }
+        | Event::Code { step, .. }
+        | Event::ToolCall { step, .. }
+        | Event::Observation { step, .. } = event
+            && *step != self.step
+        {
+            self.step = *step;
+            eprintln!("{}", self.paint(bold, &format!("step {step}")));
+        }
+        let text = match event {
+            Event::Start {
+                task,
+                mode,
+                model,
+                tools,
+            } => format!(
+                "{}\n{} {model}\n{} {task}\n{} {}\n",
+                self.paint(bold, &format!("witbox agent · {mode} mode")),
+                self.paint(dim, "model:"),
+                self.paint(dim, "task: "),
+                self.paint(dim, "tools:"),
+                if tools.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    tools.join(", ")
+                },
+            ),
+            Event::Thought { text, .. } => indent(&self.paint(yellow, text), "  "),
+            Event::Code { code, .. } => format!(
+                "  {}\n{}",
+                self.paint(dim, "python:"),
+                indent(&self.paint(cyan, code.trim_end()), "  │ ")
+            ),
+            Event::ToolCall {
+                name, arguments, ..
+            } => format!("  {} {arguments}", self.paint(cyan, &format!("→ {name}"))),
+            Event::Observation {
+                text,
+                error,
+                duration_ms,
+                ..
+            } => {
+                let head = format!("← {}", if *error { "error" } else { "result" });
+                format!(
+                    "  {} {}\n{}",
+                    self.paint(if *error { red } else { green }, &head),
+                    self.paint(dim, &format!("({duration_ms} ms)")),
+                    indent(text.trim_end(), "    ")
+                )
+            }
+            Event::Answer {
+                steps, duration_ms, ..
+            } => self.paint(
+                bold,
+                &format!("answer after {steps} step(s), {duration_ms} ms:"),
+            ),
+            Event::Failed {
+                steps, duration_ms, ..
+            } => self.paint(
+                red,
+                &format!("no answer after {steps} step(s), {duration_ms} ms"),
+            ),
+        };
+        eprintln!("{text}");
+    }
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines()
+        .map(|l| format!("{prefix}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
