@@ -16,7 +16,8 @@ usage: cargo xtask <command>
 commands:
   build   add the wasm32-wasip2 target if missing, build every guest into target/guests/
           (the Python runner with a pinned componentize-py in .venv/), build the host
-  demo    build, then list the tools and call each one (weather against a local fixture server)
+  demo    build, then list the tools, call each one (weather against a local fixture server),
+          run Python cells, and run the agent loop with the offline planner on three tasks
   test    build, then run every test
   bench   build in release mode, then print a table of timings
 ";
@@ -312,6 +313,18 @@ max-output-bytes = 4096
     witbox(&["run", "-c", "open('/etc/passwd').read()"])?;
     witbox(&["run", "-c", "import socket"])?;
     witbox(&["run", "-c", "quadratic_solve(1, -3, 2)"])?;
+
+    step(
+        "demo: the agent loop with the offline planner (a deterministic parser, not a language model; `--model` picks a real one)",
+    );
+    witbox(&["agent", "solve 2x² - 4x = -2"])?;
+    witbox(&["agent", "what's the weather in Paris?"])?;
+    witbox(&[
+        "agent",
+        "--mode",
+        "code",
+        "mean and standard deviation of 3, 5, 8, 13",
+    ])?;
     Ok(())
 }
 
