@@ -79,11 +79,6 @@ impl Engine {
         self.options.fuel
     }
 
-    /// Epoch ticks for a timeout (rounded up, at least one tick).
-    pub fn ticks(timeout: Duration) -> u64 {
-        (timeout.as_micros().div_ceil(TICK.as_micros()) as u64).max(1)
-    }
-
     /// Compiles a component, or loads it from the cache if these bytes were
     /// compiled before by an engine with the same configuration.
     pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<Component> {

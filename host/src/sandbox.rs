@@ -14,9 +14,9 @@ use crate::registry::{Registry, Tool};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, Store};
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
@@ -144,11 +144,21 @@ impl Sandbox {
             depth,
             tool_calls: 0,
             tool_limit_hit: false,
+            deadline: Instant::now() + self.timeout,
         };
         let mut store = Store::new(engine.inner(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(Engine::ticks(self.timeout));
-        store.epoch_deadline_trap();
+        // At every epoch tick the guest yields to the async runtime (so one busy
+        // guest never holds a worker thread, and a dropped call stops at once),
+        // then goes on until its deadline, where it traps with `Interrupt`.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|store| {
+            Ok(if Instant::now() >= store.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
         if engine.fuel_enabled() {
             store
                 .set_fuel(if self.fuel > 0 { self.fuel } else { u64::MAX })
@@ -175,11 +185,14 @@ pub struct State {
     pub(crate) tool_calls: u32,
     /// Whether a tool call was refused for going past `max-tool-calls`.
     pub(crate) tool_limit_hit: bool,
+    /// When the current call (or run) must stop.
+    pub(crate) deadline: Instant,
 }
 
 impl State {
     /// Starts counting a new run of a long-lived instance (a session).
-    pub(crate) fn begin_run(&mut self) {
+    pub(crate) fn begin_run(&mut self, timeout: Duration) {
+        self.deadline = Instant::now() + timeout;
         self.tool_calls = 0;
         self.tool_limit_hit = false;
         self.limiter.memory_hit = false;

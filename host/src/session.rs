@@ -16,7 +16,6 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap};
@@ -201,8 +200,8 @@ impl Session {
         let sandbox = self.runner.sandbox.clone();
         let started = Instant::now();
         let timeout = limit.min(sandbox.timeout);
-        self.store.data_mut().begin_run();
-        self.store.set_epoch_deadline(Engine::ticks(timeout));
+        self.store.data_mut().begin_run(timeout);
+        self.store.set_epoch_deadline(1);
         let budget = if sandbox.fuel > 0 {
             sandbox.fuel
         } else {
@@ -302,9 +301,8 @@ impl Session {
 
     /// Forgets every global, as if the session had just started.
     pub async fn reset(&mut self) -> Result<(), ToolError> {
-        self.store.data_mut().begin_run();
-        self.store
-            .set_epoch_deadline(Engine::ticks(self.runner.sandbox.timeout));
+        self.store.data_mut().begin_run(self.runner.sandbox.timeout);
+        self.store.set_epoch_deadline(1);
         if self.runner.engine.fuel_enabled() {
             self.store.set_fuel(u64::MAX).map_err(internal)?;
         }
@@ -479,6 +477,14 @@ impl Sessions {
             .is_some()
     }
 
+    /// Whether a session is open.
+    pub fn contains(&self, id: &str) -> bool {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
     /// How many sessions are open.
     pub fn len(&self) -> usize {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -527,14 +533,7 @@ impl Sessions {
     }
 }
 
-/// A session id that other clients cannot guess: 64 random bits, in hex.
+/// A session id that other clients cannot guess: 122 random bits (a v4 UUID).
 fn new_id() -> String {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    format!("s-{:016x}", h.finish())
+    format!("s-{}", uuid::Uuid::new_v4().simple())
 }
