@@ -8,6 +8,7 @@
 //! - [`registry`]: loading components, deriving tools, invoking them.
 //! - [`session`]: Python sessions on the code runner: runs, limits, restarts, the session manager.
 //! - [`agent`]: the agent loop: a model (OpenAI-compatible, or the offline planner) calls tools or writes Python.
+//! - [`mcp`]: the MCP server (stdio and streamable HTTP): the tools, `run_python`, `reset_session`.
 //! - [`schema`], [`value`]: WIT types ⇄ JSON Schema and JSON values.
 
 pub mod agent;
@@ -15,6 +16,7 @@ pub mod bindings;
 pub mod engine;
 pub mod error;
 pub mod manifest;
+pub mod mcp;
 pub mod net;
 pub mod registry;
 pub mod sandbox;

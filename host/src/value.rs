@@ -337,7 +337,8 @@ fn float(x: f64) -> Value {
     }
 }
 
-fn kind(v: &Value) -> String {
+/// A JSON value's kind in words, for error messages: `the string "x"`, `an array`.
+pub fn kind(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("the boolean {b}"),

@@ -11,6 +11,7 @@ mod agent;
 mod cli;
 mod limits;
 mod malformed;
+mod mcp;
 mod python;
 mod quadratic;
 mod sandbox;

@@ -18,7 +18,7 @@ commands:
           (the Python runner with a pinned componentize-py in .venv/), build the host
   demo    build, then list the tools, call each one (weather against a local fixture server),
           run Python cells, and run the agent loop with the offline planner on three tasks
-  test    build, then run every test
+  test    build, install the pinned Python MCP SDK and smolagents into .venv, run every test
   bench   build in release mode, then print a table of timings
 ";
 
@@ -342,7 +342,41 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// What the MCP tests drive witbox with: the official Python MCP SDK and smolagents, pinned.
+const PYTHON_TEST_DEPS: [(&str, &str); 2] = [("mcp", "2.3.0"), ("smolagents", "1.26.0")];
+
+/// Installs the Python test dependencies into `.venv` unless they are there at their pins.
+fn python_test_deps(root: &Path) -> Result<(), String> {
+    let python = root.join(".venv/bin/python");
+    let check = PYTHON_TEST_DEPS
+        .iter()
+        .map(|(name, _)| format!("importlib.metadata.version({name:?})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let have = output(Command::new(&python).args([
+        "-c",
+        &format!("import importlib.metadata; print(' '.join([{check}]))"),
+    ]))
+    .unwrap_or_default();
+    let want: Vec<&str> = PYTHON_TEST_DEPS.iter().map(|(_, v)| *v).collect();
+    if have.split_whitespace().collect::<Vec<_>>() == want {
+        return Ok(());
+    }
+    let pins: Vec<String> = PYTHON_TEST_DEPS
+        .iter()
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect();
+    step(&format!(
+        "installing {} into .venv for the MCP tests",
+        pins.join(" ")
+    ));
+    run(Command::new(root.join(".venv/bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(&pins))
+}
+
 fn test(extra: &[String]) -> Result<(), String> {
+    python_test_deps(&root())?;
     step("running the tests");
     run(Command::new("cargo")
         .current_dir(root())

@@ -633,7 +633,7 @@ pub fn split_code(reply: &str) -> (String, Option<String>) {
 }
 
 /// What the model is told about one run of its code.
-fn observe(o: &RunOutcome) -> String {
+pub(crate) fn observe(o: &RunOutcome) -> String {
     let mut out = String::new();
     if !o.stdout.is_empty() {
         out.push_str(&format!("stdout:\n{}", o.stdout));

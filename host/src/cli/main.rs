@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use witbox::{EngineOptions, Manifest, Registry};
 
 mod agent;
+mod mcp;
 mod run;
 
 /// Run agent tools and agent-written code in WebAssembly sandboxes.
@@ -79,6 +80,16 @@ enum Command {
     ///   witbox agent --model llama3.1 --base-url http://localhost:11434/v1 "solve x^2 = 9"
     #[command(verbatim_doc_comment)]
     Agent(agent::AgentArgs),
+    /// Serve every tool, and sandboxed Python, to MCP clients (Claude Desktop, VS Code, Cursor, ...).
+    ///
+    /// Over stdio by default (logs go to stderr), or the streamable HTTP transport with
+    /// `--http ADDR`. Tools: every registry tool, plus `run_python` (code, optional
+    /// session_id) and `reset_session` when the Python runner is built. Each client's
+    /// sessions are its own and close when it disconnects.
+    ///
+    /// Claude Desktop / VS Code: {"command": "/path/to/witbox", "args": ["--manifest", "/path/to/witbox.toml", "mcp"]}
+    #[command(verbatim_doc_comment)]
+    Mcp(mcp::McpArgs),
     /// An interactive Python session (history, multi-line input, `:reset`, `:tools`, `:quit`).
     Repl(run::SessionFlags),
     /// Check that a file is a loadable agent-tool component and show the tools it would give.
@@ -127,6 +138,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.command {
         Command::Run(args) => run::run(&cli.manifest, options, args).await,
+        Command::Mcp(args) => mcp::mcp(&cli.manifest, options, args).await,
         Command::Agent(args) => agent::agent(&cli.manifest, options, args).await,
         Command::Repl(flags) => run::repl(&cli.manifest, options, flags).await,
         Command::Tools { json } => {

@@ -53,23 +53,7 @@ pub async fn start(
     flags: &SessionFlags,
 ) -> Result<Session> {
     let mut manifest = Manifest::load(manifest_path)?;
-    let policy = &mut manifest.runner.policy;
-    if let Some(v) = flags.timeout_ms {
-        policy.timeout_ms = v;
-    }
-    if let Some(v) = flags.memory_mb {
-        policy.memory_mb = v;
-    }
-    if let Some(v) = flags.max_output_bytes {
-        policy.max_output_bytes = v;
-    }
-    if let Some(v) = flags.fuel {
-        policy.fuel = v;
-    }
-    if !flags.tools.is_empty() {
-        policy.call_tools = flags.tools.clone();
-    }
-    policy.check().context("invalid runner limits")?;
+    flags.apply(&mut manifest)?;
     // Tool components are only loaded when the session may call one.
     let mut tool_manifest = manifest.clone();
     if manifest.runner.policy.call_tools.is_empty() {
@@ -77,22 +61,36 @@ pub async fn start(
     }
     let registry = Registry::load(&tool_manifest, options)?;
     let runner = Runner::load(&manifest, &manifest.runner, registry.clone())?;
-    for pattern in &flags.tools {
-        let p = glob::Pattern::new(pattern)
-            .with_context(|| format!("invalid `--tool` pattern `{pattern}`"))?;
-        if !registry.tools().iter().any(|t| p.matches(&t.name)) {
-            let known: Vec<&str> = registry.tools().iter().map(|t| t.name.as_str()).collect();
-            bail!(
-                "`--tool {pattern}` matches no tool (loaded: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            );
-        }
-    }
+    witbox::agent::select(&registry, &flags.tools)?;
     runner.session().await
+}
+
+impl SessionFlags {
+    /// The `--tool` patterns.
+    pub fn tools(&self) -> &[String] {
+        &self.tools
+    }
+
+    /// Writes the flags into the manifest's runner policy.
+    pub fn apply(&self, manifest: &mut Manifest) -> Result<()> {
+        let (flags, policy) = (self, &mut manifest.runner.policy);
+        if let Some(v) = flags.timeout_ms {
+            policy.timeout_ms = v;
+        }
+        if let Some(v) = flags.memory_mb {
+            policy.memory_mb = v;
+        }
+        if let Some(v) = flags.max_output_bytes {
+            policy.max_output_bytes = v;
+        }
+        if let Some(v) = flags.fuel {
+            policy.fuel = v;
+        }
+        if !flags.tools.is_empty() {
+            policy.call_tools = flags.tools.clone();
+        }
+        policy.check().context("invalid runner limits")
+    }
 }
 
 /// Splits a file into cells at `# %%` lines.

@@ -1,0 +1,75 @@
+//! `witbox mcp`: the MCP server over stdio, or streamable HTTP with `--http`.
+
+use crate::run::SessionFlags;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use witbox::mcp::Server;
+use witbox::{EngineOptions, Manifest};
+
+/// `witbox mcp`'s arguments.
+#[derive(Args, Debug)]
+pub struct McpArgs {
+    /// Serve the streamable HTTP transport at this address (for example
+    /// `127.0.0.1:8765`; the endpoint is `http://ADDR/mcp`) instead of stdio.
+    /// Only loopback `Host` headers are accepted.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Limits and tool grants of the `run_python` sessions.
+    #[command(flatten)]
+    session: SessionFlags,
+}
+
+pub async fn mcp(
+    manifest_path: &std::path::Path,
+    options: EngineOptions,
+    args: McpArgs,
+) -> Result<ExitCode> {
+    let mut manifest = Manifest::load(manifest_path)?;
+    args.session.apply(&mut manifest)?;
+    let server = Server::load(&manifest, options)?;
+    witbox::agent::select(server.registry(), args.session.tools())?;
+    let tools = server.registry().tools().len();
+    let python = if server.sessions().is_some() {
+        "run_python and reset_session"
+    } else {
+        "no run_python (the runner is not built)"
+    };
+    // Logs go to stderr: on stdio, stdout is the protocol stream.
+    match args.http {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("failed to listen on {addr}"))?;
+            let addr = listener.local_addr()?;
+            eprintln!(
+                "witbox mcp: {tools} tools and {python}, at http://{addr}/mcp (Ctrl-C stops)"
+            );
+            server.serve_http(listener, shutdown()).await?;
+        }
+        None => {
+            eprintln!("witbox mcp: {tools} tools and {python}, on stdio");
+            server
+                .serve((tokio::io::stdin(), tokio::io::stdout()), shutdown())
+                .await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,516 @@
+//! The MCP server: every registry tool, plus `run_python` and `reset_session`,
+//! over stdio or the streamable HTTP transport (rmcp, the official Rust SDK).
+//!
+//! Tools are discovered at run time, so [`Handler`] implements `list_tools` and
+//! `call_tool` itself. Each client gets its own handler: the Python sessions it
+//! creates are its own, no other client can use them, and they close when the
+//! client goes away.
+
+use crate::agent::observe;
+use crate::engine::EngineOptions;
+use crate::error::ToolError;
+use crate::manifest::Manifest;
+use crate::registry::Registry;
+use crate::session::{Runner, Sessions};
+use anyhow::{Context, Result};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities,
+    ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
+use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{self, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::CancellationToken;
+
+/// The Python tool's name.
+pub const RUN_PYTHON: &str = "run_python";
+/// The tool that clears a session's globals.
+pub const RESET_SESSION: &str = "reset_session";
+/// Code longer than this is refused before it reaches the interpreter.
+pub const MAX_CODE_BYTES: usize = 1 << 20;
+
+/// What every client of one server shares: the tools and the session manager.
+pub struct Server {
+    registry: Arc<Registry>,
+    sessions: Option<Arc<Sessions>>,
+    instructions: String,
+}
+
+impl Server {
+    /// Loads a manifest's components and, if its runner is built, the Python sessions.
+    pub fn load(manifest: &Manifest, options: EngineOptions) -> Result<Arc<Self>> {
+        let registry = Registry::load(manifest, options)?;
+        let path = manifest.resolve(&manifest.runner.path);
+        let sessions = if path.exists() {
+            let runner = Runner::load(manifest, &manifest.runner, registry.clone())?;
+            Some(Arc::new(Sessions::new(
+                runner,
+                manifest.runner.max_sessions,
+                Duration::from_secs(manifest.runner.session_ttl_s),
+            )))
+        } else {
+            None
+        };
+        Ok(Self::new(registry, sessions))
+    }
+
+    /// A server over a registry and (optionally) a session manager.
+    pub fn new(registry: Arc<Registry>, sessions: Option<Arc<Sessions>>) -> Arc<Self> {
+        let instructions = instructions(&registry, sessions.as_deref());
+        Arc::new(Self {
+            registry,
+            sessions,
+            instructions,
+        })
+    }
+
+    /// The tools.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The Python sessions, when the runner is there.
+    pub fn sessions(&self) -> Option<&Arc<Sessions>> {
+        self.sessions.as_ref()
+    }
+
+    /// A handler for one client.
+    pub fn handler(self: &Arc<Self>) -> Handler {
+        Handler {
+            server: self.clone(),
+            owned: Arc::new(Mutex::new(HashSet::new())),
+            gone: CancellationToken::new(),
+        }
+    }
+
+    /// Serves one client over a byte stream (stdio, or `tokio::io::duplex` in tests)
+    /// until it disconnects or `shutdown` completes.
+    pub async fn serve<R, W>(
+        self: &Arc<Self>,
+        transport: (R, W),
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let handler = self.handler();
+        let reader = Watched {
+            inner: transport.0,
+            gone: handler.gone.clone(),
+        };
+        let running = handler
+            .serve((reader, transport.1))
+            .await
+            .context("the MCP handshake failed")?;
+        let cancel = running.cancellation_token();
+        tokio::select! {
+            quit = running.waiting() => { quit.context("the MCP server task failed")?; }
+            () = shutdown => cancel.cancel(),
+        }
+        Ok(())
+    }
+
+    /// Serves the streamable HTTP transport at `/mcp` on `listener` until `shutdown`.
+    /// Only loopback `Host` headers are accepted (rmcp's DNS-rebinding guard).
+    pub async fn serve_http(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+        use rmcp::transport::streamable_http_server::{
+            StreamableHttpServerConfig, StreamableHttpService,
+        };
+        let config = StreamableHttpServerConfig::default();
+        let stop = config.cancellation_token.clone();
+        let server = self.clone();
+        let service = StreamableHttpService::new(
+            move || Ok(server.handler()),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        );
+        let accept = async {
+            loop {
+                let (stream, _) = match listener.accept().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("[witbox mcp] accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = hyper_util::service::TowerToHyperService::new(service.clone());
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        };
+        tokio::select! {
+            () = accept => {}
+            () = shutdown => stop.cancel(),
+        }
+        Ok(())
+    }
+}
+
+/// What the model is told about the server, in `initialize`.
+fn instructions(registry: &Registry, sessions: Option<&Sessions>) -> String {
+    let mut out = String::from(
+        "witbox runs each tool in its own WebAssembly sandbox, with only what its policy grants: \
+         no files, no environment, no network unless granted, and limits on time, memory and output. \
+         A failed call returns isError with the reason; fix the arguments and call again.\n",
+    );
+    if let Some(sessions) = sessions {
+        let runner = sessions.runner();
+        let sandbox = runner.sandbox();
+        let tools = runner.tool_names();
+        out.push_str(&format!(
+            "\n`{RUN_PYTHON}` runs Python 3.14 in a sandbox: most of the standard library, but no files, \
+             no network, no subprocesses, no threads. Each call may take {} ms and {} MiB. \
+             Without `session_id` it starts a new session and returns its id; pass that id to keep \
+             variables between calls, and `{RESET_SESSION}` to clear them. Call `final_answer(x)` to return a value. \
+             Inside Python these tools are functions: {}.\n",
+            sandbox.timeout.as_millis(),
+            sandbox.memory_bytes >> 20,
+            if tools.is_empty() {
+                "none".to_string()
+            } else {
+                tools.join(", ")
+            }
+        ));
+    }
+    if registry.tools().is_empty() && sessions.is_none() {
+        out.push_str("\nThis server has no tools loaded.\n");
+    }
+    out
+}
+
+/// One client's view of the server: its own sessions.
+pub struct Handler {
+    server: Arc<Server>,
+    owned: Arc<Mutex<HashSet<String>>>,
+    /// Cancelled when the client's stream ends, so its calls stop at once.
+    gone: CancellationToken,
+}
+
+/// A client's byte stream that cancels `gone` when it ends (EOF or an error).
+struct Watched<R> {
+    inner: R,
+    gone: CancellationToken,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        match &result {
+            Poll::Ready(Ok(())) if buf.filled().len() == before => self.gone.cancel(),
+            Poll::Ready(Err(_)) => self.gone.cancel(),
+            _ => {}
+        }
+        result
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        // The client is gone: its sessions go with it.
+        if let Some(sessions) = &self.server.sessions {
+            for id in self.owned.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+                sessions.close(&id);
+            }
+        }
+    }
+}
+
+fn object(v: Value) -> Arc<JsonObject> {
+    match v {
+        Value::Object(map) => Arc::new(map),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+fn text_result(text: String, structured: Value, is_error: bool) -> CallToolResult {
+    let mut result = if is_error {
+        CallToolResult::error(vec![ContentBlock::text(text)])
+    } else {
+        CallToolResult::success(vec![ContentBlock::text(text)])
+    };
+    result.structured_content = Some(structured);
+    result
+}
+
+fn tool_error(e: &ToolError) -> CallToolResult {
+    text_result(format!("{}: {}", e.kind, e.message), e.to_json(), true)
+}
+
+impl Handler {
+    fn tools(&self) -> Vec<Tool> {
+        let mut tools: Vec<Tool> = self
+            .server
+            .registry
+            .tools()
+            .iter()
+            .map(|t| {
+                Tool::new(
+                    t.name.clone(),
+                    t.description.clone(),
+                    object(t.parameters.clone()),
+                )
+            })
+            .collect();
+        if self.server.sessions.is_some() {
+            tools.push(Tool::new(
+                RUN_PYTHON,
+                "Runs Python code in a sandboxed session and returns what it printed (stdout, stderr), \
+                 the repr of a trailing expression, the error with its traceback, and the value given to \
+                 `final_answer(x)`. Variables persist between calls with the same `session_id`; without \
+                 one, a new session starts and its id is returned.",
+                object(json!({
+                    "type": "object",
+                    "properties": {
+                        "code": {"type": "string", "description": "The Python code to run."},
+                        "session_id": {"type": "string", "description": "A session id a previous `run_python` returned; leave it out to start a new session."}
+                    },
+                    "required": ["code"],
+                    "additionalProperties": false
+                })),
+            ));
+            tools.push(Tool::new(
+                RESET_SESSION,
+                "Clears every variable of a Python session, as if it had just started.",
+                object(json!({
+                    "type": "object",
+                    "properties": {
+                        "session_id": {"type": "string", "description": "The session to clear."}
+                    },
+                    "required": ["session_id"],
+                    "additionalProperties": false
+                })),
+            ));
+        }
+        tools
+    }
+
+    /// The session a client names: it must be one it created and still open.
+    fn session_id(&self, sessions: &Sessions, id: &str) -> Result<String, ToolError> {
+        use crate::error::ErrorKind;
+        if !self
+            .owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+        {
+            return Err(ToolError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "unknown session `{id}`: this client did not create it; call `{RUN_PYTHON}` without `session_id` to start one"
+                ),
+            ));
+        }
+        sessions.evict_idle();
+        if !sessions.contains(id) {
+            self.forget(id);
+            return Err(ToolError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "session `{id}` has expired: it sat idle for more than its TTL and its variables are gone; call `{RUN_PYTHON}` without `session_id` to start a new one"
+                ),
+            ));
+        }
+        Ok(id.to_string())
+    }
+
+    fn forget(&self, id: &str) {
+        self.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    async fn run_python(&self, args: &JsonObject) -> CallToolResult {
+        use crate::error::ErrorKind;
+        let Some(sessions) = self.server.sessions.clone() else {
+            return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
+        };
+        let invalid = |m: String| tool_error(&ToolError::new(ErrorKind::InvalidArguments, m));
+        if let Some(extra) = args.keys().find(|k| *k != "code" && *k != "session_id") {
+            return invalid(format!(
+                "`{RUN_PYTHON}` has no argument `{extra}` (it takes `code` and `session_id`)"
+            ));
+        }
+        let code = match args.get("code") {
+            Some(Value::String(s)) => s.as_str(),
+            Some(other) => {
+                return invalid(format!(
+                    "`code` must be a string, got {}",
+                    crate::value::kind(other)
+                ));
+            }
+            None => return invalid("`code` is required".into()),
+        };
+        if code.len() > MAX_CODE_BYTES {
+            return invalid(format!(
+                "the code is {} bytes; the limit is {MAX_CODE_BYTES}",
+                code.len()
+            ));
+        }
+        let id = match args.get("session_id") {
+            None | Some(Value::Null) => match sessions.create().await {
+                Ok(id) => {
+                    self.owned
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id.clone());
+                    id
+                }
+                Err(e) => return tool_error(&e),
+            },
+            Some(Value::String(id)) => match self.session_id(&sessions, id) {
+                Ok(id) => id,
+                Err(e) => return tool_error(&e),
+            },
+            Some(other) => {
+                return invalid(format!(
+                    "`session_id` must be a string, got {}",
+                    crate::value::kind(other)
+                ));
+            }
+        };
+        match sessions.run(&id, code).await {
+            Ok(outcome) => {
+                let text = format!("{}[session_id: {id}]", observe(&outcome));
+                let mut structured = serde_json::to_value(&outcome).unwrap_or_default();
+                structured["session_id"] = json!(id);
+                text_result(text, structured, outcome.error.is_some())
+            }
+            Err(e) => tool_error(&e),
+        }
+    }
+
+    async fn reset_session(&self, args: &JsonObject) -> CallToolResult {
+        use crate::error::ErrorKind;
+        let Some(sessions) = self.server.sessions.clone() else {
+            return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
+        };
+        let Some(Value::String(id)) = args.get("session_id") else {
+            return tool_error(&ToolError::new(
+                ErrorKind::InvalidArguments,
+                "`session_id` (a string) is required",
+            ));
+        };
+        let id = match self.session_id(&sessions, id) {
+            Ok(id) => id,
+            Err(e) => return tool_error(&e),
+        };
+        match sessions.reset(&id).await {
+            Ok(()) => text_result(
+                format!("session `{id}` was reset: its variables are gone"),
+                json!({"session_id": id}),
+                false,
+            ),
+            Err(e) => tool_error(&e),
+        }
+    }
+
+    async fn call(&self, name: &str, args: JsonObject) -> Result<CallToolResult, ErrorData> {
+        match name {
+            RUN_PYTHON if self.server.sessions.is_some() => Ok(self.run_python(&args).await),
+            RESET_SESSION if self.server.sessions.is_some() => Ok(self.reset_session(&args).await),
+            _ if self.server.registry.tool(name).is_some() => {
+                match self.server.registry.call(name, &Value::Object(args)).await {
+                    Ok(v) => {
+                        let text = serde_json::to_string(&v).unwrap_or_default();
+                        let structured = match v {
+                            Value::Object(_) => v,
+                            other => json!({ "result": other }),
+                        };
+                        Ok(text_result(text, structured, false))
+                    }
+                    Err(e) => Ok(tool_error(&e)),
+                }
+            }
+            _ => Err(ErrorData::invalid_params(
+                format!("unknown tool `{name}`"),
+                Some(
+                    json!({"tools": self.tools().iter().map(|t| t.name.to_string()).collect::<Vec<_>>()}),
+                ),
+            )),
+        }
+    }
+}
+
+/// The newest protocol revision served. `2026-07-28` made HTTP stateless (no
+/// `initialize`, no `Mcp-Session-Id`), so a server could no longer tell whose
+/// Python session a call names; clients negotiate down to this one.
+const PROTOCOL: ProtocolVersion = ProtocolVersion::V_2025_11_25;
+
+impl ServerHandler for Handler {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_protocol_version(PROTOCOL)
+            .with_server_info(Implementation::new("witbox", env!("CARGO_PKG_VERSION")))
+            .with_instructions(self.server.instructions.clone())
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&PROTOCOL))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let args = request.arguments.unwrap_or_default();
+        let session = args
+            .get("session_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        tokio::select! {
+            result = self.call(&request.name, args) => result.map(CallToolResponse::from),
+            () = cancelled(&context, &self.gone) => {
+                // The client cancelled or went away mid-call: the session's
+                // instance was stopped mid-run, so it is closed, not reused.
+                if let (Some(sessions), Some(id)) = (&self.server.sessions, session) {
+                    sessions.close(&id);
+                    self.forget(&id);
+                }
+                Err(ErrorData::internal_error("the call was cancelled", None))
+            }
+        }
+    }
+}
+
+/// Completes when the client cancels the request or goes away.
+async fn cancelled(context: &RequestContext<RoleServer>, gone: &CancellationToken) {
+    tokio::select! {
+        () = context.ct.cancelled() => {}
+        () = gone.cancelled() => {}
+    }
+}

@@ -1,0 +1,461 @@
+//! The MCP server: in process over `tokio::io::duplex` (raw JSON-RPC lines, so the
+//! wire is what is tested), and out of process with clients no one here wrote: the
+//! official Python MCP SDK over stdio and HTTP, and smolagents' CodeAgent.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use witbox::mcp::Server;
+use witbox::{Manifest, Registry, Runner, Sessions};
+
+fn manifest_text(policy: &str) -> String {
+    format!(
+        "{}[runner]\npath = {:?}\n[runner.policy]\ncall-tools = [\"quadratic_solve\"]\n{policy}\n",
+        entry("quadratic", "quadratic", ""),
+        guest("python-runner")
+    )
+}
+
+fn server(policy: &str, ttl: Duration) -> Arc<Server> {
+    compiling(|| {
+        let manifest = Manifest::parse(&manifest_text(policy), &root()).unwrap();
+        let registry = Registry::load(&manifest, options()).unwrap();
+        let runner = Runner::load(&manifest, &manifest.runner, registry.clone()).unwrap();
+        Server::new(registry, Some(Arc::new(Sessions::new(runner, 8, ttl))))
+    })
+}
+
+/// A client speaking newline-delimited JSON-RPC to an in-process server.
+struct Client {
+    write: tokio::io::WriteHalf<tokio::io::DuplexStream>,
+    read: tokio::io::Lines<BufReader<tokio::io::ReadHalf<tokio::io::DuplexStream>>>,
+    next: u64,
+    init: Value,
+}
+
+impl Client {
+    async fn connect(server: &Arc<Server>) -> Self {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let server = server.clone();
+        tokio::spawn(async move {
+            let (r, w) = tokio::io::split(theirs);
+            server.serve((r, w), std::future::pending()).await
+        });
+        let (r, w) = tokio::io::split(ours);
+        let mut client = Self {
+            write: w,
+            read: BufReader::new(r).lines(),
+            next: 0,
+            init: Value::Null,
+        };
+        client.init = client
+            .request(
+                "initialize",
+                json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "test", "version": "0"}}),
+            )
+            .await;
+        client
+            .send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        client
+    }
+
+    async fn send(&mut self, message: Value) {
+        let mut line = message.to_string();
+        line.push('\n');
+        self.write.write_all(line.as_bytes()).await.unwrap();
+    }
+
+    /// Sends a request and returns the whole response message.
+    async fn request(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
+        loop {
+            let line = self
+                .read
+                .next_line()
+                .await
+                .unwrap()
+                .expect("the server closed the stream");
+            let message: Value = serde_json::from_str(&line).unwrap();
+            if message["id"] == id {
+                return message;
+            }
+        }
+    }
+
+    async fn call(&mut self, name: &str, arguments: Value) -> Value {
+        let response = self
+            .request("tools/call", json!({"name": name, "arguments": arguments}))
+            .await;
+        assert!(
+            response.get("error").is_none(),
+            "protocol error: {response}"
+        );
+        response["result"].clone()
+    }
+}
+
+fn text(result: &Value) -> String {
+    result["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap_or(""))
+        .collect()
+}
+
+#[tokio::test]
+async fn tools_are_listed_with_their_wit_schemas_and_the_instructions_say_what_the_sandbox_is() {
+    let server = server("", Duration::from_secs(60));
+    let mut client = Client::connect(&server).await;
+    let info = &client.init["result"];
+    assert_eq!(info["serverInfo"]["name"], "witbox");
+    assert_eq!(info["protocolVersion"], "2025-06-18");
+    let instructions = info["instructions"].as_str().unwrap();
+    assert!(
+        instructions.contains("no files, no environment, no network unless granted"),
+        "{instructions}"
+    );
+    assert!(
+        instructions.contains("Inside Python these tools are functions: quadratic_solve."),
+        "{instructions}"
+    );
+
+    let tools = client.request("tools/list", json!({})).await;
+    let tools = tools["result"]["tools"].as_array().unwrap().clone();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["quadratic_solve", "run_python", "reset_session"]);
+    let registry = load(&entry("quadratic", "quadratic", "")).unwrap();
+    let quadratic = registry.tool("quadratic_solve").unwrap();
+    assert_eq!(tools[0]["inputSchema"], quadratic.parameters);
+    assert_eq!(tools[0]["description"], quadratic.description.as_str());
+    assert_eq!(tools[1]["inputSchema"]["required"], json!(["code"]));
+}
+
+#[tokio::test]
+async fn failures_are_error_results_and_bad_requests_are_protocol_errors() {
+    let server = server("", Duration::from_secs(60));
+    let mut client = Client::connect(&server).await;
+
+    let ok = client
+        .call("quadratic_solve", json!({"a": 1, "b": -3, "c": 2}))
+        .await;
+    assert_eq!(ok["isError"], false);
+    assert_eq!(
+        ok["structuredContent"],
+        json!({"result": [{"re": 1.0, "im": 0.0}, {"re": 2.0, "im": 0.0}]})
+    );
+
+    let bad = client
+        .call("quadratic_solve", json!({"a": 1, "b": "x", "c": 2}))
+        .await;
+    assert_eq!(bad["isError"], true);
+    assert_eq!(
+        text(&bad),
+        "invalid-arguments: invalid arguments for `quadratic_solve`: `b`: expected a number, got the string \"x\""
+    );
+
+    let own = client
+        .call("quadratic_solve", json!({"a": 0, "b": 0, "c": 1}))
+        .await;
+    assert_eq!(own["isError"], true);
+    assert_eq!(own["structuredContent"]["error"]["kind"], "tool-error");
+
+    let huge = "9".repeat(4_000_000);
+    let big = client
+        .call("quadratic_solve", json!({"a": huge, "b": 0, "c": 0}))
+        .await;
+    assert_eq!(big["isError"], true);
+    assert!(
+        text(&big).contains("got a string of 4000000 bytes"),
+        "{}",
+        text(&big)
+    );
+    let big = client
+        .call("run_python", json!({"code": "#".repeat(2 << 20)}))
+        .await;
+    assert_eq!(
+        text(&big),
+        "invalid-arguments: the code is 2097152 bytes; the limit is 1048576"
+    );
+
+    let unknown = client
+        .request("tools/call", json!({"name": "rm_rf", "arguments": {}}))
+        .await;
+    assert_eq!(unknown["error"]["code"], -32602);
+    assert_eq!(unknown["error"]["message"], "unknown tool `rm_rf`");
+
+    let missing = client.call("run_python", json!({"session_id": "x"})).await;
+    assert_eq!(text(&missing), "invalid-arguments: `code` is required");
+    let extra = client
+        .call("run_python", json!({"code": "1", "cwd": "/"}))
+        .await;
+    assert_eq!(
+        text(&extra),
+        "invalid-arguments: `run_python` has no argument `cwd` (it takes `code` and `session_id`)"
+    );
+
+    // After all that, the server still serves.
+    let again = client
+        .call("run_python", json!({"code": "quadratic_solve(1, 0, -4)"}))
+        .await;
+    assert_eq!(again["isError"], false, "{again}");
+    assert_eq!(
+        again["structuredContent"]["value"],
+        "[{'re': -2.0, 'im': 0.0}, {'re': 2.0, 'im': 0.0}]"
+    );
+}
+
+#[tokio::test]
+async fn sessions_keep_state_and_belong_to_the_client_that_made_them() {
+    let server = server("", Duration::from_secs(60));
+    let (mut a, mut b) = (
+        Client::connect(&server).await,
+        Client::connect(&server).await,
+    );
+    let first = a.call("run_python", json!({"code": "secret = 41"})).await;
+    let id = first["structuredContent"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        text(&first).ends_with(&format!("[session_id: {id}]")),
+        "{}",
+        text(&first)
+    );
+    let second = a
+        .call(
+            "run_python",
+            json!({"code": "secret + 1", "session_id": id}),
+        )
+        .await;
+    assert_eq!(second["structuredContent"]["value"], "42");
+
+    let stolen = b
+        .call("run_python", json!({"code": "secret", "session_id": id}))
+        .await;
+    assert_eq!(stolen["isError"], true);
+    assert_eq!(
+        text(&stolen),
+        format!(
+            "not-found: unknown session `{id}`: this client did not create it; call `run_python` without `session_id` to start one"
+        )
+    );
+    let own = b
+        .call("run_python", json!({"code": "'secret' in globals()"}))
+        .await;
+    assert_eq!(own["structuredContent"]["value"], "False");
+
+    let reset = a.call("reset_session", json!({"session_id": id})).await;
+    assert_eq!(
+        text(&reset),
+        format!("session `{id}` was reset: its variables are gone")
+    );
+    let gone = a
+        .call("run_python", json!({"code": "secret", "session_id": id}))
+        .await;
+    assert_eq!(gone["isError"], true);
+    assert_eq!(gone["structuredContent"]["error"]["type"], "NameError");
+    assert_eq!(server.sessions().unwrap().len(), 2);
+
+    // A client that goes away takes its sessions with it.
+    drop(b);
+    let started = Instant::now();
+    while server.sessions().unwrap().len() != 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the sessions of a gone client stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_with_a_clear_error() {
+    let server = server("", Duration::from_millis(300));
+    let mut client = Client::connect(&server).await;
+    let first = client.call("run_python", json!({"code": "x = 1"})).await;
+    let id = first["structuredContent"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let late = client
+        .call("run_python", json!({"code": "x", "session_id": id}))
+        .await;
+    assert_eq!(
+        text(&late),
+        format!(
+            "not-found: session `{id}` has expired: it sat idle for more than its TTL and its variables are gone; call `run_python` without `session_id` to start a new one"
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_call_cancels_it() {
+    let server = server("timeout-ms = 60000", Duration::from_secs(60));
+    let sessions = server.sessions().unwrap().clone();
+    let mut client = Client::connect(&server).await;
+    client.next += 1;
+    let id = client.next;
+    client
+        .send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                     "params": {"name": "run_python", "arguments": {"code": "while True: pass"}}}))
+        .await;
+    let started = Instant::now();
+    while sessions.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the run never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(client);
+    // The run would take 60 s; the server cancels it at the next epoch tick
+    // and drops the session.
+    let gone = Instant::now();
+    while !sessions.is_empty() {
+        assert!(
+            gone.elapsed() < Duration::from_secs(1),
+            "the cancelled session stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And it still serves new clients.
+    let mut next = Client::connect(&server).await;
+    let r = next
+        .call("run_python", json!({"code": "print('alive')"}))
+        .await;
+    assert_eq!(r["structuredContent"]["stdout"], "alive\n");
+}
+
+/// `.venv/bin/python`, where `cargo xtask test` installs the pinned `mcp` and `smolagents`.
+fn python() -> PathBuf {
+    let python = root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "missing {}: run `cargo xtask test`, which installs the pinned Python MCP SDK and smolagents",
+        python.display()
+    );
+    python
+}
+
+/// Runs a Python script with the test cache; returns the JSON object it prints last.
+fn python_json(script: &str, args: &[&str], cwd: Option<&std::path::Path>) -> Value {
+    let mut cmd = Command::new(python());
+    cmd.arg(script)
+        .args(args)
+        .env("WITBOX_CACHE_DIR", root().join("target/test-cache"));
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}"))
+}
+
+fn check_python_sdk_session(seen: &Value) {
+    assert_eq!(seen["server"], "witbox");
+    assert_eq!(
+        seen["tools"],
+        json!(["quadratic_solve", "reset_session", "run_python"])
+    );
+    assert_eq!(seen["quadratic_schema"]["required"], json!(["a", "b", "c"]));
+    assert_eq!(seen["solve"]["is_error"], false);
+    assert_eq!(
+        seen["solve"]["structured"],
+        json!({"result": [{"re": 1.0, "im": 0.0}, {"re": 2.0, "im": 0.0}]})
+    );
+    assert_eq!(seen["bad_args"]["is_error"], true);
+    assert_eq!(seen["python"]["first"]["stdout"], "set\n");
+    assert_eq!(seen["python"]["second"]["value"], "42");
+    assert_eq!(seen["python"]["same_session"], true);
+    assert_eq!(seen["denied"]["is_error"], true);
+    assert!(
+        seen["denied"]["text"].as_str().unwrap().contains(
+            "ImportError: module `socket` is not available: the witbox sandbox has no sockets"
+        ),
+        "{seen}"
+    );
+    assert_eq!(seen["no_files"]["error"]["type"], "FileNotFoundError");
+    assert_eq!(seen["foreign_session"]["is_error"], true);
+    assert_eq!(seen["after_reset"]["type"], "NameError");
+    assert_eq!(seen["unknown_tool"]["raised"], true, "{seen}");
+}
+
+#[test]
+fn the_official_python_sdk_drives_witbox_mcp_over_stdio_and_http() {
+    let dir = TempDir::new("mcp-python-sdk");
+    let manifest = dir.write("witbox.toml", manifest_text(""));
+    let manifest = manifest.to_str().unwrap();
+    let witbox = env!("CARGO_BIN_EXE_witbox");
+    let script = root().join("tests/python/mcp_client.py");
+    let script = script.to_str().unwrap();
+
+    let seen = python_json(script, &[witbox, manifest], None);
+    check_python_sdk_session(&seen);
+
+    let mut child = witbox_command(std::path::Path::new(manifest))
+        .args(["mcp", "--http", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let url = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+        .to_string();
+    let seen = python_json(script, &[witbox, manifest, &url], None);
+    let _ = child.kill();
+    let _ = child.wait();
+    check_python_sdk_session(&seen);
+}
+
+#[test]
+fn smolagents_code_agent_runs_its_code_in_witbox() {
+    let dir = TempDir::new("mcp-smolagents");
+    let manifest = dir.write("witbox.toml", manifest_text(""));
+    let example = root().join("examples/smolagents");
+    let seen = python_json(
+        "scripted_run.py",
+        &[env!("CARGO_BIN_EXE_witbox"), manifest.to_str().unwrap()],
+        Some(&example),
+    );
+    assert_eq!(seen["answer"], json!([1.0, 2.0]), "{seen}");
+    assert_eq!(seen["steps"], 3);
+    assert_eq!(seen["prompt_lists_tool"], true);
+    assert!(
+        seen["observations"][0]
+            .as_str()
+            .unwrap()
+            .contains("[{'re': 1.0, 'im': 0.0}, {'re': 2.0, 'im': 0.0}]"),
+        "{seen}"
+    );
+    assert!(
+        seen["errors"][1]
+            .as_str()
+            .unwrap()
+            .contains("IndexError: list index out of range"),
+        "{seen}"
+    );
+    assert!(seen["session_id"].as_str().unwrap().starts_with("s-"));
+}

@@ -1,0 +1,71 @@
+"""Drives `witbox mcp` with the official Python MCP SDK (`mcp` on PyPI).
+
+Run by `tests/all/mcp.rs`: python mcp_client.py WITBOX MANIFEST [URL]
+With URL it talks streamable HTTP to a running server; without, it starts
+`WITBOX --manifest MANIFEST mcp` and talks over stdio. Prints one JSON object
+with what it saw; the Rust test checks it.
+"""
+
+import asyncio
+import json
+import sys
+
+from mcp import Client, StdioServerParameters
+
+
+def text(result):
+    return "".join(getattr(c, "text", "") for c in result.content)
+
+
+async def main():
+    witbox, manifest = sys.argv[1], sys.argv[2]
+    if len(sys.argv) > 3:
+        server = sys.argv[3]
+    else:
+        server = StdioServerParameters(command=witbox, args=["--manifest", manifest, "mcp"])
+    seen = {}
+    async with Client(server, read_timeout_seconds=60) as client:
+        seen["server"] = client.server_info.name
+        seen["protocol"] = client.protocol_version
+        seen["instructions"] = client.instructions
+        tools = await client.list_tools()
+        seen["tools"] = sorted(t.name for t in tools.tools)
+        solve = next(t for t in tools.tools if t.name == "quadratic_solve")
+        seen["quadratic_schema"] = solve.input_schema
+
+        r = await client.call_tool("quadratic_solve", {"a": 1, "b": -3, "c": 2})
+        seen["solve"] = {"is_error": r.is_error, "text": text(r), "structured": r.structured_content}
+
+        r = await client.call_tool("quadratic_solve", {"a": "one"})
+        seen["bad_args"] = {"is_error": r.is_error, "text": text(r)}
+
+        r1 = await client.call_tool("run_python", {"code": "x = 20 + 1\nprint('set')"})
+        sid = r1.structured_content["session_id"]
+        r2 = await client.call_tool("run_python", {"code": "x * 2", "session_id": sid})
+        seen["python"] = {
+            "first": {"is_error": r1.is_error, "stdout": r1.structured_content["stdout"]},
+            "second": {"is_error": r2.is_error, "value": r2.structured_content["value"], "text": text(r2)},
+            "same_session": r2.structured_content["session_id"] == sid,
+        }
+
+        r = await client.call_tool("run_python", {"code": "import socket"})
+        seen["denied"] = {"is_error": r.is_error, "text": text(r)}
+        r = await client.call_tool("run_python", {"code": "open('/etc/passwd').read()"})
+        seen["no_files"] = {"is_error": r.is_error, "error": r.structured_content["error"]}
+
+        r = await client.call_tool("run_python", {"code": "1", "session_id": "s-0000000000000000"})
+        seen["foreign_session"] = {"is_error": r.is_error, "text": text(r)}
+
+        r = await client.call_tool("reset_session", {"session_id": sid})
+        r3 = await client.call_tool("run_python", {"code": "x", "session_id": sid})
+        seen["after_reset"] = {"is_error": r3.is_error, "type": r3.structured_content["error"]["type"]}
+
+        try:
+            r = await client.call_tool("no_such_tool", {})
+            seen["unknown_tool"] = {"raised": False, "is_error": r.is_error, "text": text(r)}
+        except Exception as e:  # a protocol error
+            seen["unknown_tool"] = {"raised": True, "error": str(e)}
+    print(json.dumps(seen))
+
+
+asyncio.run(main())
