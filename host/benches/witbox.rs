@@ -208,6 +208,7 @@ fn main() {
     });
 
     python(&manifest, &manifest_path, &options, &rt, &mut rows);
+    mcp(&manifest_path, &cache, &mut rows);
 
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -444,6 +445,67 @@ const CPU: [(&str, &str); 3] = [
         "import re\ntext = ' '.join(f'user{i}@example.com called +1-555-{i:04d} on 2024-01-{i % 28 + 1:02d}' for i in range(30000))\nlen(re.findall(r'[\\w.]+@[\\w.]+|\\+\\d-\\d{3}-\\d{4}|\\d{4}-\\d{2}-\\d{2}', text))",
     ),
 ];
+
+/// `witbox mcp` over stdio, as an MCP client sees it: one `tools/call` round trip.
+fn mcp(manifest_path: &Path, cache: &Path, rows: &mut Vec<(String, String, String)>) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_witbox"))
+        .arg("--manifest")
+        .arg(manifest_path)
+        .arg("mcp")
+        .env("WITBOX_CACHE_DIR", cache)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut id = 0;
+    let mut request = |method: &str, params: serde_json::Value| -> serde_json::Value {
+        id += 1;
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        writeln!(stdin, "{message}").unwrap();
+        loop {
+            let reply: serde_json::Value =
+                serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+            if reply["id"] == id {
+                return reply;
+            }
+        }
+    };
+    request(
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}),
+    );
+    let call = |request: &mut dyn FnMut(&str, serde_json::Value) -> serde_json::Value,
+                name: &str,
+                args: serde_json::Value| {
+        let t = Instant::now();
+        let reply = request("tools/call", json!({"name": name, "arguments": args}));
+        assert_eq!(reply["result"]["isError"], false, "{reply}");
+        (t.elapsed(), reply)
+    };
+    let args = json!({"a": 1, "b": -3, "c": 2});
+    let samples: Vec<Duration> = (0..300)
+        .map(|_| call(&mut request, "quadratic_solve", args.clone()).0)
+        .skip(20)
+        .collect();
+    rows.push(timing("MCP stdio: `tools/call quadratic_solve`", samples));
+    let (_, first) = call(&mut request, "run_python", json!({"code": "x = 1"}));
+    let session = first["result"]["structuredContent"]["session_id"].clone();
+    let code = json!({"code": "print(1+1)", "session_id": session});
+    let samples: Vec<Duration> = (0..300)
+        .map(|_| call(&mut request, "run_python", code.clone()).0)
+        .skip(20)
+        .collect();
+    rows.push(timing(
+        "MCP stdio: `run_python('print(1+1)')` in a session",
+        samples,
+    ));
+    drop(stdin);
+    let _ = child.wait();
+}
 
 /// Native CPython running `code` with `exec` in its own process (start-up not counted).
 fn native_exec(code: &str) -> Duration {

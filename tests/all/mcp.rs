@@ -459,3 +459,60 @@ fn smolagents_code_agent_runs_its_code_in_witbox() {
     );
     assert!(seen["session_id"].as_str().unwrap().starts_with("s-"));
 }
+
+#[tokio::test]
+async fn http_transport_serves_on_port_0_and_stops_on_its_shutdown_signal() {
+    use tokio::io::AsyncReadExt;
+    let server = server("", Duration::from_secs(60));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        server
+            .serve_http(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
+    .to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        addr.port(),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    let _ =
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.to_lowercase().contains("mcp-session-id: "),
+        "{response}"
+    );
+    assert!(
+        response.contains(r#""serverInfo":{"name":"witbox""#),
+        "{response}"
+    );
+
+    // A Host that is not loopback is refused (DNS rebinding).
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let evil = request.replace(
+        &format!("Host: 127.0.0.1:{}", addr.port()),
+        "Host: evil.example",
+    );
+    stream.write_all(evil.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    let _ =
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut response)).await;
+    assert!(response.starts_with("HTTP/1.1 403"), "{response}");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("the server did not stop")
+        .unwrap()
+        .unwrap();
+}
