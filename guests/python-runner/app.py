@@ -419,7 +419,9 @@ class Runner(exports.Runner):
         )
 
     def reset(self) -> None:
+        global _cell
         _fresh_globals()
+        _cell = 0
         for name in [n for n in linecache.cache if n.startswith("<cell")]:
             del linecache.cache[name]
 

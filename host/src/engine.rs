@@ -22,6 +22,15 @@ pub struct EngineOptions {
     pub fuel: bool,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Reset a freed memory slot by copying back its whole resident part, instead
+    /// of scanning for the pages that were written. For big, scattered heaps (the
+    /// Python runner): the scan keeps at most 32 runs of pages, and every page it
+    /// misses is a copy-on-write fault in the next instance, each a TLB shootdown
+    /// when other threads run. For small tools the scan is cheaper.
+    pub full_reset: bool,
+    /// How many component instances may be alive at once (0: 1000). The pool's
+    /// stacks, memories and tables are reserved up front for this many.
+    pub max_instances: u32,
 }
 
 /// A configured wasmtime engine with its epoch ticker.
@@ -41,11 +50,17 @@ impl Engine {
         config.wasm_component_model(true);
         config.parallel_compilation(true);
         let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(1000)
-            .total_core_instances(2000)
-            .total_memories(1000)
-            .total_tables(2000)
-            .total_stacks(1000)
+        // A componentize-py component holds a dozen core instances and two tables;
+        // a tool, one or two of each.
+        let (n, core, tables) = match options.max_instances {
+            0 => (1000, 2000, 2000),
+            n => (n, 16 * n, 4 * n),
+        };
+        pool.total_component_instances(n)
+            .total_core_instances(core)
+            .total_memories(n)
+            .total_tables(tables)
+            .total_stacks(n)
             .max_memory_size(4 << 30)
             .max_tables_per_module(4)
             .max_memories_per_module(1)
@@ -58,7 +73,11 @@ impl Engine {
             // Bounded: 16 MiB per slot ever used.
             .linear_memory_keep_resident(16 << 20)
             .table_keep_resident(1 << 20)
-            .pagemap_scan(wasmtime::Enabled::Auto);
+            .pagemap_scan(if options.full_reset {
+                wasmtime::Enabled::No
+            } else {
+                wasmtime::Enabled::Auto
+            });
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = wasmtime::Engine::new(&config).map_err(anyhow::Error::from)?;
         let ticker = Ticker::start(engine.clone());
@@ -72,6 +91,11 @@ impl Engine {
     /// The wasmtime engine.
     pub fn inner(&self) -> &wasmtime::Engine {
         &self.engine
+    }
+
+    /// The options it was built with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
     }
 
     /// Whether fuel metering is compiled in.

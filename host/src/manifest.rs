@@ -71,6 +71,10 @@ pub struct RunnerEntry {
     /// Seconds a session may sit idle before it is closed. Example: `600`.
     #[serde(default = "defaults::session_ttl_s")]
     pub session_ttl_s: u64,
+    /// Fresh instances kept ready so a new session starts without waiting for one
+    /// (each about 2 MiB of memory when idle). `0` makes every session on demand.
+    #[serde(default = "defaults::warm_sessions")]
+    pub warm_sessions: usize,
 }
 
 impl Default for RunnerEntry {
@@ -80,6 +84,7 @@ impl Default for RunnerEntry {
             policy: Policy::default(),
             max_sessions: defaults::max_sessions(),
             session_ttl_s: defaults::session_ttl_s(),
+            warm_sessions: defaults::warm_sessions(),
         }
     }
 }
@@ -148,6 +153,10 @@ pub mod defaults {
         64
     }
     /// 10 minutes idle.
+    pub fn warm_sessions() -> usize {
+        2
+    }
+
     pub fn session_ttl_s() -> u64 {
         600
     }

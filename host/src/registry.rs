@@ -156,11 +156,6 @@ impl Registry {
         &self.engine
     }
 
-    /// The linker every component of this registry (and the code runner) is instantiated with.
-    pub(crate) fn linker(&self) -> &Linker<State> {
-        &self.linker
-    }
-
     /// Every tool, in manifest order.
     pub fn tools(&self) -> &[Tool] {
         &self.tools
@@ -354,7 +349,7 @@ pub(crate) fn to_wit_error(e: &ToolError) -> wit::ToolError {
 
 /// The linker every component is instantiated with: WASI (sockets denied per store),
 /// `wasi:http` behind the policy hook, `wasi:config`, and `witbox:agent/host`.
-fn new_linker(engine: &Engine) -> Result<Linker<State>> {
+pub(crate) fn new_linker(engine: &Engine) -> Result<Linker<State>> {
     let mut linker = Linker::new(engine.inner());
     wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)

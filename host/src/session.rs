@@ -7,7 +7,7 @@
 
 use crate::bindings::exports::witbox::agent::runner::{RunFailure, RunOptions};
 use crate::bindings::{CodeRunner, CodeRunnerPre};
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineOptions};
 use crate::error::{ErrorKind, ToolError};
 use crate::manifest::{Manifest, RunnerEntry};
 use crate::registry::Registry;
@@ -16,16 +16,24 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap};
 
 /// The code-runner component, compiled and linked, with the policy its sessions get.
+///
+/// It keeps a few fresh instances ready (`warm-sessions`), so a new session does not
+/// wait for an instantiation; each one taken is replaced in the background.
 pub struct Runner {
     engine: Engine,
     pre: CodeRunnerPre<State>,
     sandbox: Arc<Sandbox>,
     registry: Arc<Registry>,
+    warm: Mutex<Vec<(Store<State>, CodeRunner)>>,
+    /// Instances being made for `warm`.
+    filling: AtomicUsize,
+    warm_target: usize,
 }
 
 impl Runner {
@@ -35,7 +43,14 @@ impl Runner {
         entry: &RunnerEntry,
         registry: Arc<Registry>,
     ) -> Result<Arc<Self>> {
-        let engine = registry.engine().clone();
+        // Its own engine: the same code cache, but memory slots reset in full
+        // (see `EngineOptions::full_reset`); tools it calls run on the registry's.
+        // Room for every session, the warm ones, and a restart in flight for each.
+        let engine = Engine::new(EngineOptions {
+            full_reset: true,
+            max_instances: 2 * (entry.max_sessions + entry.warm_sessions) as u32 + 4,
+            ..registry.engine().options().clone()
+        })?;
         let path = manifest.resolve(&entry.path);
         if !path.exists() {
             anyhow::bail!(
@@ -46,8 +61,7 @@ impl Runner {
         let component = engine
             .compile_file("python-runner", &path)
             .with_context(|| format!("failed to load the code runner from `{}`", path.display()))?;
-        let pre = registry
-            .linker()
+        let pre = crate::registry::new_linker(&engine)?
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("failed to link the code runner `{}`", path.display()))?;
@@ -66,6 +80,9 @@ impl Runner {
             pre,
             sandbox: Arc::new(sandbox),
             registry,
+            warm: Mutex::new(Vec::new()),
+            filling: AtomicUsize::new(0),
+            warm_target: entry.warm_sessions,
         }))
     }
 
@@ -82,14 +99,60 @@ impl Runner {
             .collect()
     }
 
-    /// Starts a new session: a fresh instance with empty globals.
+    /// Starts a new session: a fresh instance with empty globals, from the warm
+    /// pool when one is ready.
     pub async fn session(self: &Arc<Self>) -> Result<Session> {
-        let (store, bindings) = self.instantiate().await?;
+        let ready = self.warm.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let (store, bindings) = match ready {
+            Some(instance) => instance,
+            None => self.instantiate().await?,
+        };
+        self.refill();
         Ok(Session {
             runner: self.clone(),
             store,
             bindings,
         })
+    }
+
+    /// Starts making instances in the background until the pool is full.
+    fn refill(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let ready = || self.warm.lock().unwrap_or_else(|p| p.into_inner()).len();
+        while ready() + self.filling.load(Ordering::Acquire) < self.warm_target {
+            self.filling.fetch_add(1, Ordering::AcqRel);
+            let runner = self.clone();
+            runtime.spawn(async move {
+                if let Ok(instance) = runner.instantiate_warm().await {
+                    let mut warm = runner.warm.lock().unwrap_or_else(|p| p.into_inner());
+                    warm.push(instance);
+                }
+                runner.filling.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+    }
+
+    /// A fresh instance that has run an empty cell and been reset: the pages a
+    /// first run touches are already faulted in, and nothing of the cell is left
+    /// (no globals; the next cell is `<cell 1>` again).
+    async fn instantiate_warm(&self) -> Result<(Store<State>, CodeRunner)> {
+        let (mut store, bindings) = self.instantiate().await?;
+        let runner = bindings.witbox_agent_runner();
+        let options = RunOptions {
+            max_output_bytes: 1024,
+        };
+        runner
+            .call_run(&mut store, "pass", options)
+            .await
+            .map_err(anyhow::Error::from)?
+            .map_err(|e| anyhow::anyhow!("the warm-up cell failed: {e:?}"))?;
+        runner
+            .call_reset(&mut store)
+            .await
+            .map_err(anyhow::Error::from)?;
+        Ok((store, bindings))
     }
 
     async fn instantiate(&self) -> Result<(Store<State>, CodeRunner)> {

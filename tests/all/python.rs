@@ -457,3 +457,33 @@ async fn sessions_are_isolated_capped_and_expire() {
         ErrorKind::NotFound
     );
 }
+
+#[tokio::test]
+async fn sessions_from_the_warm_pool_are_fresh() {
+    // `warm-sessions` (2 by default) keeps instances that ran an empty cell and
+    // were reset; nothing of that shows.
+    let runner = runner("call-tools = [\"quadratic_solve\"]");
+    let mut first = runner.session().await.unwrap();
+    cell(&mut first, "x = 1").await;
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut s = runner.session().await.unwrap();
+        let o = cell(&mut s, "assert 'x' not in globals()\n1 / 0").await;
+        let e = o.error.unwrap();
+        assert_eq!(e.kind, "ZeroDivisionError");
+        assert!(
+            e.traceback.contains("File \"<cell 1>\", line 2"),
+            "{}",
+            e.traceback
+        );
+        let o = cell(&mut s, "quadratic_solve(1, 0, -1)").await;
+        assert_eq!(
+            o.value.as_deref(),
+            Some("[{'re': -1.0, 'im': 0.0}, {'re': 1.0, 'im': 0.0}]")
+        );
+        // `reset` starts the numbering again too.
+        s.reset().await.unwrap();
+        let o = cell(&mut s, "1 / 0").await;
+        assert!(o.error.unwrap().traceback.contains("<cell 1>"));
+    }
+}

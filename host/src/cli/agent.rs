@@ -81,7 +81,9 @@ pub async fn agent(
         client.timeout = limits.step_timeout;
         Arc::new(client)
     };
-    let manifest = Manifest::load(manifest_path)?;
+    let mut manifest = Manifest::load(manifest_path)?;
+    // One task, one session: nothing to keep warm.
+    manifest.runner.warm_sessions = 0;
     let agent = Agent::from_manifest(&manifest, options, model, mode, &args.tools, limits)?;
     let mut transcript = Transcript::new(args.json);
     let result = agent.run(task, &mut |e| transcript.show(e)).await;

@@ -54,6 +54,8 @@ pub async fn start(
 ) -> Result<Session> {
     let mut manifest = Manifest::load(manifest_path)?;
     flags.apply(&mut manifest)?;
+    // One session: nothing to keep warm.
+    manifest.runner.warm_sessions = 0;
     // Tool components are only loaded when the session may call one.
     let mut tool_manifest = manifest.clone();
     if manifest.runner.policy.call_tools.is_empty() {
@@ -157,6 +159,7 @@ pub async fn run(
             print_outcome(&outcome);
         }
     }
+    exiting(session);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -262,7 +265,14 @@ pub async fn repl(
         }
         let _ = editor.save_history(h);
     }
+    exiting(session);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The process is about to exit: dropping the session would reset its memory
+/// slot for reuse (a copy of the whole heap), which nothing will use.
+fn exiting(session: Session) {
+    std::mem::forget(session);
 }
 
 /// Reads one cell: a line, or, after a line that opens a block (ends with `:`, `\`,
