@@ -8,7 +8,7 @@
 
 use crate::agent::observe;
 use crate::engine::EngineOptions;
-use crate::error::ToolError;
+use crate::error::{ErrorKind, ToolError};
 use crate::manifest::Manifest;
 use crate::registry::Registry;
 use crate::session::{Runner, Sessions};
@@ -311,7 +311,6 @@ impl Handler {
 
     /// The session a client names: it must be one it created and still open.
     fn session_id(&self, sessions: &Sessions, id: &str) -> Result<String, ToolError> {
-        use crate::error::ErrorKind;
         if !self
             .owned
             .lock()
@@ -346,7 +345,6 @@ impl Handler {
     }
 
     async fn run_python(&self, args: &JsonObject) -> CallToolResult {
-        use crate::error::ErrorKind;
         let Some(sessions) = self.server.sessions.clone() else {
             return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
         };
@@ -406,7 +404,6 @@ impl Handler {
     }
 
     async fn reset_session(&self, args: &JsonObject) -> CallToolResult {
-        use crate::error::ErrorKind;
         let Some(sessions) = self.server.sessions.clone() else {
             return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
         };
