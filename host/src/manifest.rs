@@ -109,6 +109,11 @@ pub struct Policy {
     /// Example: `["quadratic_*"]`.
     #[serde(default)]
     pub call_tools: Vec<String>,
+    /// Components whose exported interfaces this one may import: the host links
+    /// each import to the component that exports it (matching package, interface
+    /// and a semver-compatible version). Example: `["quadratic"]`.
+    #[serde(default)]
+    pub link: Vec<String>,
     /// Linear memory cap in MiB. Example: `64`.
     #[serde(default = "defaults::memory_mb")]
     pub memory_mb: u64,
@@ -169,6 +174,7 @@ impl Default for Policy {
             env: BTreeMap::new(),
             dirs: Vec::new(),
             call_tools: Vec::new(),
+            link: Vec::new(),
             memory_mb: defaults::memory_mb(),
             timeout_ms: defaults::timeout_ms(),
             max_output_bytes: defaults::max_output_bytes(),

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime::Trap;
-use wasmtime::component::{Component, ComponentExportIndex, HasSelf, InstancePre, Linker, Val};
+use wasmtime::component::{
+    Component, ComponentExportIndex, HasSelf, InstancePre, Linker, Val, types,
+};
 use wit_parser::decoding::{DecodedWasm, decode};
 use wit_parser::{Function, FunctionKind, Resolve, Type, WorldId, WorldItem};
 
@@ -33,6 +35,9 @@ pub struct Tool {
     /// The WIT function name.
     #[serde(skip)]
     pub function: String,
+    /// The exported interface it belongs to (`witbox:quadratic/solver@0.1.0`), if any.
+    #[serde(skip)]
+    pub interface: Option<String>,
     #[serde(skip)]
     params: Vec<(String, Type)>,
     #[serde(skip)]
@@ -52,6 +57,20 @@ pub struct Loaded {
     pre: InstancePre<State>,
     sandbox: Arc<Sandbox>,
     resolve: Arc<Resolve>,
+    /// The instances (interfaces) it exports, by name.
+    exports: Vec<String>,
+}
+
+/// A compiled component waiting for the components it imports from.
+struct Pending {
+    name: String,
+    path: PathBuf,
+    sandbox: Sandbox,
+    bytes: Vec<u8>,
+    component: Component,
+    /// Interfaces it imports that another component must export.
+    imports: Vec<String>,
+    links: Vec<String>,
 }
 
 /// Every loaded component and the tools they give.
@@ -77,11 +96,44 @@ impl Registry {
             tools: Vec::new(),
             by_name: HashMap::new(),
         };
+        let mut pending = Vec::new();
         for entry in &manifest.component {
             let path = manifest.resolve(&entry.path);
             let sandbox = Sandbox::new(&entry.name, &entry.policy, &entry.config, manifest)
                 .with_context(|| format!("invalid policy for `{}`", entry.name))?;
-            registry.add(&entry.name, &path, sandbox)?;
+            pending.push(registry.compile(&entry.name, &path, sandbox, &entry.policy.link)?);
+        }
+        // A component is added after every component it imports from.
+        while !pending.is_empty() {
+            let ready = pending
+                .iter()
+                .position(|p| p.imports.iter().all(|i| registry.exporter(i).is_some()));
+            let Some(ready) = ready else {
+                let p = &pending[0];
+                let missing = p
+                    .imports
+                    .iter()
+                    .find(|i| registry.exporter(i).is_none())
+                    .expect("a missing import");
+                let waiting = pending.iter().any(|q| {
+                    component_exports(&q.component, &registry.engine)
+                        .iter()
+                        .any(|e| compatible(missing, e))
+                });
+                if waiting {
+                    bail!(
+                        "`{}` imports `{missing}` from a component that imports back from it: the links form a cycle",
+                        p.name
+                    );
+                }
+                bail!(
+                    "`{}` imports `{missing}`, which no loaded component exports; add the component that exports it to the manifest, and to `link` in `{}`'s policy",
+                    p.name,
+                    p.name
+                );
+            };
+            let p = pending.remove(ready);
+            registry.add(p)?;
         }
         Ok(Arc::new(registry))
     }
@@ -105,19 +157,136 @@ impl Registry {
         Self::load(&manifest, options)
     }
 
-    fn add(&mut self, name: &str, path: &Path, sandbox: Sandbox) -> Result<()> {
+    fn compile(
+        &self,
+        name: &str,
+        path: &Path,
+        sandbox: Sandbox,
+        links: &[String],
+    ) -> Result<Pending> {
         let bytes = std::fs::read(path).with_context(|| {
             format!("failed to read component `{name}` from `{}` (run `cargo xtask build` to build the guests)", path.display())
         })?;
+        let component = self.engine.compile(name, &bytes).with_context(|| {
+            format!(
+                "failed to load component `{name}` from `{}`",
+                path.display()
+            )
+        })?;
+        let imports = component
+            .component_type()
+            .imports(self.engine.inner())
+            .filter(|(import, item)| {
+                matches!(item.ty, types::ComponentItem::ComponentInstance(_))
+                    && !import.starts_with("wasi:")
+                    && !import.starts_with("witbox:agent/")
+            })
+            .map(|(import, _)| import.to_string())
+            .collect();
+        Ok(Pending {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            sandbox,
+            bytes,
+            component,
+            imports,
+            links: links.to_vec(),
+        })
+    }
+
+    /// The loaded component exporting an interface compatible with `import`.
+    fn exporter(&self, import: &str) -> Option<(usize, &str)> {
+        self.components.iter().enumerate().find_map(|(i, c)| {
+            c.exports
+                .iter()
+                .find(|e| compatible(import, e))
+                .map(|e| (i, e.as_str()))
+        })
+    }
+
+    /// The linker for a component: the host's, plus its imports from other
+    /// components, each call running in the exporter's own sandbox.
+    fn linker_for(&self, p: &Pending) -> Result<Option<Linker<State>>> {
+        if p.imports.is_empty() {
+            return Ok(None);
+        }
+        let mut linker = self.linker.clone();
+        for import in &p.imports {
+            let (index, export) = self.exporter(import).expect("ordered by imports");
+            let exporter = &self.components[index].name;
+            if !p.links.contains(exporter) {
+                bail!(
+                    "`{}` imports `{import}`, which `{exporter}` exports, but its policy does not allow it: add `link = [\"{exporter}\"]` to `{}`'s policy",
+                    p.name,
+                    p.name
+                );
+            }
+            let mut instance = linker
+                .instance(import)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("failed to link `{import}` into `{}`", p.name))?;
+            for tool in self
+                .tools
+                .iter()
+                .filter(|t| t.index == index && t.interface.as_deref() == Some(export))
+            {
+                let target = tool.name.clone();
+                let importer = p.name.clone();
+                instance
+                    .func_new_async(&tool.function, move |store, _ty, params, results| {
+                        let target = target.clone();
+                        let importer = importer.clone();
+                        Box::new(async move {
+                            let state = store.data();
+                            let (registry, depth) = (state.registry.clone(), state.depth + 1);
+                            let registry = registry.ok_or_else(|| {
+                                wasmtime::format_err!(
+                                    "`{importer}` has no registry to call `{target}` in"
+                                )
+                            })?;
+                            let tool = registry
+                                .find(&target)
+                                .map_err(|e| wasmtime::format_err!("{e}"))?;
+                            let (values, _) = registry
+                                .invoke_vals(tool, params.to_vec(), depth)
+                                .await
+                                .map_err(|e| {
+                                    wasmtime::format_err!(
+                                        "the linked call `{importer}` → `{target}` failed: {e}"
+                                    )
+                                })?;
+                            results.clone_from_slice(&values);
+                            Ok(())
+                        })
+                    })
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| format!("failed to link `{import}` into `{}`", p.name))?;
+            }
+        }
+        Ok(Some(linker))
+    }
+
+    fn add(&mut self, p: Pending) -> Result<()> {
+        let linked = self.linker_for(&p)?;
+        let Pending {
+            name,
+            path,
+            sandbox,
+            bytes,
+            component,
+            ..
+        } = p;
+        let name = name.as_str();
+        let path = path.as_path();
         let fail = || {
             format!(
                 "failed to load component `{name}` from `{}`",
                 path.display()
             )
         };
-        let component = self.engine.compile(name, &bytes).with_context(fail)?;
-        let pre = self
-            .linker
+        let pre = linked
+            .as_ref()
+            .unwrap_or(&self.linker)
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| {
@@ -147,6 +316,7 @@ impl Registry {
             pre,
             sandbox: Arc::new(sandbox),
             resolve,
+            exports: component_exports(&component, &self.engine),
         });
         Ok(())
     }
@@ -213,13 +383,57 @@ impl Registry {
         })
     }
 
-    /// Runs one call in a fresh instance under the component's limits.
+    /// Runs one call in a fresh instance under the component's limits, and turns
+    /// its result into JSON (or its error value into a `tool-error`).
     async fn invoke(
         self: &Arc<Self>,
         tool: &Tool,
         args: Vec<Val>,
         depth: u32,
     ) -> Result<Value, ToolError> {
+        let name = &tool.name;
+        let sandbox = &self.components[tool.index].sandbox;
+        let (results, denials) = self.invoke_vals(tool, args, depth).await?;
+        let result = match results.first() {
+            None => Value::Null,
+            Some(Val::Result(r)) if tool.returns_result => match r {
+                Ok(v) => v.as_deref().map(value::to_json).unwrap_or(Value::Null),
+                Err(e) => {
+                    let detail = e.as_deref().map(value::to_json).unwrap_or(Value::Null);
+                    let mut message = format!("`{name}` returned an error: {detail}");
+                    for why in denials {
+                        message.push_str(&format!("; the host denied a request: {why}"));
+                    }
+                    return Err(ToolError {
+                        kind: ErrorKind::ToolError,
+                        message,
+                        detail: Some(detail),
+                    });
+                }
+            },
+            Some(v) => value::to_json(v),
+        };
+        let size = result.to_string().len();
+        if size > sandbox.max_output {
+            return Err(ToolError::new(
+                ErrorKind::OutputLimit,
+                format!(
+                    "`{name}` returned {size} bytes, more than its limit of {} bytes",
+                    sandbox.max_output
+                ),
+            ));
+        }
+        Ok(result)
+    }
+
+    /// Runs one call in a fresh instance under the component's limits; returns
+    /// the component values and the HTTP requests the host denied on the way.
+    async fn invoke_vals(
+        self: &Arc<Self>,
+        tool: &Tool,
+        args: Vec<Val>,
+        depth: u32,
+    ) -> Result<(Vec<Val>, Vec<String>), ToolError> {
         let loaded = &self.components[tool.index];
         let sandbox = &loaded.sandbox;
         let name = &tool.name;
@@ -265,36 +479,7 @@ impl Registry {
                 ));
             }
         }
-        let result = match results.first() {
-            None => Value::Null,
-            Some(Val::Result(r)) if tool.returns_result => match r {
-                Ok(v) => v.as_deref().map(value::to_json).unwrap_or(Value::Null),
-                Err(e) => {
-                    let detail = e.as_deref().map(value::to_json).unwrap_or(Value::Null);
-                    let mut message = format!("`{name}` returned an error: {detail}");
-                    for why in state.http_denials() {
-                        message.push_str(&format!("; the host denied a request: {why}"));
-                    }
-                    return Err(ToolError {
-                        kind: ErrorKind::ToolError,
-                        message,
-                        detail: Some(detail),
-                    });
-                }
-            },
-            Some(v) => value::to_json(v),
-        };
-        let size = result.to_string().len();
-        if size > sandbox.max_output {
-            return Err(ToolError::new(
-                ErrorKind::OutputLimit,
-                format!(
-                    "`{name}` returned {size} bytes, more than its limit of {} bytes",
-                    sandbox.max_output
-                ),
-            ));
-        }
-        Ok(result)
+        Ok((results, state.http_denials()))
     }
 }
 
@@ -461,6 +646,7 @@ fn derive_tools(
     let mut tools = Vec::new();
     for (key, item) in &world.exports {
         let export_name = resolve.name_world_key(key);
+        let interface = matches!(item, WorldItem::Interface { .. }).then(|| export_name.clone());
         let funcs: Vec<(&Function, ComponentExportIndex)> = match item {
             WorldItem::Function(f) => {
                 let idx = component
@@ -524,6 +710,7 @@ fn derive_tools(
                 description,
                 component: component_name.to_string(),
                 function: func.name.clone(),
+                interface: interface.clone(),
                 params: func.params.iter().map(|p| (p.name.clone(), p.ty)).collect(),
                 returns_result,
                 export,
@@ -541,6 +728,50 @@ fn is_result(resolve: &Resolve, ty: &Type) -> bool {
             wit_parser::TypeDefKind::Type(t) => is_result(resolve, t),
             _ => false,
         },
+        _ => false,
+    }
+}
+
+/// The instances a component exports, by name.
+fn component_exports(component: &Component, engine: &Engine) -> Vec<String> {
+    component
+        .component_type()
+        .exports(engine.inner())
+        .filter(|(_, item)| matches!(item.ty, types::ComponentItem::ComponentInstance(_)))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// Whether an export satisfies an import: the same package and interface, and
+/// a semver-compatible version (same major; same minor while the major is 0).
+fn compatible(import: &str, export: &str) -> bool {
+    let split = |s: &str| -> (String, Option<Vec<u64>>) {
+        match s.split_once('@') {
+            Some((name, v)) => (
+                name.to_string(),
+                v.split(['.', '-', '+'])
+                    .take(3)
+                    .map(|p| p.parse().ok())
+                    .collect::<Option<Vec<u64>>>(),
+            ),
+            None => (s.to_string(), None),
+        }
+    };
+    let ((a, va), (b, vb)) = (split(import), split(export));
+    if a != b {
+        return false;
+    }
+    match (va, vb) {
+        (None, None) => true,
+        (Some(x), Some(y)) if x.len() == 3 && y.len() == 3 => {
+            if x[0] != y[0] {
+                false
+            } else if x[0] == 0 {
+                x[1] == y[1] && y[2] >= x[2]
+            } else {
+                (y[1], y[2]) >= (x[1], x[2])
+            }
+        }
         _ => false,
     }
 }

@@ -179,8 +179,8 @@ pub struct State {
     pub(crate) stdout: MemoryOutputPipe,
     pub(crate) stderr: MemoryOutputPipe,
     sandbox: Arc<Sandbox>,
-    registry: Option<Arc<Registry>>,
-    depth: u32,
+    pub(crate) registry: Option<Arc<Registry>>,
+    pub(crate) depth: u32,
     /// Tool calls made since the call (or run) began.
     pub(crate) tool_calls: u32,
     /// Whether a tool call was refused for going past `max-tool-calls`.

@@ -45,7 +45,14 @@ fn main() -> ExitCode {
 }
 
 /// The Rust guests in `guests/`, each with its WIT in `guests/NAME/wit` and a world named NAME.
-const RUST_GUESTS: [&str; 5] = ["quadratic", "weather", "testkit", "badtype", "clash"];
+const RUST_GUESTS: [&str; 6] = [
+    "quadratic",
+    "weather",
+    "testkit",
+    "badtype",
+    "clash",
+    "equation-report",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -112,7 +119,8 @@ fn build() -> Result<(), String> {
         .map_err(|e| format!("failed to create {}: {e}", out_dir.display()))?;
     let built = guests.join("target/wasm32-wasip2/release");
     for name in RUST_GUESTS {
-        let from = built.join(format!("{name}.wasm"));
+        // cargo names a cdylib after its crate, with `-` as `_`.
+        let from = built.join(format!("{}.wasm", name.replace('-', "_")));
         let wasm =
             std::fs::read(&from).map_err(|e| format!("failed to read {}: {e}", from.display()))?;
         let wit = embed::wit_section(&guests.join(name).join("wit"), name)?;
