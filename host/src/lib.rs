@@ -9,10 +9,13 @@
 //! - [`session`]: Python sessions on the code runner: runs, limits, restarts, the session manager.
 //! - [`agent`]: the agent loop: a model (OpenAI-compatible, or the offline planner) calls tools or writes Python.
 //! - [`mcp`]: the MCP server (stdio and streamable HTTP): the tools, `run_python`, `reset_session`.
+//! - [`compose`], [`embed`]: static composition (`wac plug`), guests' WIT docs in a custom section.
 //! - [`schema`], [`value`]: WIT types ⇄ JSON Schema and JSON values.
 
 pub mod agent;
 pub mod bindings;
+pub mod compose;
+pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod manifest;

@@ -598,7 +598,7 @@ fn embedded_wit(section: &[u8]) -> Result<(Resolve, WorldId)> {
 }
 
 /// A top-level custom section of a component or module, by name.
-fn custom_section<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
+pub(crate) fn custom_section<'a>(bytes: &'a [u8], name: &str) -> Option<&'a [u8]> {
     fn leb(bytes: &[u8], pos: &mut usize) -> Option<usize> {
         let mut value = 0usize;
         for shift in (0..35).step_by(7) {

@@ -9,6 +9,7 @@ mod support;
 mod acceptance;
 mod agent;
 mod cli;
+mod compose;
 mod limits;
 mod malformed;
 mod mcp;

@@ -3,6 +3,8 @@
 //! Guests are built here, not by a build script, so `cargo test` never runs a
 //! nested cargo build. Everything lands in `target/guests/`.
 
+#[path = "../../host/src/embed.rs"]
+#[allow(dead_code)] // the host uses the rest of it
 mod embed;
 #[allow(dead_code)] // the tests use the rest of it
 mod fixture;

@@ -92,6 +92,23 @@ enum Command {
     Mcp(mcp::McpArgs),
     /// An interactive Python session (history, multi-line input, `:reset`, `:tools`, `:quit`).
     Repl(run::SessionFlags),
+    /// Plug components into another one and write one self-contained component.
+    ///
+    /// Every import of SOCKET that a plug exports (same interface, semver-compatible
+    /// version) is satisfied by it, as `wac plug` does. The result needs no `link`
+    /// in the manifest. Example:
+    ///   witbox compose target/guests/equation-report.wasm --plug target/guests/quadratic.wasm -o report.wasm
+    #[command(verbatim_doc_comment)]
+    Compose {
+        /// The component whose imports are satisfied.
+        socket: PathBuf,
+        /// A component whose exports satisfy them (repeatable).
+        #[arg(long = "plug", required = true, value_name = "PLUG")]
+        plugs: Vec<PathBuf>,
+        /// Where to write the composed component.
+        #[arg(short, long, value_name = "OUT")]
+        output: PathBuf,
+    },
     /// Check that a file is a loadable agent-tool component and show the tools it would give.
     Check {
         /// The `.wasm` component file.
@@ -144,6 +161,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tools { json } => {
             let registry = load()?;
             print_tools(&registry, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compose {
+            socket,
+            plugs,
+            output,
+        } => {
+            let plugs: Vec<&std::path::Path> = plugs.iter().map(PathBuf::as_path).collect();
+            let bytes = witbox::compose::plug(&socket, &plugs)?;
+            std::fs::write(&output, &bytes)
+                .with_context(|| format!("failed to write `{}`", output.display()))?;
+            eprintln!(
+                "wrote `{}` ({} bytes); `witbox check {}` shows its tools",
+                output.display(),
+                bytes.len(),
+                output.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { path, json } => {

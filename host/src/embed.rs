@@ -1,7 +1,8 @@
 //! Embeds a guest's WIT source in its component, as a `witbox-wit` custom section.
 //!
 //! Components keep their types but drop `///` docs; the host reads the docs
-//! (tool descriptions, field descriptions) from this section.
+//! (tool descriptions, field descriptions) from this section. Only `std`: `xtask`
+//! includes this file too, so it can build the guests before the host exists.
 
 use std::path::Path;
 
@@ -28,14 +29,18 @@ pub fn wit_section(dir: &Path, world: &str) -> Result<Vec<u8>, String> {
         json_string(world),
         body.join(",")
     );
-    let name = "witbox-wit";
+    Ok(custom_section("witbox-wit", payload.as_bytes()))
+}
+
+/// A custom section, encoded: append it to a component to add it.
+pub fn custom_section(name: &str, data: &[u8]) -> Vec<u8> {
     let mut content = leb(name.len());
     content.extend_from_slice(name.as_bytes());
-    content.extend_from_slice(payload.as_bytes());
+    content.extend_from_slice(data);
     let mut section = vec![0u8];
     section.extend(leb(content.len()));
     section.extend(content);
-    Ok(section)
+    section
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<std::path::PathBuf>, String> {
