@@ -10,6 +10,7 @@
 //! - [`agent`]: the agent loop: a model (OpenAI-compatible, or the offline planner) calls tools or writes Python.
 //! - [`mcp`]: the MCP server (stdio and streamable HTTP): the tools, `run_python`, `reset_session`.
 //! - [`compose`], [`embed`]: static composition (`wac plug`), guests' WIT docs in a custom section.
+//! - [`scaffold`]: `witbox new tool` and `witbox build`.
 //! - [`schema`], [`value`]: WIT types ⇄ JSON Schema and JSON values.
 
 pub mod agent;
@@ -23,6 +24,7 @@ pub mod mcp;
 pub mod net;
 pub mod registry;
 pub mod sandbox;
+pub mod scaffold;
 pub mod schema;
 pub mod session;
 pub mod value;

@@ -132,6 +132,9 @@ fn build() -> Result<(), String> {
     }
 
     python_runner(&root, &out_dir)?;
+    for name in PYTHON_GUESTS {
+        python_tool(&root, &out_dir, name)?;
+    }
 
     step("building the host (witbox)");
     run(Command::new("cargo")
@@ -190,6 +193,29 @@ fn python_runner(root: &Path, out_dir: &Path) -> Result<(), String> {
         .arg(&src)
         .arg("-o")
         .arg(&out))
+}
+
+/// Tools written in Python: `guests/NAME/app.py` with its WIT in `guests/NAME/wit`, world NAME.
+const PYTHON_GUESTS: [&str; 1] = ["text-stats"];
+
+/// Builds a Python tool with componentize-py and embeds its WIT, unless it is up to date.
+fn python_tool(root: &Path, out_dir: &Path, name: &str) -> Result<(), String> {
+    let src = root.join("guests").join(name);
+    let out = out_dir.join(format!("{name}.wasm"));
+    let tool = root.join(".venv/bin/componentize-py");
+    let inputs = [src.join("app.py"), src.join("wit/world.wit"), tool.clone()];
+    if is_newer(&out, &inputs) {
+        return Ok(());
+    }
+    step(&format!("building the Python tool {name} (guests/{name}, componentize-py)"));
+    run(Command::new(&tool)
+        .current_dir(&src)
+        .args(["-d", "wit", "-w", name, "componentize", "app", "-o"])
+        .arg(&out))?;
+    let wasm = std::fs::read(&out).map_err(|e| format!("failed to read {}: {e}", out.display()))?;
+    let wit = embed::wit_section(&src.join("wit"), name)?;
+    std::fs::write(&out, [wasm, wit].concat())
+        .map_err(|e| format!("failed to write {}: {e}", out.display()))
 }
 
 /// Whether `out` exists and is newer than every input.

@@ -35,6 +35,25 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum New {
+    /// Write a ready tool: a WIT world that includes `witbox:agent/agent-tool` and
+    /// exports one documented function, its code, and a `witbox.toml` entry.
+    ///
+    /// Then: `witbox build NAME` and
+    /// `witbox --manifest NAME/witbox.toml call NAME_greet '{"name": "Ada"}'`.
+    Tool {
+        /// The tool's name: lower-case letters, digits and `-` (tools are `NAME_<function>`).
+        name: String,
+        /// `rust` (wit-bindgen, wasm32-wasip2) or `python` (componentize-py).
+        #[arg(long, default_value = "rust", value_parser = ["rust", "python"])]
+        lang: String,
+        /// The folder to create it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// List the tools of every component: name, description and JSON Schema of the arguments.
     Tools {
@@ -92,6 +111,19 @@ enum Command {
     Mcp(mcp::McpArgs),
     /// An interactive Python session (history, multi-line input, `:reset`, `:tools`, `:quit`).
     Repl(run::SessionFlags),
+    /// Start a new tool from a template: `witbox new tool NAME --lang rust|python`.
+    #[command(subcommand)]
+    New(New),
+    /// Build the tool in DIR (default `.`) into DIR/NAME.wasm, with its WIT docs embedded.
+    ///
+    /// Rust tools are built with cargo for wasm32-wasip2 (the target is added with rustup
+    /// if missing); Python tools with componentize-py (`$WITBOX_COMPONENTIZE_PY`, a
+    /// `.venv/bin/componentize-py` in DIR or above, or one on the PATH).
+    Build {
+        /// The tool's folder, as `witbox new tool` made it.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Plug components into another one and write one self-contained component.
     ///
     /// Every import of SOCKET that a plug exports (same interface, semver-compatible
@@ -161,6 +193,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tools { json } => {
             let registry = load()?;
             print_tools(&registry, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::New(New::Tool { name, lang, dir }) => {
+            let lang = lang.parse()?;
+            let root = witbox::scaffold::new_tool(&name, lang, &dir)?;
+            let shown = root.display();
+            println!(
+                "made `{shown}`: wit/world.wit (the tool's contract and docs), {}, witbox.toml\n\nnext:\n  witbox build {shown}\n  witbox --manifest {shown}/witbox.toml call {}_greet '{{\"name\": \"Ada\"}}'",
+                if lang == witbox::scaffold::Lang::Rust { "src/lib.rs" } else { "app.py" },
+                name.replace('-', "_")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Build { dir } => {
+            let out = witbox::scaffold::build(&dir, &mut |cmd| eprintln!("$ {cmd}"))?;
+            println!("built `{}`", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Compose {
