@@ -66,7 +66,10 @@ pub fn new_tool(name: &str, lang: Lang, dir: &Path) -> Result<PathBuf> {
                 if lang == Lang::Python { 64 } else { 16 }
             ),
         ),
-        (".gitignore".into(), "target/\n*.wasm\n__pycache__/\n".into()),
+        (
+            ".gitignore".into(),
+            "target/\n*.wasm\n__pycache__/\n".into(),
+        ),
     ];
     for (file, text) in AGENT_WIT {
         files.push((format!("wit/deps/agent/{file}"), text.to_string()));
@@ -174,7 +177,13 @@ pub fn build(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
         ensure_wasip2_target(log)?;
         let mut cargo = Command::new("cargo");
         cargo
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
             .arg(dir.join("Cargo.toml"));
         run(&mut cargo, log)?;
         let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -233,10 +242,17 @@ fn ensure_wasip2_target(log: &mut dyn FnMut(&str)) -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == "wasm32-wasip2"))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2")
+        })
         .unwrap_or(true); // no rustup: let cargo say what is missing
     if !installed {
-        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]), log)?;
+        run(
+            Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
+            log,
+        )?;
     }
     Ok(())
 }

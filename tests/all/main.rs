@@ -16,5 +16,6 @@ mod mcp;
 mod python;
 mod quadratic;
 mod sandbox;
+mod scaffold;
 mod types;
 mod weather;

@@ -207,7 +207,9 @@ fn python_tool(root: &Path, out_dir: &Path, name: &str) -> Result<(), String> {
     if is_newer(&out, &inputs) {
         return Ok(());
     }
-    step(&format!("building the Python tool {name} (guests/{name}, componentize-py)"));
+    step(&format!(
+        "building the Python tool {name} (guests/{name}, componentize-py)"
+    ));
     run(Command::new(&tool)
         .current_dir(&src)
         .args(["-d", "wit", "-w", name, "componentize", "app", "-o"])

@@ -201,7 +201,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let shown = root.display();
             println!(
                 "made `{shown}`: wit/world.wit (the tool's contract and docs), {}, witbox.toml\n\nnext:\n  witbox build {shown}\n  witbox --manifest {shown}/witbox.toml call {}_greet '{{\"name\": \"Ada\"}}'",
-                if lang == witbox::scaffold::Lang::Rust { "src/lib.rs" } else { "app.py" },
+                if lang == witbox::scaffold::Lang::Rust {
+                    "src/lib.rs"
+                } else {
+                    "app.py"
+                },
                 name.replace('-', "_")
             );
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,126 @@
+//! `witbox new tool` + `witbox build` in both languages, end to end, and the
+//! Python tool that ships (`text-stats`).
+
+use crate::support::*;
+use serde_json::json;
+use std::process::Output;
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The three commands of the README: new, build, call.
+fn scaffold(lang: &str, name: &str) {
+    let dir = TempDir::new(&format!("new-{lang}"));
+    let manifest = dir.path().join(name).join("witbox.toml");
+    let said = ok(witbox_command(&manifest)
+        .args(["new", "tool", name, "--lang", lang, "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap());
+    assert!(said.contains("witbox build"), "{said}");
+    ok(witbox_command(&manifest)
+        .arg("build")
+        .arg(dir.path().join(name))
+        // Shared between test runs, so wit-bindgen is compiled once.
+        .env("CARGO_TARGET_DIR", root().join("target/scaffold-target"))
+        .output()
+        .unwrap());
+    let tool = format!("{}_greet", name.replace('-', "_"));
+    let tools: serde_json::Value = serde_json::from_str(&ok(witbox_command(&manifest)
+        .args(["tools", "--json"])
+        .output()
+        .unwrap()))
+    .unwrap();
+    assert_eq!(
+        tools,
+        json!([{
+            "name": tool,
+            "description": "Greets someone by name.",
+            "parameters": {
+                "type": "object",
+                "properties": {"name": {"type": "string", "description": "Who to greet, for example `Ada`."}},
+                "required": ["name"],
+                "additionalProperties": false
+            }
+        }])
+    );
+    let answer = ok(witbox_command(&manifest)
+        .args(["call", &tool, r#"{"name": "Ada"}"#])
+        .output()
+        .unwrap());
+    assert_eq!(answer, "\"Hello, Ada!\"\n");
+}
+
+#[test]
+fn a_new_rust_tool_builds_loads_and_answers() {
+    scaffold("rust", "hello-rs");
+}
+
+#[test]
+fn a_new_python_tool_builds_loads_and_answers() {
+    scaffold("python", "hello-py");
+}
+
+#[test]
+fn bad_tool_names_and_folders_are_clear_errors() {
+    let dir = TempDir::new("new-bad");
+    let manifest = dir.path().join("witbox.toml");
+    let out = witbox_command(&manifest)
+        .args(["new", "tool", "Hello World", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: `Hello World` is not a valid tool name: use lower-case letters, digits and single `-` (for example `word-count`), starting with a letter\n"
+    );
+    let out = witbox_command(&manifest)
+        .arg("build")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: failed to read `"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn text_stats_is_a_tool_written_in_python() {
+    let r = registry("text-stats", "[component.policy]\nmemory-mb = 64");
+    let tool = r.tool("text_stats_analyze").unwrap();
+    assert!(
+        tool.description
+            .starts_with("Counts the words, sentences and syllables")
+    );
+    let v = r
+        .call(
+            "text_stats_analyze",
+            &json!({"text": "The cat sat on the mat. It was happy! Readability formulas estimate how hard a text is to read."}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        v,
+        json!({"words": 19, "sentences": 3, "syllables": 28, "characters": 77,
+               "words-per-sentence": 6.33, "flesch-reading-ease": 75.7})
+    );
+    let empty = r
+        .call("text_stats_analyze", &json!({"text": "  "}))
+        .await
+        .unwrap();
+    assert_eq!(empty["words"], 0);
+    let bad = r
+        .call("text_stats_analyze", &json!({"text": 5}))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.kind, witbox::ErrorKind::InvalidArguments);
+}
