@@ -19,7 +19,8 @@ commands:
   build   add the wasm32-wasip2 target if missing, build every guest into target/guests/
           (the Python runner with a pinned componentize-py in .venv/), build the host
   demo    build, then list the tools, call each one (weather against a local fixture server),
-          run Python cells, and run the agent loop with the offline planner on three tasks
+          link and compose tools, run Python cells, and run the agent loop with the
+          offline planner on three tasks
   test    build, install the pinned Python MCP SDK and smolagents into .venv, run every test
   bench   build in release mode, then print a table of timings
 ";
@@ -258,6 +259,20 @@ timeout-ms = 5000
 geocoding-url = "{url}"
 forecast-url = "{url}"
 
+# A tool built on a tool: the host links its import to `quadratic`.
+[[component]]
+name = "equation-report"
+path = "../guests/equation-report.wasm"
+[component.policy]
+link = ["quadratic"]
+
+# A tool written in Python.
+[[component]]
+name = "text-stats"
+path = "../guests/text-stats.wasm"
+[component.policy]
+memory-mb = 64
+
 [runner]
 path = "../guests/python-runner.wasm"
 "#,
@@ -298,6 +313,31 @@ max-output-bytes = 4096
     witbox(&["call", "quadratic_solve", r#"{"a": 1, "b": -3, "c": 2}"#])?;
     witbox(&["call", "quadratic_solve", r#"{"a": 1, "b": 2, "c": 5}"#])?;
     witbox(&["call", "weather_current", r#"{"city": "Paris"}"#])?;
+    step("demo: a tool built on a tool, linked by the host, then composed statically");
+    witbox(&[
+        "call",
+        "equation_report_report",
+        r#"{"equation": "2x^2 - 4x + 2 = 0"}"#,
+    ])?;
+    let composed = dir.join("report.wasm");
+    let composed = composed.to_str().ok_or("a non-UTF-8 path")?;
+    let socket = artifacts().join("equation-report.wasm");
+    let plug = artifacts().join("quadratic.wasm");
+    witbox(&[
+        "compose",
+        socket.to_str().ok_or("a non-UTF-8 path")?,
+        "--plug",
+        plug.to_str().ok_or("a non-UTF-8 path")?,
+        "-o",
+        composed,
+    ])?;
+    witbox(&["check", composed])?;
+    step("demo: a tool written in Python (the first call compiles it once, ~7 s)");
+    witbox(&[
+        "call",
+        "text_stats_analyze",
+        r#"{"text": "The cat sat on the mat. It was happy! Readability formulas estimate how hard a text is to read."}"#,
+    ])?;
     step("demo: what failure looks like");
     witbox(&[
         "call",
