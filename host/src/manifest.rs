@@ -102,6 +102,13 @@ pub struct Policy {
     /// Environment variables the component sees. Example: `{ UNITS = "metric" }`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Secrets: environment variables the component sees whose values come from the
+    /// host's environment and are never shown. Every occurrence of a secret in the
+    /// component's output, results, errors and logs is replaced by `[REDACTED]`.
+    /// Example: `{ API_KEY = "WEATHER_API_KEY" }` gives the guest `API_KEY` with the
+    /// value of the host's `$WEATHER_API_KEY`.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
     /// Host folders the component sees. Example: `[{ host = "data", guest = "/data", mode = "ro" }]`.
     #[serde(default)]
     pub dirs: Vec<DirGrant>,
@@ -172,6 +179,7 @@ impl Default for Policy {
         Self {
             allow_http: Vec::new(),
             env: BTreeMap::new(),
+            secrets: BTreeMap::new(),
             dirs: Vec::new(),
             call_tools: Vec::new(),
             link: Vec::new(),

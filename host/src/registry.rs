@@ -384,8 +384,31 @@ impl Registry {
     }
 
     /// Runs one call in a fresh instance under the component's limits, and turns
-    /// its result into JSON (or its error value into a `tool-error`).
+    /// its result into JSON (or its error value into a `tool-error`), with the
+    /// component's secrets redacted from both.
     async fn invoke(
+        self: &Arc<Self>,
+        tool: &Tool,
+        args: Vec<Val>,
+        depth: u32,
+    ) -> Result<Value, ToolError> {
+        let sandbox = &self.components[tool.index].sandbox;
+        let mut result = self.invoke_json(tool, args, depth).await;
+        if sandbox.has_secrets() {
+            match &mut result {
+                Ok(v) => sandbox.redact_json(v),
+                Err(e) => {
+                    e.message = sandbox.redact(&e.message);
+                    if let Some(d) = &mut e.detail {
+                        sandbox.redact_json(d);
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    async fn invoke_json(
         self: &Arc<Self>,
         tool: &Tool,
         args: Vec<Val>,

@@ -25,12 +25,17 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// How deep tools may call tools (A calls B calls C ...).
 pub const MAX_CALL_DEPTH: u32 = 4;
 
+/// What a secret is replaced by.
+pub const REDACTED: &str = "[REDACTED]";
+
 /// A component's policy, checked and ready to build stores from.
 pub struct Sandbox {
     /// The component's name.
     pub name: String,
     allow_http: Arc<AllowList>,
     env: Vec<(String, String)>,
+    /// Secret values, longest first: redacted from everything the guest gives back.
+    secrets: Vec<String>,
     dirs: Vec<(PathBuf, String, DirMode)>,
     call_tools: Vec<glob::Pattern>,
     config: Vec<(String, String)>,
@@ -74,14 +79,30 @@ impl Sandbox {
                 glob::Pattern::new(p).with_context(|| format!("invalid `call-tools` pattern `{p}`"))
             })
             .collect::<Result<_>>()?;
+        let mut env: Vec<(String, String)> = policy
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut secrets = Vec::new();
+        for (guest, host) in &policy.secrets {
+            let value = std::env::var(host)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .with_context(|| {
+                    format!(
+                        "the secret `{guest}` comes from the host's `${host}`, which is not set"
+                    )
+                })?;
+            env.push((guest.clone(), value.clone()));
+            secrets.push(value);
+        }
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Ok(Self {
             name: name.to_string(),
             allow_http: Arc::new(AllowList::parse(&policy.allow_http)?),
-            env: policy
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            env,
+            secrets,
             dirs,
             call_tools,
             config: config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -91,6 +112,35 @@ impl Sandbox {
             fuel: policy.fuel,
             max_tool_calls: policy.max_tool_calls,
         })
+    }
+
+    /// `text` with every secret of this policy replaced by `[REDACTED]`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), REDACTED);
+            }
+        }
+        out
+    }
+
+    /// Redacts every string in a JSON value, in place.
+    pub fn redact_json(&self, value: &mut serde_json::Value) {
+        if self.secrets.is_empty() {
+            return;
+        }
+        match value {
+            serde_json::Value::String(s) => *s = self.redact(s),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.redact_json(v)),
+            _ => {}
+        }
+    }
+
+    /// Whether this policy has secrets to redact.
+    pub fn has_secrets(&self) -> bool {
+        !self.secrets.is_empty()
     }
 
     /// Whether this component may call the tool `name` through `host.call-tool`.
@@ -326,7 +376,11 @@ impl host::Host for State {
             .chars()
             .take(1000)
             .collect();
-        eprintln!("[{}] {level}: {message}", self.sandbox.name);
+        eprintln!(
+            "[{}] {level}: {}",
+            self.sandbox.name,
+            self.sandbox.redact(&message)
+        );
     }
 }
 

@@ -358,6 +358,9 @@ impl Session {
                 text.push_str("\n[witbox: output truncated]\n");
             }
         }
+        if sandbox.has_secrets() {
+            redact(&sandbox, &mut result);
+        }
         result.duration_us = started.elapsed().as_micros() as u64;
         Ok(result)
     }
@@ -429,6 +432,21 @@ impl Session {
         self.store = store;
         self.bindings = bindings;
         Ok(())
+    }
+}
+
+/// Replaces the session's secrets in everything a run gives back.
+fn redact(sandbox: &Sandbox, o: &mut RunOutcome) {
+    o.stdout = sandbox.redact(&o.stdout);
+    o.stderr = sandbox.redact(&o.stderr);
+    o.value = o.value.as_deref().map(|v| sandbox.redact(v));
+    o.restart_reason = o.restart_reason.as_deref().map(|v| sandbox.redact(v));
+    if let Some(e) = &mut o.error {
+        e.message = sandbox.redact(&e.message);
+        e.traceback = sandbox.redact(&e.traceback);
+    }
+    if let Some(a) = &mut o.final_answer {
+        sandbox.redact_json(a);
     }
 }
 

@@ -17,5 +17,6 @@ mod python;
 mod quadratic;
 mod sandbox;
 mod scaffold;
+mod secrets;
 mod types;
 mod weather;
