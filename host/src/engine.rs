@@ -31,6 +31,8 @@ pub struct EngineOptions {
     /// How many component instances may be alive at once (0: 1000). The pool's
     /// stacks, memories and tables are reserved up front for this many.
     pub max_instances: u32,
+    /// Where every tool call and code run is recorded, if anywhere.
+    pub audit: Option<std::sync::Arc<crate::audit::AuditLog>>,
 }
 
 /// A configured wasmtime engine with its epoch ticker.

@@ -11,9 +11,11 @@
 //! - [`mcp`]: the MCP server (stdio and streamable HTTP): the tools, `run_python`, `reset_session`.
 //! - [`compose`], [`embed`]: static composition (`wac plug`), guests' WIT docs in a custom section.
 //! - [`scaffold`]: `witbox new tool` and `witbox build`.
+//! - [`audit`]: the audit log, one JSON line per call and run.
 //! - [`schema`], [`value`]: WIT types ⇄ JSON Schema and JSON values.
 
 pub mod agent;
+pub mod audit;
 pub mod bindings;
 pub mod compose;
 pub mod embed;

@@ -248,7 +248,7 @@ impl Registry {
                                 .find(&target)
                                 .map_err(|e| wasmtime::format_err!("{e}"))?;
                             let (values, _) = registry
-                                .invoke_vals(tool, params.to_vec(), depth)
+                                .invoke_vals(&importer, tool, params.to_vec(), depth)
                                 .await
                                 .map_err(|e| {
                                     wasmtime::format_err!(
@@ -343,11 +343,12 @@ impl Registry {
 
     /// Calls a tool with a JSON arguments object and returns its JSON result.
     pub async fn call(self: &Arc<Self>, name: &str, args: &Value) -> Result<Value, ToolError> {
-        self.call_at_depth(name, args, 0).await
+        self.call_at_depth("host", name, args, 0).await
     }
 
     pub(crate) async fn call_at_depth(
         self: &Arc<Self>,
+        caller: &str,
         name: &str,
         args: &Value,
         depth: u32,
@@ -360,7 +361,7 @@ impl Registry {
                 format!("invalid arguments for `{name}`: {e}"),
             )
         })?;
-        self.invoke(tool, vals, depth).await
+        self.invoke(caller, tool, vals, depth).await
     }
 
     /// Calls a tool with component values (for embedders that already have typed values).
@@ -370,7 +371,7 @@ impl Registry {
         args: Vec<Val>,
     ) -> Result<Value, ToolError> {
         let tool = self.find(name)?;
-        self.invoke(tool, args, 0).await
+        self.invoke("host", tool, args, 0).await
     }
 
     fn find(&self, name: &str) -> Result<&Tool, ToolError> {
@@ -388,12 +389,13 @@ impl Registry {
     /// component's secrets redacted from both.
     async fn invoke(
         self: &Arc<Self>,
+        caller: &str,
         tool: &Tool,
         args: Vec<Val>,
         depth: u32,
     ) -> Result<Value, ToolError> {
         let sandbox = &self.components[tool.index].sandbox;
-        let mut result = self.invoke_json(tool, args, depth).await;
+        let mut result = self.invoke_json(caller, tool, args, depth).await;
         if sandbox.has_secrets() {
             match &mut result {
                 Ok(v) => sandbox.redact_json(v),
@@ -410,13 +412,14 @@ impl Registry {
 
     async fn invoke_json(
         self: &Arc<Self>,
+        caller: &str,
         tool: &Tool,
         args: Vec<Val>,
         depth: u32,
     ) -> Result<Value, ToolError> {
         let name = &tool.name;
         let sandbox = &self.components[tool.index].sandbox;
-        let (results, denials) = self.invoke_vals(tool, args, depth).await?;
+        let (results, denials) = self.invoke_vals(caller, tool, args, depth).await?;
         let result = match results.first() {
             None => Value::Null,
             Some(Val::Result(r)) if tool.returns_result => match r {
@@ -453,21 +456,57 @@ impl Registry {
     /// the component values and the HTTP requests the host denied on the way.
     async fn invoke_vals(
         self: &Arc<Self>,
+        caller: &str,
         tool: &Tool,
         args: Vec<Val>,
         depth: u32,
     ) -> Result<(Vec<Val>, Vec<String>), ToolError> {
+        let Some(audit) = self.engine.options().audit.clone() else {
+            return self.invoke_vals_unaudited(tool, args, depth).await.0;
+        };
+        let started = std::time::Instant::now();
+        let digest = crate::audit::digest(format!("{args:?}").as_bytes());
+        let (result, fuel, peak) = self.invoke_vals_unaudited(tool, args, depth).await;
+        audit.record(&crate::audit::Entry {
+            time: crate::audit::now(),
+            kind: "call",
+            caller,
+            tool: &tool.name,
+            args_sha256: digest,
+            duration_ms: crate::audit::ms(started.elapsed()),
+            fuel,
+            peak_memory_bytes: peak,
+            outcome: if result.is_ok() { "ok" } else { "error" },
+            error: result.as_ref().err().map(|e| e.kind.as_str().to_string()),
+        });
+        result
+    }
+
+    /// The call itself; also returns the fuel it used (when metered) and its peak memory.
+    async fn invoke_vals_unaudited(
+        self: &Arc<Self>,
+        tool: &Tool,
+        args: Vec<Val>,
+        depth: u32,
+    ) -> (
+        Result<(Vec<Val>, Vec<String>), ToolError>,
+        Option<u64>,
+        usize,
+    ) {
         let loaded = &self.components[tool.index];
         let sandbox = &loaded.sandbox;
         let name = &tool.name;
-        let mut store = sandbox
-            .store(&self.engine, Some(self.clone()), depth)
-            .map_err(|e| {
-                ToolError::new(
+        let mut store = match sandbox.store(&self.engine, Some(self.clone()), depth) {
+            Ok(store) => store,
+            Err(e) => {
+                let e = ToolError::new(
                     ErrorKind::Internal,
                     format!("failed to set up `{name}`: {e:#}"),
-                )
-            })?;
+                );
+                return (Err(e), None, 0);
+            }
+        };
+        let budget = store.get_fuel().ok();
         let outcome = tokio::time::timeout(sandbox.timeout, async {
             let instance = loaded.pre.instantiate_async(&mut store).await?;
             let func = instance.get_func(&mut store, tool.export).ok_or_else(|| {
@@ -479,30 +518,35 @@ impl Registry {
         })
         .await;
 
+        let fuel = budget
+            .filter(|_| sandbox.fuel > 0)
+            .and_then(|b| Some(b - store.get_fuel().ok()?));
         let state = store.data();
+        let peak = state.limiter.peak;
         let limit_ms = sandbox.timeout.as_millis();
-        let results = match outcome {
-            Err(_elapsed) => {
-                return Err(ToolError::new(
-                    ErrorKind::Timeout,
-                    format!("`{name}` ran past its time limit of {limit_ms} ms"),
-                ));
+        let result = match outcome {
+            Err(_elapsed) => Err(ToolError::new(
+                ErrorKind::Timeout,
+                format!("`{name}` ran past its time limit of {limit_ms} ms"),
+            )),
+            Ok(Err(e)) => Err(classify(name, sandbox, state, &e)),
+            Ok(Ok(results)) => {
+                let flooded = [("stdout", &state.stdout), ("stderr", &state.stderr)]
+                    .into_iter()
+                    .find(|(_, pipe)| pipe.contents().len() >= sandbox.max_output);
+                match flooded {
+                    Some((stream, _)) => Err(ToolError::new(
+                        ErrorKind::OutputLimit,
+                        format!(
+                            "`{name}` wrote more than its limit of {} bytes to {stream}",
+                            sandbox.max_output
+                        ),
+                    )),
+                    None => Ok((results, state.http_denials())),
+                }
             }
-            Ok(Err(e)) => return Err(classify(name, sandbox, state, &e)),
-            Ok(Ok(results)) => results,
         };
-        for (stream, pipe) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
-            if pipe.contents().len() >= sandbox.max_output {
-                return Err(ToolError::new(
-                    ErrorKind::OutputLimit,
-                    format!(
-                        "`{name}` wrote more than its limit of {} bytes to {stream}",
-                        sandbox.max_output
-                    ),
-                ));
-            }
-        }
-        Ok((results, state.http_denials()))
+        (result, fuel, peak)
     }
 }
 

@@ -186,6 +186,7 @@ impl Sandbox {
             limiter: Limiter {
                 memory_bytes: self.memory_bytes,
                 memory_hit: false,
+                peak: 0,
             },
             stdout,
             stderr,
@@ -283,6 +284,8 @@ pub struct Limiter {
     memory_bytes: usize,
     /// Whether a memory grow was refused.
     pub memory_hit: bool,
+    /// The largest linear memory allowed so far, in bytes.
+    pub peak: usize,
 }
 
 impl ResourceLimiter for Limiter {
@@ -296,6 +299,7 @@ impl ResourceLimiter for Limiter {
             self.memory_hit = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -341,8 +345,9 @@ impl host::Host for State {
             host::ToolError::InvalidArguments(format!("the arguments are not valid JSON: {e}"))
         })?;
         let depth = self.depth + 1;
+        let caller = self.sandbox.name.clone();
         let call: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
-            Box::pin(async move { registry.call_at_depth(&name, &args, depth).await });
+            Box::pin(async move { registry.call_at_depth(&caller, &name, &args, depth).await });
         call.await
             .map(|v| v.to_string())
             .map_err(|e| crate::registry::to_wit_error(&e))

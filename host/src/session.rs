@@ -362,6 +362,20 @@ impl Session {
             redact(&sandbox, &mut result);
         }
         result.duration_us = started.elapsed().as_micros() as u64;
+        if let Some(audit) = &self.runner.engine.options().audit {
+            audit.record(&crate::audit::Entry {
+                time: crate::audit::now(),
+                kind: "run",
+                caller: "host",
+                tool: &sandbox.name,
+                args_sha256: crate::audit::digest(code.as_bytes()),
+                duration_ms: crate::audit::ms(started.elapsed()),
+                fuel: result.fuel_used,
+                peak_memory_bytes: self.store.data().limiter.peak,
+                outcome: if result.ok() { "ok" } else { "error" },
+                error: result.error.as_ref().map(|e| e.kind.clone()),
+            });
+        }
         Ok(result)
     }
 

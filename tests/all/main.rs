@@ -8,6 +8,7 @@ mod support;
 
 mod acceptance;
 mod agent;
+mod audit;
 mod cli;
 mod compose;
 mod limits;

@@ -27,6 +27,10 @@ struct Cli {
         env = "WITBOX_MANIFEST"
     )]
     manifest: PathBuf,
+    /// Append one JSON line per tool call and code run to FILE: time, caller, tool,
+    /// a digest of the arguments, duration, fuel, peak memory, outcome and error kind.
+    #[arg(long, global = true, value_name = "FILE", env = "WITBOX_AUDIT_LOG")]
+    audit_log: Option<PathBuf>,
     /// Do not read or write the compiled-component cache (`~/.cache/witbox`, or `$WITBOX_CACHE_DIR`).
     #[arg(long, global = true)]
     no_cache: bool,
@@ -178,6 +182,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             None
         } else {
             witbox::engine::default_cache_dir()
+        },
+        audit: match &cli.audit_log {
+            Some(path) => Some(std::sync::Arc::new(witbox::audit::AuditLog::open(path)?)),
+            None => None,
         },
         ..Default::default()
     };

@@ -1,0 +1,88 @@
+//! The audit log: one JSON line per tool call and code run, however it ends.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use witbox::audit::AuditLog;
+use witbox::{Manifest, Registry, Runner};
+
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn every_call_and_run_is_logged_even_when_it_traps() {
+    let dir = TempDir::new("audit");
+    let path = dir.path().join("audit.jsonl");
+    let mut options = options();
+    options.audit = Some(Arc::new(AuditLog::open(&path).unwrap()));
+    let text = format!(
+        "{}{}[runner]\npath = {:?}\n[runner.policy]\ncall-tools = [\"quadratic_solve\"]\n",
+        entry(
+            "quadratic",
+            "quadratic",
+            "[component.policy]\nfuel = 10000000"
+        ),
+        entry("testkit", "testkit", "[component.policy]\ntimeout-ms = 200"),
+        guest("python-runner")
+    );
+    let manifest = Manifest::parse(&text, &root()).unwrap();
+    let (registry, runner) = compiling(|| {
+        let registry = Registry::load(&manifest, options).unwrap();
+        let runner = Runner::load(&manifest, &manifest.runner, registry.clone()).unwrap();
+        (registry, runner)
+    });
+    registry
+        .call("quadratic_solve", &json!({"a": 1, "b": -3, "c": 2}))
+        .await
+        .unwrap();
+    registry
+        .call("testkit_crash", &json!({"message": "boom"}))
+        .await
+        .unwrap_err();
+    registry.call("testkit_spin", &json!({})).await.unwrap_err();
+    let mut s = runner.session().await.unwrap();
+    s.run("quadratic_solve(1, 0, -1)").await.unwrap();
+    s.run("1 / 0").await.unwrap();
+
+    let log = lines(&path);
+    let brief: Vec<Value> = log
+        .iter()
+        .map(|l| json!([l["kind"], l["caller"], l["tool"], l["outcome"], l["error"]]))
+        .collect();
+    assert_eq!(
+        brief,
+        vec![
+            json!(["call", "host", "quadratic_solve", "ok", null]),
+            json!(["call", "host", "testkit_crash", "error", "trap"]),
+            json!(["call", "host", "testkit_spin", "error", "timeout"]),
+            json!(["call", "runner", "quadratic_solve", "ok", null]),
+            json!(["run", "host", "runner", "ok", null]),
+            json!(["run", "host", "runner", "error", "ZeroDivisionError"]),
+        ]
+    );
+    for line in &log {
+        assert_eq!(line["args_sha256"].as_str().unwrap().len(), 32, "{line}");
+        assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
+        assert!(line["duration_ms"].as_f64().unwrap() >= 0.0, "{line}");
+        assert!(line["peak_memory_bytes"].as_u64().unwrap() > 0, "{line}");
+    }
+    // Fuel appears where the policy meters it; the same call uses the same fuel.
+    assert!(log[0]["fuel"].as_u64().unwrap() > 0, "{}", log[0]);
+    assert!(log[1].get("fuel").is_none());
+    // The same arguments give the same digest, different ones a different one.
+    assert_ne!(log[0]["args_sha256"], log[3]["args_sha256"]);
+    assert!(log[2]["duration_ms"].as_f64().unwrap() >= 200.0);
+    // Fuel is deterministic: the same call again uses the same fuel.
+    registry
+        .call("quadratic_solve", &json!({"a": 1, "b": -3, "c": 2}))
+        .await
+        .unwrap();
+    let again = lines(&path).pop().unwrap();
+    assert_eq!(again["fuel"], log[0]["fuel"]);
+    assert_eq!(again["args_sha256"], log[0]["args_sha256"]);
+}
