@@ -9,6 +9,7 @@ mod support;
 mod acceptance;
 mod agent;
 mod audit;
+mod bypass;
 mod cli;
 mod compose;
 mod limits;
