@@ -23,6 +23,12 @@ commands:
           offline planner on three tasks
   test    build, install the pinned Python MCP SDK and smolagents into .venv, run every test
   bench   build in release mode, then print a table of timings
+  load [SESSIONS] [SECONDS]
+          concurrent Python sessions (200) for SECONDS (20) under a workload mix that
+          hits every limit, through the library and `witbox mcp --http`; prints figures
+  fuzz [TARGET] [SECONDS]
+          run the cargo-fuzz targets (json_value, manifest, load; all by default) for
+          SECONDS each (600); needs the nightly toolchain, installs cargo-fuzz if missing
 ";
 
 fn main() -> ExitCode {
@@ -32,6 +38,8 @@ fn main() -> ExitCode {
         Some("demo") => build().and_then(|()| demo()),
         Some("test") => build().and_then(|()| test(&args[1..])),
         Some("bench") => build().and_then(|()| bench(&args[1..])),
+        Some("load") => build().and_then(|()| load(&args[1..])),
+        Some("fuzz") => build().and_then(|()| fuzz(&args[1..])),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -460,6 +468,89 @@ fn test(extra: &[String]) -> Result<(), String> {
         .current_dir(root())
         .args(["test", "-p", "witbox"])
         .args(extra))
+}
+
+fn load(extra: &[String]) -> Result<(), String> {
+    step("building the release host for `witbox mcp --http`");
+    run(Command::new("cargo")
+        .current_dir(root())
+        .args(["build", "--release", "-p", "witbox"]))?;
+    step("running the load test (release build)");
+    run(Command::new("cargo")
+        .current_dir(root())
+        .args(["bench", "-p", "witbox", "--bench", "load", "--"])
+        .args(extra))
+}
+
+/// The fuzz targets in `fuzz/fuzz_targets/`.
+const FUZZ_TARGETS: [&str; 3] = ["json_value", "manifest", "load"];
+const CARGO_FUZZ: &str = "0.13.2";
+
+/// Builds the fuzz targets (nightly, no sanitizer: the host is safe Rust, the
+/// target is panics and aborts) and runs each for `seconds`, seeding `load`'s
+/// corpus with the real guests. Crashes land in `fuzz/artifacts/TARGET/`.
+fn fuzz_run(targets: &[&str], seconds: u64) -> Result<(), String> {
+    let root = root();
+    let have = output(Command::new("cargo").args(["fuzz", "--version"])).unwrap_or_default();
+    if !have.contains(CARGO_FUZZ) {
+        step(&format!("installing cargo-fuzz {CARGO_FUZZ}"));
+        run(Command::new("cargo").args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            CARGO_FUZZ,
+        ]))?;
+    }
+    let fuzz = root.join("fuzz");
+    let corpus = fuzz.join("corpus/load");
+    std::fs::create_dir_all(&corpus).map_err(|e| e.to_string())?;
+    for name in [
+        "quadratic",
+        "testkit",
+        "weather",
+        "equation-report",
+        "badtype",
+        "clash",
+    ] {
+        let from = artifacts().join(format!("{name}.wasm"));
+        let _ = std::fs::copy(&from, corpus.join(format!("{name}.wasm")));
+    }
+    step("building the fuzz targets (nightly)");
+    run(Command::new("cargo")
+        .current_dir(&fuzz)
+        .args(["+nightly", "fuzz", "build", "-s", "none", "-O"]))?;
+    for target in targets {
+        step(&format!("fuzzing `{target}` for {seconds} s"));
+        let dir = fuzz.join("corpus").join(target);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        run(Command::new("cargo")
+            .current_dir(&fuzz)
+            .args(["+nightly", "fuzz", "run", "-s", "none", "-O", target])
+            .arg(&dir)
+            .args([
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-rss_limit_mb=4096",
+                "-timeout=30",
+            ]))?;
+    }
+    Ok(())
+}
+
+fn fuzz(extra: &[String]) -> Result<(), String> {
+    let targets: Vec<&str> = match extra.first().map(String::as_str) {
+        Some(t) if FUZZ_TARGETS.contains(&t) => vec![t],
+        Some(t) if t.parse::<u64>().is_err() => {
+            return Err(format!(
+                "unknown fuzz target `{t}` (targets: {})",
+                FUZZ_TARGETS.join(", ")
+            ));
+        }
+        _ => FUZZ_TARGETS.to_vec(),
+    };
+    let seconds = extra.iter().find_map(|a| a.parse().ok()).unwrap_or(600);
+    fuzz_run(&targets, seconds)
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {

@@ -1,0 +1,335 @@
+//! `cargo xtask load [SESSIONS] [SECONDS]`: many concurrent Python sessions
+//! running a mix of workloads, some built to hit every limit, through the library
+//! and through `witbox mcp --http`. Prints throughput, latency per workload,
+//! outcomes by kind and the peak RSS; fails if anything unexpected happened.
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use witbox::{EngineOptions, Manifest, Registry, Runner, Sessions};
+
+/// (name, code, the outcome it must have: "ok" or the error type, weight)
+const WORKLOADS: [(&str, &str, &str, u32); 6] = [
+    ("print", "print('hello')", "ok", 30),
+    ("cpu", "sum(i * i for i in range(20000))", "ok", 20),
+    ("tool", "quadratic_solve(1, -3, 2)", "ok", 20),
+    ("timeout", "while True: pass", "Timeout", 2),
+    ("memory bomb", "x = bytes(10**9)", "MemoryError", 4),
+    (
+        "output flood",
+        "for i in range(10**6): print(i)",
+        "OutputLimit",
+        4,
+    ),
+];
+
+const POLICY: &str = "memory-mb = 48\ntimeout-ms = 300\nmax-output-bytes = 65536\ncall-tools = [\"quadratic_solve\"]";
+
+#[derive(Default)]
+struct Stats {
+    latencies: BTreeMap<&'static str, Vec<Duration>>,
+    outcomes: BTreeMap<String, u64>,
+    unexpected: Vec<String>,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn manifest_text(sessions: usize) -> String {
+    let guests = root().join("target/guests");
+    format!(
+        "[[component]]\nname = \"quadratic\"\npath = {:?}\n[runner]\npath = {:?}\nmax-sessions = {}\nsession-ttl-s = 600\n[runner.policy]\n{POLICY}\n",
+        guests.join("quadratic.wasm"),
+        guests.join("python-runner.wasm"),
+        sessions + 8
+    )
+}
+
+/// Picks a workload by weight from a counter.
+fn pick(n: u64) -> usize {
+    let total: u32 = WORKLOADS.iter().map(|w| w.3).sum();
+    let mut x = (n.wrapping_mul(2654435761) % u64::from(total)) as u32;
+    for (i, w) in WORKLOADS.iter().enumerate() {
+        if x < w.3 {
+            return i;
+        }
+        x -= w.3;
+    }
+    0
+}
+
+fn record(stats: &Mutex<Stats>, i: usize, took: Duration, outcome: &str) {
+    let (name, _, expected, _) = WORKLOADS[i];
+    let mut s = stats.lock().unwrap();
+    s.latencies.entry(name).or_default().push(took);
+    *s.outcomes.entry(outcome.to_string()).or_default() += 1;
+    if outcome != expected {
+        s.unexpected
+            .push(format!("{name}: expected {expected}, got {outcome}"));
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn report(title: &str, stats: &Stats, elapsed: Duration) -> bool {
+    let total: usize = stats.latencies.values().map(Vec::len).sum();
+    println!(
+        "\n{title}: {total} runs in {:.1} s = {:.0} runs/s",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+    println!("| workload | runs | p50 | p99 |\n|---|---|---|---|");
+    for (name, samples) in &stats.latencies {
+        let mut s = samples.clone();
+        s.sort();
+        let at = |q: f64| s[((s.len() as f64 * q) as usize).min(s.len() - 1)];
+        println!(
+            "| {name} | {} | {:.2} ms | {:.2} ms |",
+            s.len(),
+            at(0.5).as_secs_f64() * 1e3,
+            at(0.99).as_secs_f64() * 1e3
+        );
+    }
+    let outcomes: Vec<String> = stats
+        .outcomes
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!("outcomes: {}", outcomes.join(", "));
+    if stats.unexpected.is_empty() {
+        println!("unexpected: none");
+        true
+    } else {
+        println!(
+            "unexpected ({}): {:?}",
+            stats.unexpected.len(),
+            &stats.unexpected[..stats.unexpected.len().min(10)]
+        );
+        false
+    }
+}
+
+async fn library(sessions: usize, seconds: u64) -> bool {
+    let manifest = Manifest::parse(&manifest_text(sessions), &root()).unwrap();
+    let options = EngineOptions {
+        cache_dir: Some(root().join("target/bench-cache")),
+        ..Default::default()
+    };
+    let registry = Registry::load(&manifest, options).unwrap();
+    let runner = Runner::load(&manifest, &manifest.runner, registry).unwrap();
+    let pool = Arc::new(Sessions::new(
+        runner,
+        manifest.runner.max_sessions,
+        Duration::from_secs(600),
+    ));
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..sessions)
+        .map(|t| {
+            let (pool, stats) = (pool.clone(), stats.clone());
+            tokio::spawn(async move {
+                let id = pool.create().await.expect("a session");
+                let mut n = t as u64 * 7919;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let i = pick(n);
+                    let t0 = Instant::now();
+                    let outcome = match pool.run(&id, WORKLOADS[i].1).await {
+                        Ok(o) => o.error.map_or("ok".to_string(), |e| e.kind),
+                        Err(e) => format!("host error {}", e.kind),
+                    };
+                    record(&stats, i, t0.elapsed(), &outcome);
+                }
+                pool.close(&id);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ok = report(
+        &format!("library, {sessions} sessions"),
+        &stats.lock().unwrap(),
+        started.elapsed(),
+    );
+    ok
+}
+
+/// One JSON-RPC request over HTTP to `witbox mcp --http`; returns the response message.
+async fn post(
+    addr: &str,
+    session: Option<&str>,
+    body: Value,
+) -> Result<(Option<String>, Value), String> {
+    let body = body.to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(s) = session {
+        head.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(body.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&response);
+    let session = text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("mcp-session-id")
+            .then(|| v.trim().to_string())
+    });
+    let message = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .find(|m| m.get("id").is_some())
+        .ok_or_else(|| format!("no JSON-RPC answer in: {}", &text[..text.len().min(300)]))?;
+    Ok((session, message))
+}
+
+async fn mcp_http(sessions: usize, seconds: u64) -> bool {
+    let dir = root().join("target/load");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = dir.join("witbox.toml");
+    std::fs::write(&manifest, manifest_text(sessions)).unwrap();
+    let mut child = std::process::Command::new(root().join("target/release/witbox"))
+        .arg("--manifest")
+        .arg(&manifest)
+        .args(["mcp", "--http", "127.0.0.1:0"])
+        .env("WITBOX_CACHE_DIR", root().join("target/bench-cache"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("target/release/witbox (cargo build --release -p witbox)");
+    let mut banner = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stderr.take().unwrap()),
+        &mut banner,
+    )
+    .unwrap();
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..sessions)
+        .map(|t| {
+            let (stats, addr) = (stats.clone(), addr.clone());
+            tokio::spawn(async move {
+                let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "load", "version": "0"}}});
+                let (mcp, _) = post(&addr, None, init).await.expect("initialize");
+                let mcp = mcp.expect("an Mcp-Session-Id");
+                let _ = post(&addr, Some(&mcp), json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+                let mut python: Option<String> = None;
+                let mut n = t as u64 * 7919;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let i = pick(n);
+                    let mut args = json!({"code": WORKLOADS[i].1});
+                    if let Some(id) = &python {
+                        args["session_id"] = json!(id);
+                    }
+                    let t0 = Instant::now();
+                    let call = json!({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": "run_python", "arguments": args}});
+                    let outcome = match post(&addr, Some(&mcp), call).await {
+                        Ok((_, m)) => {
+                            let s = &m["result"]["structuredContent"];
+                            if let Some(id) = s["session_id"].as_str() {
+                                python = Some(id.to_string());
+                            }
+                            match &s["error"] {
+                                Value::Null if s.get("stdout").is_some() => "ok".to_string(),
+                                Value::Object(e) => e["type"].as_str().unwrap_or("?").to_string(),
+                                _ => format!("protocol {}", m),
+                            }
+                        }
+                        Err(e) => format!("transport {e}"),
+                    };
+                    record(&stats, i, t0.elapsed(), &outcome);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let server_peak = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let ok = report(
+        &format!("witbox mcp --http, {sessions} clients"),
+        &stats.lock().unwrap(),
+        elapsed,
+    );
+    println!("server peak RSS: {server_peak}");
+    let _ = child.kill();
+    let _ = child.wait();
+    ok
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let sessions: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200);
+    let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "witbox load: {sessions} concurrent sessions, {seconds} s each way, policy: {}",
+        POLICY.replace('\n', "; ")
+    );
+    let a = rt.block_on(library(sessions, seconds));
+    let rss = peak_rss_mib();
+    let bound = sessions as f64 * 48.0;
+    println!(
+        "library peak RSS: {rss:.0} MiB (bound: {sessions} sessions × 48 MiB = {bound:.0} MiB)"
+    );
+    let b = rt.block_on(mcp_http(sessions, seconds));
+    if !(a && b && rss < bound) {
+        eprintln!("load: FAILED");
+        std::process::exit(1);
+    }
+    println!("\nload: no unexpected outcome, no crash, every limit hit as its own kind");
+}
