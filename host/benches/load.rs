@@ -16,7 +16,7 @@ const WORKLOADS: [(&str, &str, &str, u32); 6] = [
     ("print", "print('hello')", "ok", 30),
     ("cpu", "sum(i * i for i in range(20000))", "ok", 20),
     ("tool", "quadratic_solve(1, -3, 2)", "ok", 20),
-    ("timeout", "while True: pass", "Timeout", 2),
+    ("timeout", "while True: pass", "Timeout", 1),
     ("memory bomb", "x = bytes(10**9)", "MemoryError", 4),
     (
         "output flood",
@@ -26,7 +26,9 @@ const WORKLOADS: [(&str, &str, &str, u32); 6] = [
     ),
 ];
 
-const POLICY: &str = "memory-mb = 48\ntimeout-ms = 300\nmax-output-bytes = 65536\ncall-tools = [\"quadratic_solve\"]";
+/// The time limit is wall time, which counts the time a cell waits for a core:
+/// with 200 sessions on 2 cores a 10 ms cell can wait a second for its turn.
+const POLICY: &str = "memory-mb = 48\ntimeout-ms = 5000\nmax-output-bytes = 8192\ncall-tools = [\"quadratic_solve\"]";
 
 #[derive(Default)]
 struct Stats {
@@ -226,6 +228,7 @@ async fn mcp_http(sessions: usize, seconds: u64) -> bool {
         .arg(&manifest)
         .args(["mcp", "--http", "127.0.0.1:0"])
         .env("WITBOX_CACHE_DIR", root().join("target/bench-cache"))
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("target/release/witbox (cargo build --release -p witbox)");
@@ -271,7 +274,12 @@ async fn mcp_http(sessions: usize, seconds: u64) -> bool {
                             }
                             match &s["error"] {
                                 Value::Null if s.get("stdout").is_some() => "ok".to_string(),
-                                Value::Object(e) => e["type"].as_str().unwrap_or("?").to_string(),
+                                // A Python error has a `type`; a failure before the code ran, a `kind`.
+                                Value::Object(e) => match (e.get("type"), e.get("kind")) {
+                                    (Some(t), _) => t.as_str().unwrap_or("?").to_string(),
+                                    (None, Some(k)) => format!("host error {k}: {}", e["message"]),
+                                    _ => format!("protocol {m}"),
+                                },
                                 _ => format!("protocol {}", m),
                             }
                         }
