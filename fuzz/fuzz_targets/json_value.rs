@@ -21,8 +21,16 @@ fn ty(u: &mut Unstructured, depth: u32, named: bool) -> Result<String> {
         0 | 1 => u.choose(&PRIMITIVES)?.to_string(),
         2 => format!("list<{}>", ty(u, depth + 1, named)?),
         3 => format!("option<{}>", ty(u, depth + 1, named)?),
-        4 => format!("result<{}, {}>", ty(u, depth + 1, named)?, ty(u, depth + 1, named)?),
-        5 => format!("tuple<{}, {}>", ty(u, depth + 1, named)?, ty(u, depth + 1, named)?),
+        4 => format!(
+            "result<{}, {}>",
+            ty(u, depth + 1, named)?,
+            ty(u, depth + 1, named)?
+        ),
+        5 => format!(
+            "tuple<{}, {}>",
+            ty(u, depth + 1, named)?,
+            ty(u, depth + 1, named)?
+        ),
         _ => "result".to_string(),
     })
 }
@@ -35,12 +43,17 @@ fn json(u: &mut Unstructured, depth: u32) -> Result<Value> {
         2 => serde_json::Number::from_f64(u.arbitrary()?).map_or(Value::Null, Value::Number),
         3 => Value::from(u.arbitrary::<i64>()?),
         4 => Value::String(u.arbitrary()?),
-        5 => Value::Array((0..u.int_in_range(0..=4)?).map(|_| json(u, depth + 1)).collect::<Result<_>>()?),
+        5 => Value::Array(
+            (0..u.int_in_range(0..=4)?)
+                .map(|_| json(u, depth + 1))
+                .collect::<Result<_>>()?,
+        ),
         _ => {
             let mut map = Map::new();
             for _ in 0..u.int_in_range(0..=4)? {
                 let key = if u.ratio(1, 2)? {
-                    u.choose(&["a", "b", "ok", "err", "x", "y", "red", "big"])?.to_string()
+                    u.choose(&["a", "b", "ok", "err", "x", "y", "red", "big"])?
+                        .to_string()
                 } else {
                     u.arbitrary()?
                 };
