@@ -200,7 +200,7 @@ impl Agent {
         limits: Limits,
     ) -> Result<Self> {
         let registry = Registry::load(manifest, options)?;
-        let names = select(&registry, patterns)?;
+        let names = registry.select(patterns)?;
         let runner = match mode {
             Mode::Tools => None,
             Mode::Code => {
@@ -487,37 +487,6 @@ impl Agent {
             ),
         }
     }
-}
-
-/// Every tool of the registry matching one of the patterns (all if none); a
-/// pattern that matches nothing is an error naming the tools there are.
-pub fn select(registry: &Registry, patterns: &[String]) -> Result<Vec<String>> {
-    let all: Vec<&str> = registry.tools().iter().map(|t| t.name.as_str()).collect();
-    if patterns.is_empty() {
-        return Ok(all.iter().map(|s| s.to_string()).collect());
-    }
-    let mut out = Vec::new();
-    for pattern in patterns {
-        let p = glob::Pattern::new(pattern)
-            .with_context(|| format!("invalid tool pattern `{pattern}`"))?;
-        let hits: Vec<&&str> = all.iter().filter(|n| p.matches(n)).collect();
-        if hits.is_empty() {
-            bail!(
-                "`--tool {pattern}` matches no tool (loaded: {})",
-                if all.is_empty() {
-                    "none".to_string()
-                } else {
-                    all.join(", ")
-                }
-            );
-        }
-        for name in hits {
-            if !out.iter().any(|n: &String| n == *name) {
-                out.push(name.to_string());
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The tool `tools` mode adds to end a task.

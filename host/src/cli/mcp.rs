@@ -29,7 +29,7 @@ pub async fn mcp(
     let mut manifest = Manifest::load(manifest_path)?;
     args.session.apply(&mut manifest)?;
     let server = Server::load(&manifest, options)?;
-    witbox::agent::select(server.registry(), args.session.tools())?;
+    server.registry().select(args.session.tools())?;
     let tools = server.registry().tools().len();
     let python = if server.sessions().is_some() {
         "run_python and reset_session"

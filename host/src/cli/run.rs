@@ -63,7 +63,7 @@ pub async fn start(
     }
     let registry = Registry::load(&tool_manifest, options)?;
     let runner = Runner::load(&manifest, &manifest.runner, registry.clone())?;
-    witbox::agent::select(&registry, &flags.tools)?;
+    registry.select(&flags.tools)?;
     runner.session().await
 }
 
