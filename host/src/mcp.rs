@@ -309,32 +309,33 @@ impl Handler {
         tools
     }
 
-    /// The session a client names: it must be one it created and still open.
-    fn session_id(&self, sessions: &Sessions, id: &str) -> Result<String, ToolError> {
-        if !self
-            .owned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(id)
-        {
-            return Err(ToolError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "unknown session `{id}`: this client did not create it; call `{RUN_PYTHON}` without `session_id` to start one"
-                ),
-            ));
+    /// A session a client names must be one it created.
+    fn check_owned(&self, id: &str) -> Result<(), ToolError> {
+        let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        if owned.contains(id) {
+            return Ok(());
         }
-        sessions.evict_idle();
-        if !sessions.contains(id) {
-            self.forget(id);
-            return Err(ToolError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "session `{id}` has expired: it sat idle for more than its TTL and its variables are gone; call `{RUN_PYTHON}` without `session_id` to start a new one"
-                ),
-            ));
+        Err(ToolError::new(
+            ErrorKind::NotFound,
+            format!(
+                "unknown session `{id}`: this client did not create it; call `{RUN_PYTHON}` without `session_id` to start one"
+            ),
+        ))
+    }
+
+    /// The session manager's `not-found` for a session this client created means
+    /// it expired (the manager evicts idle sessions on every lookup).
+    fn expired(&self, id: &str, e: ToolError) -> ToolError {
+        if e.kind != ErrorKind::NotFound {
+            return e;
         }
-        Ok(id.to_string())
+        self.forget(id);
+        ToolError::new(
+            ErrorKind::NotFound,
+            format!(
+                "session `{id}` has expired: it sat idle for more than its TTL and its variables are gone; call `{RUN_PYTHON}` without `session_id` to start a new one"
+            ),
+        )
     }
 
     fn forget(&self, id: &str) {
@@ -381,8 +382,8 @@ impl Handler {
                 }
                 Err(e) => return tool_error(&e),
             },
-            Some(Value::String(id)) => match self.session_id(&sessions, id) {
-                Ok(id) => id,
+            Some(Value::String(id)) => match self.check_owned(id) {
+                Ok(()) => id.clone(),
                 Err(e) => return tool_error(&e),
             },
             Some(other) => {
@@ -399,7 +400,7 @@ impl Handler {
                 structured["session_id"] = json!(id);
                 text_result(text, structured, outcome.error.is_some())
             }
-            Err(e) => tool_error(&e),
+            Err(e) => tool_error(&self.expired(&id, e)),
         }
     }
 
@@ -413,17 +414,16 @@ impl Handler {
                 "`session_id` (a string) is required",
             ));
         };
-        let id = match self.session_id(&sessions, id) {
-            Ok(id) => id,
-            Err(e) => return tool_error(&e),
-        };
-        match sessions.reset(&id).await {
+        if let Err(e) = self.check_owned(id) {
+            return tool_error(&e);
+        }
+        match sessions.reset(id).await {
             Ok(()) => text_result(
                 format!("session `{id}` was reset: its variables are gone"),
                 json!({"session_id": id}),
                 false,
             ),
-            Err(e) => tool_error(&e),
+            Err(e) => tool_error(&self.expired(id, e)),
         }
     }
 

@@ -572,14 +572,6 @@ impl Sessions {
             .is_some()
     }
 
-    /// Whether a session is open.
-    pub fn contains(&self, id: &str) -> bool {
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(id)
-    }
-
     /// How many sessions are open.
     pub fn len(&self) -> usize {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
