@@ -78,43 +78,45 @@ impl OpenAi {
         let url = format!("{}/chat/completions", self.base);
         let mut attempt = 0;
         loop {
-            let wait = self.backoff * 2u32.saturating_pow(attempt);
-            let (status, retry_after, text) =
+            let backoff = self.backoff * 2u32.saturating_pow(attempt);
+            // What happened, and how long to wait if it is worth another try.
+            let (retry, wait) =
                 match tokio::time::timeout(self.timeout, self.post(&url, body.clone())).await {
-                    Ok(Ok(answer)) => answer,
-                    Ok(Err(e)) if attempt < self.retries => {
-                        attempt += 1;
-                        tracing_retry(&format!("{e:#}"), wait);
-                        tokio::time::sleep(wait).await;
-                        continue;
+                    Ok(Ok((200..=299, _, text))) => {
+                        return parse_reply(&text).with_context(|| {
+                            format!("the model at `{url}` gave an answer witbox cannot read")
+                        });
                     }
-                    Ok(Err(e)) => {
-                        return Err(e.context(format!("failed to reach the model at `{url}`")));
+                    Ok(Ok((status @ (429 | 500..=599), retry_after, text))) => (
+                        Err(self.refusal(status, &text, request, attempt)),
+                        retry_after.unwrap_or(backoff),
+                    ),
+                    Ok(Ok((status, _, text))) => {
+                        return Err(self.refusal(status, &text, request, attempt));
                     }
-                    Err(_) if attempt < self.retries => {
-                        attempt += 1;
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    Err(_) => bail!(
-                        "the model at `{url}` did not answer within {} s ({} attempts)",
-                        self.timeout.as_secs_f64(),
-                        attempt + 1
+                    Ok(Err(e)) => (
+                        Err(e.context(format!("failed to reach the model at `{url}`"))),
+                        backoff,
+                    ),
+                    Err(_) => (
+                        Err(anyhow::anyhow!(
+                            "the model at `{url}` did not answer within {} s ({} attempts)",
+                            self.timeout.as_secs_f64(),
+                            attempt + 1
+                        )),
+                        backoff,
                     ),
                 };
-            match status {
-                200..=299 => {
-                    return parse_reply(&text).with_context(|| {
-                        format!("the model at `{url}` gave an answer witbox cannot read")
-                    });
-                }
-                429 | 500..=599 if attempt < self.retries => {
-                    attempt += 1;
-                    tracing_retry(&format!("HTTP {status}"), retry_after.unwrap_or(wait));
-                    tokio::time::sleep(retry_after.unwrap_or(wait)).await;
-                }
-                _ => return Err(self.refusal(status, &text, request, attempt)),
+            if attempt >= self.retries {
+                return retry;
             }
+            if let Err(e) = &retry
+                && std::env::var_os("WITBOX_DEBUG").is_some()
+            {
+                eprintln!("[witbox] {e:#}; retrying in {} ms", wait.as_millis());
+            }
+            attempt += 1;
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -211,15 +213,6 @@ impl OpenAi {
             .map(|s| Duration::from_secs(s.min(60)));
         let text = String::from_utf8_lossy(response.body()).into_owned();
         Ok((status, retry_after, text))
-    }
-}
-
-fn tracing_retry(why: &str, wait: Duration) {
-    if std::env::var_os("WITBOX_DEBUG").is_some() {
-        eprintln!(
-            "[witbox] model request failed ({why}); retrying in {} ms",
-            wait.as_millis()
-        );
     }
 }
 
