@@ -17,14 +17,11 @@ pub fn plug(socket: &Path, plugs: &[&Path]) -> Result<Vec<u8>> {
         std::fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))
     };
     let socket_bytes = read(socket)?;
+    let docs = find_section(&socket_bytes, EMBEDDED_WIT_SECTION)
+        .map(|wit| custom_section(EMBEDDED_WIT_SECTION, wit));
     let mut graph = CompositionGraph::new();
-    let package = Package::from_bytes(
-        "witbox:socket",
-        None,
-        socket_bytes.clone(),
-        graph.types_mut(),
-    )
-    .with_context(|| format!("`{}` is not a component", socket.display()))?;
+    let package = Package::from_bytes("witbox:socket", None, socket_bytes, graph.types_mut())
+        .with_context(|| format!("`{}` is not a component", socket.display()))?;
     let socket_id = graph.register_package(package)?;
     let mut plug_ids = Vec::new();
     for (i, path) in plugs.iter().enumerate() {
@@ -46,8 +43,6 @@ pub fn plug(socket: &Path, plugs: &[&Path]) -> Result<Vec<u8>> {
     let mut bytes = graph
         .encode(EncodeOptions::default())
         .context("failed to encode the composed component")?;
-    if let Some(wit) = find_section(&socket_bytes, EMBEDDED_WIT_SECTION) {
-        bytes.extend(custom_section(EMBEDDED_WIT_SECTION, wit));
-    }
+    bytes.extend(docs.unwrap_or_default());
     Ok(bytes)
 }
