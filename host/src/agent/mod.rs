@@ -22,7 +22,7 @@ pub use openai::OpenAi;
 use crate::engine::EngineOptions;
 use crate::manifest::Manifest;
 use crate::registry::Registry;
-use crate::session::{RunOutcome, Runner};
+use crate::session::{RunOutcome, Runner, Session};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -332,95 +332,18 @@ impl Agent {
                     budget(step_deadline)
                 ),
             };
-            match (self.mode, session.as_mut()) {
-                (Mode::Code, Some(session)) => {
-                    let (thought, code) = split_code(&reply.content);
-                    let Some(code) = code else {
-                        // No code: the reply is the answer.
-                        return Ok(answer(
-                            Value::String(reply.content.trim().to_string()),
-                            step,
-                        ));
-                    };
-                    if !thought.is_empty() {
-                        on_event(&Event::Thought {
-                            step,
-                            text: thought,
-                        });
-                    }
-                    on_event(&Event::Code {
-                        step,
-                        code: code.clone(),
-                    });
-                    messages.push(Message::assistant(reply.content));
-                    let t0 = Instant::now();
-                    let left = step_deadline.saturating_duration_since(t0);
-                    let outcome = session.run_within(&code, left).await;
-                    let (text, error) = match &outcome {
-                        Ok(o) => (observe(o), o.error.is_some()),
-                        Err(e) => (format!("error: {}", e.message), true),
-                    };
-                    on_event(&Event::Observation {
-                        step,
-                        tool_call_id: None,
-                        text: text.clone(),
-                        error,
-                        duration_ms: ms(t0.elapsed()),
-                    });
-                    if let Ok(RunOutcome {
-                        final_answer: Some(value),
-                        ..
-                    }) = outcome
-                    {
-                        return Ok(answer(value, step));
-                    }
-                    messages.push(Message::user(format!("Observation:\n{text}")));
+            let ended = match session.as_mut() {
+                Some(session) => {
+                    self.code_step(session, step, reply, step_deadline, &mut messages, on_event)
+                        .await
                 }
-                _ => {
-                    if reply.tool_calls.is_empty() {
-                        if reply.content.trim().is_empty() {
-                            messages.push(reply);
-                            messages.push(Message::user(
-                                "Your reply was empty. Call a tool, or answer the task in words.",
-                            ));
-                            continue;
-                        }
-                        return Ok(answer(
-                            Value::String(reply.content.trim().to_string()),
-                            step,
-                        ));
-                    }
-                    if !reply.content.trim().is_empty() {
-                        on_event(&Event::Thought {
-                            step,
-                            text: reply.content.trim().to_string(),
-                        });
-                    }
-                    messages.push(reply.clone());
-                    for call in &reply.tool_calls {
-                        on_event(&Event::ToolCall {
-                            step,
-                            id: call.id.clone(),
-                            name: call.name.clone(),
-                            arguments: call.arguments.clone(),
-                        });
-                        if call.name == FINAL_ANSWER
-                            && let Some(value) = final_answer_of(&call.arguments)
-                        {
-                            return Ok(answer(value, step));
-                        }
-                        let t0 = Instant::now();
-                        let (text, error) = self.call(call, step_deadline, &budget).await;
-                        on_event(&Event::Observation {
-                            step,
-                            tool_call_id: Some(call.id.clone()),
-                            text: text.clone(),
-                            error,
-                            duration_ms: ms(t0.elapsed()),
-                        });
-                        messages.push(Message::tool(&call.id, text));
-                    }
+                None => {
+                    self.tools_step(step, reply, step_deadline, &budget, &mut messages, on_event)
+                        .await
                 }
+            };
+            if let Some(value) = ended {
+                return Ok(answer(value, step));
             }
             if Instant::now() >= deadline {
                 bail!("{}", budget(deadline));
@@ -430,6 +353,113 @@ impl Agent {
             "the agent reached its limit of {} steps without a final answer (`--max-steps`)",
             self.limits.max_steps
         )
+    }
+
+    /// Runs the Python of a `code`-mode reply and tells the model what happened;
+    /// `Some` answer when the task ends (`final_answer`, or a reply with no code).
+    async fn code_step(
+        &self,
+        session: &mut Session,
+        step: u32,
+        reply: Message,
+        step_deadline: Instant,
+        messages: &mut Vec<Message>,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Option<Value> {
+        let (thought, code) = split_code(&reply.content);
+        let Some(code) = code else {
+            return Some(Value::String(reply.content.trim().to_string()));
+        };
+        if !thought.is_empty() {
+            on_event(&Event::Thought {
+                step,
+                text: thought,
+            });
+        }
+        on_event(&Event::Code {
+            step,
+            code: code.clone(),
+        });
+        messages.push(Message::assistant(reply.content));
+        let t0 = Instant::now();
+        let outcome = session
+            .run_within(&code, step_deadline.saturating_duration_since(t0))
+            .await;
+        let (text, error) = match &outcome {
+            Ok(o) => (observe(o), o.error.is_some()),
+            Err(e) => (format!("error: {}", e.message), true),
+        };
+        on_event(&Event::Observation {
+            step,
+            tool_call_id: None,
+            text: text.clone(),
+            error,
+            duration_ms: ms(t0.elapsed()),
+        });
+        if let Ok(RunOutcome {
+            final_answer: Some(value),
+            ..
+        }) = outcome
+        {
+            return Some(value);
+        }
+        messages.push(Message::user(format!("Observation:\n{text}")));
+        None
+    }
+
+    /// Runs the tool calls of a `tools`-mode reply and answers each under its id;
+    /// `Some` answer when the task ends (`final_answer`, or a reply with no call).
+    async fn tools_step(
+        &self,
+        step: u32,
+        reply: Message,
+        step_deadline: Instant,
+        budget: &dyn Fn(Instant) -> String,
+        messages: &mut Vec<Message>,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Option<Value> {
+        let content = reply.content.trim().to_string();
+        if reply.tool_calls.is_empty() {
+            if !content.is_empty() {
+                return Some(Value::String(content));
+            }
+            messages.push(reply);
+            messages.push(Message::user(
+                "Your reply was empty. Call a tool, or answer the task in words.",
+            ));
+            return None;
+        }
+        if !content.is_empty() {
+            on_event(&Event::Thought {
+                step,
+                text: content,
+            });
+        }
+        messages.push(reply.clone());
+        for call in &reply.tool_calls {
+            on_event(&Event::ToolCall {
+                step,
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.clone(),
+            });
+            if call.name == FINAL_ANSWER
+                && let Some(value) = final_answer_of(&call.arguments)
+            {
+                return Some(value);
+            }
+            let t0 = Instant::now();
+            let (text, error) = self.call(call, step_deadline, budget).await;
+            on_event(&Event::Observation {
+                step,
+                tool_call_id: Some(call.id.clone()),
+                text: text.clone(),
+                error,
+                duration_ms: ms(t0.elapsed()),
+            });
+            messages.push(Message::tool(&call.id, text));
+        }
+        None
     }
 
     /// Runs one tool call; returns the tool message and whether it is an error.
