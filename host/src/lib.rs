@@ -30,6 +30,7 @@ pub mod scaffold;
 pub mod schema;
 pub mod session;
 pub mod value;
+mod wasi;
 
 pub use agent::{Agent, Mode};
 pub use engine::{Engine, EngineOptions};

@@ -207,10 +207,11 @@ impl Registry {
     /// The linker for a component: the host's, plus its imports from other
     /// components, each call running in the exporter's own sandbox.
     fn linker_for(&self, p: &Pending) -> Result<Option<Linker<State>>> {
+        let stubbed = crate::wasi::without_sockets(&self.linker, &p.component, &p.name)?;
         if p.imports.is_empty() {
-            return Ok(None);
+            return Ok(stubbed);
         }
-        let mut linker = self.linker.clone();
+        let mut linker = stubbed.unwrap_or_else(|| self.linker.clone());
         for import in &p.imports {
             let (index, export) = self.exporter(import).expect("ordered by imports");
             let exporter = &self.components[index].name;
@@ -606,7 +607,7 @@ fn classify(name: &str, sandbox: &Sandbox, state: &State, e: &wasmtime::Error) -
             // The trap itself (not the whole wasm backtrace), then what the guest said on stderr.
             let what = trap
                 .map(|t| t.to_string())
-                .unwrap_or_else(|| format!("{e:#}"));
+                .unwrap_or_else(|| e.root_cause().to_string());
             let mut message = format!("`{name}` crashed: {what}");
             let stderr = tail(&state.stderr, 2000);
             if !stderr.is_empty() {
@@ -630,11 +631,11 @@ pub(crate) fn to_wit_error(e: &ToolError) -> wit::ToolError {
     }
 }
 
-/// The linker every component is instantiated with: WASI (sockets denied per store),
+/// The linker every component is instantiated with: WASI without sockets,
 /// `wasi:http` behind the policy hook, `wasi:config`, and `witbox:agent/host`.
 pub(crate) fn new_linker(engine: &Engine) -> Result<Linker<State>> {
     let mut linker = Linker::new(engine.inner());
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+    crate::wasi::link(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(anyhow::Error::from)?;
     wasmtime_wasi_config::add_to_linker(&mut linker, |s: &mut State| {

@@ -164,9 +164,6 @@ impl Sandbox {
         let stderr = MemoryOutputPipe::new(self.max_output);
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(stdout.clone()).stderr(stderr.clone());
-        wasi.allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
         wasi.envs(&self.env);
         for (host, guest, mode) in &self.dirs {
             let perms = match mode {

@@ -61,7 +61,10 @@ impl Runner {
         let component = engine
             .compile_file("python-runner", &path)
             .with_context(|| format!("failed to load the code runner from `{}`", path.display()))?;
-        let pre = crate::registry::new_linker(&engine)?
+        let linker = crate::registry::new_linker(&engine)?;
+        let pre = crate::wasi::without_sockets(&linker, &component, "python-runner")?
+            .as_ref()
+            .unwrap_or(&linker)
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("failed to link the code runner `{}`", path.display()))?;
@@ -424,7 +427,7 @@ impl Session {
             trap => {
                 let what = trap
                     .map(|t| t.to_string())
-                    .unwrap_or_else(|| format!("{e:#}"));
+                    .unwrap_or_else(|| e.root_cause().to_string());
                 let mut message = format!("the interpreter crashed: {what}");
                 let stderr = tail(&self.store.data().stderr, 2000);
                 if !stderr.is_empty() {

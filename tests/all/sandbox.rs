@@ -85,7 +85,8 @@ async fn granted_environment_is_visible() {
 #[tokio::test]
 async fn no_sockets_even_to_loopback() {
     let server = Fixture::start();
-    // Even a granted HTTP address does not open raw sockets.
+    // Even a granted HTTP address does not open raw sockets: `wasi:sockets` is not
+    // linked at all, so the guest's socket call traps and the next call is served.
     let r = registry(
         "testkit",
         &format!("[component.policy]\nallow-http = [{:?}]\n", server.url()),
@@ -94,13 +95,34 @@ async fn no_sockets_even_to_loopback() {
         .call("testkit_connect", &json!({"addr": server.addr.to_string()}))
         .await
         .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Trap, "{}", e.message);
     assert_eq!(
-        e.detail,
-        Some(json!("Permission denied (os error 2)")),
+        e.message,
+        "`testkit_connect` crashed: `wasi:sockets/tcp-create-socket@0.2.12#create-tcp-socket` is not available: the witbox sandbox has no sockets (`wasi:sockets` is never linked; use `wasi:http` with `allow-http`)"
+    );
+    // A name needs `ip-name-lookup`, which is not linked either.
+    let e = r
+        .call(
+            "testkit_connect",
+            &json!({"addr": format!("localhost:{}", server.addr.port())}),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.starts_with("`testkit_connect` crashed: `wasi:sockets/")
+            && e.message.ends_with("` is not available: the witbox sandbox has no sockets (`wasi:sockets` is never linked; use `wasi:http` with `allow-http`)"),
         "{}",
         e.message
     );
     assert!(server.hits().is_empty());
+    let ok = r
+        .call(
+            "testkit_fetch",
+            &json!({"url": format!("{}/v1/search?name=Paris", server.url())}),
+        )
+        .await
+        .unwrap();
+    assert!(ok.as_str().unwrap().starts_with("200 "), "{ok}");
 }
 
 #[tokio::test]

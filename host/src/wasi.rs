@@ -1,0 +1,117 @@
+//! The WASI a guest gets: all of WASI 0.2 except `wasi:sockets`.
+//!
+//! `wasi:sockets` (TCP, UDP and `ip-name-lookup`) is never linked, whatever a
+//! policy says: network access is `wasi:http` through the allow-list only. Many
+//! toolchains import the sockets interfaces anyway (Rust std, CPython), so a
+//! component that imports them gets functions that trap with a clear message
+//! when called, and loads as usual.
+
+use crate::sandbox::State;
+use anyhow::{Context, Result};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasData, Linker, ResourceTable, ResourceType};
+use wasmtime_wasi::WasiView;
+use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
+use wasmtime_wasi::random::WasiRandom;
+
+/// Links every WASI 0.2 interface but `wasi:sockets/*`
+/// (what `wasmtime_wasi::p2::add_to_linker_async` does, minus sockets).
+pub(crate) fn link(l: &mut Linker<State>) -> Result<()> {
+    fn go(l: &mut Linker<State>) -> wasmtime::Result<()> {
+        use wasmtime_wasi_io::bindings::wasi::io;
+        io::error::add_to_linker::<_, Io>(l, |t| t.ctx().table)?;
+        io::poll::add_to_linker::<_, Io>(l, |t| t.ctx().table)?;
+        io::streams::add_to_linker::<_, Io>(l, |t| t.ctx().table)?;
+        clocks::wall_clock::add_to_linker::<_, WasiClocks>(l, State::clocks)?;
+        clocks::monotonic_clock::add_to_linker::<_, WasiClocks>(l, State::clocks)?;
+        filesystem::types::add_to_linker::<_, WasiFilesystem>(l, State::filesystem)?;
+        filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, State::filesystem)?;
+        random::random::add_to_linker::<_, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+        random::insecure::add_to_linker::<_, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+        random::insecure_seed::add_to_linker::<_, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+        cli::exit::add_to_linker::<_, WasiCli>(l, State::cli)?;
+        cli::environment::add_to_linker::<_, WasiCli>(l, State::cli)?;
+        cli::stdin::add_to_linker::<_, WasiCli>(l, State::cli)?;
+        cli::stdout::add_to_linker::<_, WasiCli>(l, State::cli)?;
+        cli::stderr::add_to_linker::<_, WasiCli>(l, State::cli)?;
+        cli::terminal_input::add_to_linker::<_, WasiCli>(l, State::cli)?;
+        cli::terminal_output::add_to_linker::<_, WasiCli>(l, State::cli)?;
+        cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, State::cli)?;
+        cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, State::cli)?;
+        cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, State::cli)?;
+        Ok(())
+    }
+    go(l).map_err(anyhow::Error::from)
+}
+
+struct Io;
+
+impl HasData for Io {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// The host type behind every stubbed sockets resource; none is ever made.
+struct NoSocket;
+
+/// `linker`, plus a trapping stand-in for each `wasi:sockets` function
+/// `component` (called `name`) imports; `None` when it imports none.
+pub(crate) fn without_sockets(
+    linker: &Linker<State>,
+    component: &Component,
+    name: &str,
+) -> Result<Option<Linker<State>>> {
+    stub_sockets(linker, component)
+        .with_context(|| format!("failed to stand in for the `wasi:sockets` imports of `{name}`"))
+}
+
+fn stub_sockets(linker: &Linker<State>, component: &Component) -> Result<Option<Linker<State>>> {
+    let engine = component.engine();
+    let ty = component.component_type();
+    if !ty
+        .imports(engine)
+        .any(|(name, _)| name.starts_with("wasi:sockets/"))
+    {
+        return Ok(None);
+    }
+    let mut linker = linker.clone();
+    // Resources an interface only re-exports (`use network.{network}`,
+    // `use wasi:io/poll.{pollable}`) must stay the type they alias.
+    let mut seen: Vec<ResourceType> = Vec::new();
+    for (name, item) in ty.imports(engine) {
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        if !name.starts_with("wasi:sockets/") {
+            seen.extend(instance.exports(engine).filter_map(|(_, i)| match i.ty {
+                ComponentItem::Resource(r) => Some(r),
+                _ => None,
+            }));
+            continue;
+        }
+        let mut stub = linker.instance(name).map_err(anyhow::Error::from)?;
+        for (export, item) in instance.exports(engine) {
+            let item = item.ty;
+            match item {
+                ComponentItem::Resource(r) if !seen.contains(&r) => {
+                    stub.resource(export, ResourceType::host::<NoSocket>(), |_, _| Ok(()))
+                        .map_err(anyhow::Error::from)?;
+                    seen.push(r);
+                }
+                ComponentItem::ComponentFunc(_) => {
+                    let what = format!("{name}#{export}");
+                    stub.func_new(export, move |_, _, _, _| {
+                        wasmtime::bail!(
+                            "`{what}` is not available: the witbox sandbox has no sockets (`wasi:sockets` is never linked; use `wasi:http` with `allow-http`)"
+                        )
+                    })
+                    .map_err(anyhow::Error::from)?;
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(Some(linker))
+}
