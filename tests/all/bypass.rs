@@ -65,3 +65,37 @@ async fn no_spelling_of_another_address_gets_through() {
         "a denied request reached the server"
     );
 }
+
+#[tokio::test]
+async fn a_guest_cannot_set_the_host_header() {
+    // The connection goes to the granted address whatever the guest writes, but a
+    // `Host` header could still pick another site behind a shared proxy. wasi:http
+    // refuses it however it is spelled or set, and the request carries the granted
+    // authority.
+    let server = Fixture::start();
+    let r = registry(
+        "testkit",
+        &format!("[component.policy]\nallow-http = [{:?}]\n", server.url()),
+    );
+    for name in ["host", "Host", "HOST"] {
+        let out = r
+            .call(
+                "testkit_fetch_with_header",
+                &json!({
+                    "url": format!("{}/v1/search?name=Paris", server.url()),
+                    "name": name,
+                    "value": "metadata.internal",
+                }),
+            )
+            .await
+            .unwrap();
+        let out = out.as_str().unwrap();
+        assert!(
+            out.starts_with(
+                "from-list: Err(HeaderError::Forbidden), set: Err(HeaderError::Forbidden), append: Err(HeaderError::Forbidden)\n200 "
+            ),
+            "{name}: {out}"
+        );
+    }
+    assert_eq!(server.hosts(), vec![server.addr.to_string(); 3]);
+}

@@ -15,6 +15,7 @@ pub struct Fixture {
     /// Where it listens.
     pub addr: SocketAddr,
     hits: Arc<Mutex<Vec<String>>>,
+    hosts: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -49,19 +50,25 @@ impl Fixture {
         let listener = TcpListener::bind("127.0.0.1:0").expect("failed to bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(Mutex::new(Vec::new()));
+        let hosts = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (h, s) = (hits.clone(), stop.clone());
+        let (h, hs, s) = (hits.clone(), hosts.clone(), stop.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let h = h.clone();
-                std::thread::spawn(move || handle(stream, &h, redirect));
+                let (h, hs) = (h.clone(), hs.clone());
+                std::thread::spawn(move || handle(stream, &h, &hs, redirect));
             }
         });
-        Self { addr, hits, stop }
+        Self {
+            addr,
+            hits,
+            hosts,
+            stop,
+        }
     }
 
     /// `http://127.0.0.1:PORT`
@@ -73,6 +80,11 @@ impl Fixture {
     pub fn hits(&self) -> Vec<String> {
         self.hits.lock().unwrap().clone()
     }
+
+    /// Every `Host` header received so far, in order.
+    pub fn hosts(&self) -> Vec<String> {
+        self.hosts.lock().unwrap().clone()
+    }
 }
 
 impl Drop for Fixture {
@@ -82,7 +94,12 @@ impl Drop for Fixture {
     }
 }
 
-fn handle(stream: TcpStream, hits: &Mutex<Vec<String>>, redirect: Option<SocketAddr>) {
+fn handle(
+    stream: TcpStream,
+    hits: &Mutex<Vec<String>>,
+    hosts: &Mutex<Vec<String>>,
+    redirect: Option<SocketAddr>,
+) {
     let mut reader = BufReader::new(&stream);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() || request_line.is_empty() {
@@ -90,6 +107,11 @@ fn handle(stream: TcpStream, hits: &Mutex<Vec<String>>, redirect: Option<SocketA
     }
     let mut header = String::new();
     while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("host")
+        {
+            hosts.lock().unwrap().push(value.trim().to_string());
+        }
         header.clear();
     }
     let request_line = request_line.trim().to_string();

@@ -69,7 +69,17 @@ impl probe::Guest for Testkit {
     }
 
     fn fetch(url: String) -> Result<String, String> {
-        fetch(&url)
+        fetch(&url, Fields::new())
+    }
+
+    fn fetch_with_header(url: String, name: String, value: String) -> Result<String, String> {
+        let entry = (name.clone(), value.clone().into_bytes());
+        let from_list = Fields::from_list(&[entry]).map(|_| ());
+        let fields = Fields::new();
+        let set = fields.set(&name, &[value.clone().into_bytes()]);
+        let append = fields.append(&name, value.as_bytes());
+        let tried = format!("from-list: {from_list:?}, set: {set:?}, append: {append:?}");
+        fetch(&url, fields).map(|r| format!("{tried}\n{r}"))
     }
 }
 
@@ -86,13 +96,13 @@ impl types::Guest for Testkit {
 
 export!(Testkit);
 
-fn fetch(url: &str) -> Result<String, String> {
+fn fetch(url: &str, headers: Fields) -> Result<String, String> {
     let (scheme, rest) = url.split_once("://").ok_or("url needs a scheme")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let request = OutgoingRequest::new(Fields::new());
+    let request = OutgoingRequest::new(headers);
     let scheme = match scheme {
         "http" => Scheme::Http,
         "https" => Scheme::Https,
