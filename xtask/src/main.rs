@@ -21,14 +21,18 @@ commands:
   demo    build, then list the tools, call each one (weather against a local fixture server),
           link and compose tools, run Python cells, and run the agent loop with the
           offline planner on three tasks
-  test    build, install the pinned Python MCP SDK and smolagents into .venv, run every test
+  test [ARGS]
+          build, install the pinned Python MCP SDK and smolagents into .venv, run every
+          test, then a smoke run of each fuzz target (18 s each); ARGS go to `cargo test`
+          and skip the smoke run
   bench   build in release mode, then print a table of timings
   load [SESSIONS] [SECONDS]
           concurrent Python sessions (200) for SECONDS (20) under a workload mix that
           hits every limit, through the library and `witbox mcp --http`; prints figures
   fuzz [TARGET] [SECONDS]
           run the cargo-fuzz targets (json_value, manifest, load; all by default) for
-          SECONDS each (600); needs the nightly toolchain, installs cargo-fuzz if missing
+          SECONDS each (600); installs cargo-fuzz if missing (no nightly needed: the
+          targets are built without a sanitizer)
 ";
 
 fn main() -> ExitCode {
@@ -467,7 +471,11 @@ fn test(extra: &[String]) -> Result<(), String> {
     run(Command::new("cargo")
         .current_dir(root())
         .args(["test", "-p", "witbox"])
-        .args(extra))
+        .args(extra))?;
+    if extra.is_empty() {
+        fuzz_run(&FUZZ_TARGETS, 18, Corpus::Smoke)?;
+    }
+    Ok(())
 }
 
 fn load(extra: &[String]) -> Result<(), String> {
@@ -486,10 +494,23 @@ fn load(extra: &[String]) -> Result<(), String> {
 const FUZZ_TARGETS: [&str; 3] = ["json_value", "manifest", "load"];
 const CARGO_FUZZ: &str = "0.13.2";
 
-/// Builds the fuzz targets (nightly, no sanitizer: the host is safe Rust, the
-/// target is panics and aborts) and runs each for `seconds`, seeding `load`'s
-/// corpus with the real guests. Crashes land in `fuzz/artifacts/TARGET/`.
-fn fuzz_run(targets: &[&str], seconds: u64) -> Result<(), String> {
+/// Where a fuzz run keeps its inputs.
+#[derive(Clone, Copy, PartialEq)]
+enum Corpus {
+    /// `fuzz/corpus/TARGET/`, kept between runs.
+    Kept,
+    /// A fresh folder per run, so the smoke run in `cargo xtask test` takes the
+    /// same time on every machine, whatever a long run left in the kept corpus.
+    Smoke,
+}
+
+/// Builds the fuzz targets (optimised, no sanitizer: the host is safe Rust, and
+/// what is looked for is panics, aborts, timeouts and memory blow-ups, which need
+/// none; that is also why the stable toolchain will do) and runs each for
+/// `seconds`. The `load` target is seeded with the real guests, and every target
+/// replays `fuzz/regressions/TARGET/` (minimised crashers) first. Crashes land in
+/// `fuzz/artifacts/TARGET/`.
+fn fuzz_run(targets: &[&str], seconds: u64, corpus: Corpus) -> Result<(), String> {
     let root = root();
     let have = output(Command::new("cargo").args(["fuzz", "--version"])).unwrap_or_default();
     if !have.contains(CARGO_FUZZ) {
@@ -503,37 +524,58 @@ fn fuzz_run(targets: &[&str], seconds: u64) -> Result<(), String> {
         ]))?;
     }
     let fuzz = root.join("fuzz");
-    let corpus = fuzz.join("corpus/load");
-    std::fs::create_dir_all(&corpus).map_err(|e| e.to_string())?;
-    for name in [
-        "quadratic",
-        "testkit",
-        "weather",
-        "equation-report",
-        "badtype",
-        "clash",
-    ] {
-        let from = artifacts().join(format!("{name}.wasm"));
-        let _ = std::fs::copy(&from, corpus.join(format!("{name}.wasm")));
-    }
-    step("building the fuzz targets (nightly)");
+    step("building the fuzz targets");
     run(Command::new("cargo")
         .current_dir(&fuzz)
-        .args(["+nightly", "fuzz", "build", "-s", "none", "-O"]))?;
+        .args(["fuzz", "build", "-s", "none", "-O"]))?;
     for target in targets {
+        let dir = match corpus {
+            Corpus::Kept => fuzz.join("corpus").join(target),
+            Corpus::Smoke => fuzz.join("target/smoke").join(target),
+        };
+        if corpus == Corpus::Smoke {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if *target == "load" {
+            for name in RUST_GUESTS {
+                let from = artifacts().join(format!("{name}.wasm"));
+                let _ = std::fs::copy(&from, dir.join(format!("{name}.wasm")));
+            }
+        }
         step(&format!("fuzzing `{target}` for {seconds} s"));
-        let dir = fuzz.join("corpus").join(target);
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        run(Command::new("cargo")
-            .current_dir(&fuzz)
-            .args(["+nightly", "fuzz", "run", "-s", "none", "-O", target])
+        let regressions = fuzz.join("regressions").join(target);
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(&fuzz)
+            .args(["fuzz", "run", "-s", "none", "-O", target])
             .arg(&dir)
+            .args(regressions.is_dir().then_some(&regressions))
             .args([
                 "--",
                 &format!("-max_total_time={seconds}"),
                 "-rss_limit_mb=4096",
                 "-timeout=30",
-            ]))?;
+                "-print_final_stats=1",
+            ]);
+        if corpus == Corpus::Kept {
+            run(&mut cmd)?;
+            continue;
+        }
+        // The smoke run keeps libFuzzer's progress lines in a log and shows its totals.
+        let log = fuzz.join("target/smoke").join(format!("{target}.log"));
+        let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let result = run(cmd.stderr(file));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if let Err(e) = result {
+            eprintln!("{}", lines[lines.len().saturating_sub(40)..].join("\n"));
+            return Err(format!("{e} (the whole log: {})", log.display()));
+        }
+        for line in lines {
+            if line.starts_with("Done ") || line.starts_with("stat::") {
+                println!("{line}");
+            }
+        }
     }
     Ok(())
 }
@@ -550,7 +592,7 @@ fn fuzz(extra: &[String]) -> Result<(), String> {
         _ => FUZZ_TARGETS.to_vec(),
     };
     let seconds = extra.iter().find_map(|a| a.parse().ok()).unwrap_or(600);
-    fuzz_run(&targets, seconds)
+    fuzz_run(&targets, seconds, Corpus::Kept)
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
