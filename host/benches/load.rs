@@ -87,6 +87,16 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU time (user + system) this process has used so far.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split(' ').map(|x| x.parse().unwrap_or(0)).collect();
+    // utime and stime are fields 14 and 15 of the line, in clock ticks (100 per second).
+    Duration::from_millis((f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)) * 10)
+}
+
 fn report(title: &str, stats: &Stats, elapsed: Duration) -> bool {
     let total: usize = stats.latencies.values().map(Vec::len).sum();
     println!(
@@ -141,6 +151,7 @@ async fn library(sessions: usize, seconds: u64) -> bool {
     let stats = Arc::new(Mutex::new(Stats::default()));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
+    let cpu = cpu_time();
     let tasks: Vec<_> = (0..sessions)
         .map(|t| {
             let (pool, stats) = (pool.clone(), stats.clone());
@@ -164,11 +175,20 @@ async fn library(sessions: usize, seconds: u64) -> bool {
     for t in tasks {
         t.await.unwrap();
     }
-    report(
+    let (elapsed, cpu) = (started.elapsed(), cpu_time() - cpu);
+    let ok = report(
         &format!("library, {sessions} sessions"),
         &stats.lock().unwrap(),
-        started.elapsed(),
-    )
+        elapsed,
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "library CPU: {:.1} s of {:.1} s on {cores} cores ({:.0}% busy)",
+        cpu.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        100.0 * cpu.as_secs_f64() / (elapsed.as_secs_f64() * cores as f64)
+    );
+    ok
 }
 
 /// One JSON-RPC request over HTTP to `witbox mcp --http`; returns the response message.

@@ -6,6 +6,7 @@
 //! - [`sandbox`]: one store per call, built from a policy (deny by default), and the limits.
 //! - [`net`]: the outbound HTTP allow-list, the one network choke point.
 //! - [`registry`]: loading components, deriving tools, invoking them.
+//! - [`schedule`]: how running guests share the cores (long calls take turns).
 //! - [`session`]: Python sessions on the code runner: runs, limits, restarts, the session manager.
 //! - [`agent`]: the agent loop: a model (OpenAI-compatible, or the offline planner) calls tools or writes Python.
 //! - [`mcp`]: the MCP server (stdio and streamable HTTP): the tools, `run_python`, `reset_session`.
@@ -27,6 +28,7 @@ pub mod net;
 pub mod registry;
 pub mod sandbox;
 pub mod scaffold;
+pub mod schedule;
 pub mod schema;
 pub mod session;
 pub mod value;

@@ -528,8 +528,12 @@ impl Registry {
         let loaded = &self.components[tool.index];
         let sandbox = &loaded.sandbox;
         let name = &tool.name;
+        let admission = crate::schedule::admit(depth).await;
         let mut store = match sandbox.store(&self.engine, Some(self.clone()), depth) {
-            Ok(store) => store,
+            Ok(mut store) => {
+                store.data_mut().turn.begin(admission);
+                store
+            }
             Err(e) => {
                 let e = ToolError::new(
                     ErrorKind::Internal,

@@ -11,6 +11,7 @@ use crate::engine::Engine;
 use crate::manifest::{DirMode, Manifest, Policy};
 use crate::net::{AllowList, HttpPolicy};
 use crate::registry::{Registry, Tool};
+use crate::schedule::{Admission, Turn};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -193,18 +194,22 @@ impl Sandbox {
             tool_calls: 0,
             tool_limit_hit: false,
             deadline: Instant::now() + self.timeout,
+            turn: Turn::new(depth),
         };
         let mut store = Store::new(engine.inner(), state);
         store.limiter(|s| &mut s.limiter);
         // At every epoch tick the guest yields to the async runtime (so one busy
         // guest never holds a worker thread, and a dropped call stops at once),
-        // then goes on until its deadline, where it traps with `Interrupt`.
+        // waits for a long-call slot if it needs one (`schedule`), and goes on
+        // until its deadline, where it traps with `Interrupt`.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|store| {
-            Ok(if Instant::now() >= store.data().deadline {
+        store.epoch_deadline_callback(|mut store| {
+            let now = Instant::now();
+            let state = store.data_mut();
+            Ok(if now >= state.deadline {
                 UpdateDeadline::Interrupt
             } else {
-                UpdateDeadline::Yield(1)
+                UpdateDeadline::YieldCustom(1, state.turn.tick(now))
             })
         });
         if engine.fuel_enabled() {
@@ -235,12 +240,15 @@ pub struct State {
     pub(crate) tool_limit_hit: bool,
     /// When the current call (or run) must stop.
     pub(crate) deadline: Instant,
+    /// Its share of the cores.
+    pub(crate) turn: Turn,
 }
 
 impl State {
     /// Starts counting a new run of a long-lived instance (a session).
-    pub(crate) fn begin_run(&mut self, timeout: Duration) {
+    pub(crate) fn begin_run(&mut self, timeout: Duration, admission: Admission) {
         self.deadline = Instant::now() + timeout;
+        self.turn.begin(admission);
         self.tool_calls = 0;
         self.tool_limit_hit = false;
         self.limiter.memory_hit = false;

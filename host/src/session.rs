@@ -266,7 +266,8 @@ impl Session {
         let sandbox = self.runner.sandbox.clone();
         let started = Instant::now();
         let timeout = limit.min(sandbox.timeout);
-        self.store.data_mut().begin_run(timeout);
+        let admission = crate::schedule::admit(0).await;
+        self.store.data_mut().begin_run(timeout, admission);
         self.store.set_epoch_deadline(1);
         let budget = if sandbox.fuel > 0 {
             sandbox.fuel
@@ -284,6 +285,7 @@ impl Session {
             .witbox_agent_runner()
             .call_run(&mut self.store, code, options);
         let outcome = tokio::time::timeout(timeout, call).await;
+        self.store.data_mut().turn.end();
         let fuel_used = (sandbox.fuel > 0)
             .then(|| self.store.get_fuel().ok().map(|left| budget - left))
             .flatten();
@@ -384,7 +386,10 @@ impl Session {
 
     /// Forgets every global, as if the session had just started.
     pub async fn reset(&mut self) -> Result<(), ToolError> {
-        self.store.data_mut().begin_run(self.runner.sandbox.timeout);
+        let admission = crate::schedule::admit(0).await;
+        self.store
+            .data_mut()
+            .begin_run(self.runner.sandbox.timeout, admission);
         self.store.set_epoch_deadline(1);
         if self.runner.engine.fuel_enabled() {
             self.store.set_fuel(u64::MAX).map_err(internal)?;
@@ -393,7 +398,9 @@ impl Session {
             .bindings
             .witbox_agent_runner()
             .call_reset(&mut self.store);
-        match tokio::time::timeout(self.runner.sandbox.timeout, call).await {
+        let outcome = tokio::time::timeout(self.runner.sandbox.timeout, call).await;
+        self.store.data_mut().turn.end();
+        match outcome {
             Ok(Ok(())) => Ok(()),
             // A reset that fails leaves nothing worth keeping: start again.
             _ => {

@@ -1,0 +1,147 @@
+//! How running guests share the cores.
+//!
+//! Every guest yields to the async runtime at each epoch tick (10 ms), so the
+//! runtime round-robins between the calls that run. Two gates keep that round
+//! short under load, so that a time limit measures the call and not the crowd:
+//!
+//! - **Starting.** A top-level call (a tool call, a Python run) starts when one
+//!   of the *run slots* (4 per core) is free, first come first served, and its
+//!   time limit counts from then. Past that many calls, the rest wait their turn
+//!   instead of all slowing each other down.
+//! - **Running long.** A call that has run for more than [`LONG`] (running, not
+//!   waiting for a core) gives its run slot back and goes on only while it holds
+//!   one of the *long-call slots* (one per core); after each further [`LONG`] of
+//!   running it gives that back for the next long call in line. So a few guests
+//!   spinning until their time limit never take the turns of hundreds of short
+//!   ones; their time limit (wall time) still ends them where it would have.
+//!
+//! Calls made by a guest (a tool called from Python, a linked import) run while
+//! their caller waits, so they use the caller's slot and pass both gates.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a call runs before it needs a long-call slot, and how long it keeps one.
+pub const LONG: Duration = Duration::from_millis(100);
+
+/// Run slots per core.
+const RUNS_PER_CORE: usize = 4;
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Top-level calls that may run at once.
+static RUNS: LazyLock<Arc<Semaphore>> =
+    LazyLock::new(|| Arc::new(Semaphore::new(RUNS_PER_CORE * cores())));
+
+/// One long-call slot per core.
+static SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(cores())));
+
+/// A run slot, held from the start of a top-level call until it ends or runs long.
+pub struct Admission(#[allow(dead_code)] Option<OwnedSemaphorePermit>); // held, never read: dropping it frees the slot
+
+/// Waits for a run slot; calls made by a guest (`depth > 0`) need none.
+pub async fn admit(depth: u32) -> Admission {
+    if depth > 0 {
+        return Admission(None);
+    }
+    Admission(RUNS.clone().acquire_owned().await.ok())
+}
+
+/// A future the guest waits on before it goes on.
+pub type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The turn of one store's current call.
+pub struct Turn {
+    /// Whether this store takes slots (top-level calls only).
+    gated: bool,
+    /// The run slot of the current call, until it runs long.
+    admission: Admission,
+    /// How long the current call (or run) has been running: the time between
+    /// each resume and the next tick, not the time it waited for a core.
+    ran: Duration,
+    /// When the guest last went on after a yield.
+    resumed: Arc<Mutex<Instant>>,
+    /// The slot it holds, and how long it had run when it got it.
+    slot: Arc<Mutex<Option<(OwnedSemaphorePermit, Duration)>>>,
+}
+
+impl Turn {
+    /// A turn for a store at call depth `depth`.
+    pub fn new(depth: u32) -> Self {
+        Self {
+            gated: depth == 0,
+            admission: Admission(None),
+            ran: Duration::ZERO,
+            resumed: Arc::new(Mutex::new(Instant::now())),
+            slot: Default::default(),
+        }
+    }
+
+    /// Starts counting a new call, which got `admission`.
+    pub fn begin(&mut self, admission: Admission) {
+        self.end();
+        self.admission = admission;
+        self.ran = Duration::ZERO;
+        *self.resumed.lock().unwrap() = Instant::now();
+    }
+
+    /// Gives the slots back: the call is over.
+    pub fn end(&mut self) {
+        self.admission = Admission(None);
+        self.slot.lock().unwrap().take();
+    }
+
+    /// At an epoch tick: what the guest waits for before it goes on. Always a
+    /// yield to the runtime; first a slot, for a long call whose turn is over or
+    /// that has none yet.
+    pub fn tick(&mut self, now: Instant) -> Wait {
+        let resumed = self.resumed.clone();
+        self.ran += now.saturating_duration_since(*resumed.lock().unwrap());
+        if self.ran >= LONG {
+            self.admission = Admission(None);
+        }
+        let needs_slot = self.gated && self.ran >= LONG && {
+            let mut held = self.slot.lock().unwrap();
+            match &*held {
+                Some((_, since)) if self.ran - *since < LONG => false,
+                _ => {
+                    // Back in line: the next long call gets the slot.
+                    held.take();
+                    true
+                }
+            }
+        };
+        let (slot, ran) = (self.slot.clone(), self.ran);
+        Box::pin(async move {
+            if needs_slot {
+                if let Ok(permit) = SLOTS.clone().acquire_owned().await {
+                    *slot.lock().unwrap() = Some((permit, ran));
+                }
+            }
+            yield_once().await;
+            *resumed.lock().unwrap() = Instant::now();
+        })
+    }
+}
+
+/// Goes to the back of the runtime's run queue once. (Not `tokio::task::yield_now`,
+/// which parks the task until the worker next polls its driver: under load that
+/// is dozens of 10 ms turns later.)
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
