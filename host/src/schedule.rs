@@ -118,10 +118,8 @@ impl Turn {
         };
         let (slot, ran) = (self.slot.clone(), self.ran);
         Box::pin(async move {
-            if needs_slot {
-                if let Ok(permit) = SLOTS.clone().acquire_owned().await {
-                    *slot.lock().unwrap() = Some((permit, ran));
-                }
+            if needs_slot && let Ok(permit) = SLOTS.clone().acquire_owned().await {
+                *slot.lock().unwrap() = Some((permit, ran));
             }
             yield_once().await;
             *resumed.lock().unwrap() = Instant::now();
