@@ -234,10 +234,11 @@ impl Registry {
                 let target = tool.name.clone();
                 let importer = p.name.clone();
                 instance
-                    .func_new_async(&tool.function, move |store, _ty, params, results| {
+                    .func_new_async(&tool.function, move |mut store, _ty, params, results| {
                         let target = target.clone();
                         let importer = importer.clone();
                         Box::new(async move {
+                            store.data_mut().turn.waits_on_host();
                             let state = store.data();
                             let (registry, depth) = (state.registry.clone(), state.depth + 1);
                             let registry = registry.ok_or_else(|| {

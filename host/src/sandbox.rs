@@ -275,6 +275,7 @@ impl WasiView for State {
 
 impl WasiHttpView for State {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
+        self.turn.waits_on_host();
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
@@ -324,6 +325,7 @@ impl host::Host for State {
         name: String,
         args_json: String,
     ) -> Result<String, host::ToolError> {
+        self.turn.waits_on_host();
         if !self.sandbox.may_call(&name) {
             return Err(host::ToolError::Denied(format!(
                 "`{}` may not call `{name}`: it is not in its `call-tools`",

@@ -8,6 +8,8 @@
 //!   of the *run slots* (4 per core) is free, first come first served, and its
 //!   time limit counts from then. Past that many calls, the rest wait their turn
 //!   instead of all slowing each other down.
+//!   A call that waits on the host (an HTTP request, a tool it calls) gives its
+//!   run slot back, so slow networks do not hold back the calls behind it.
 //! - **Running long.** A call that has run for more than [`LONG`] (running, not
 //!   waiting for a core) gives its run slot back and goes on only while it holds
 //!   one of the *long-call slots* (one per core); after each further [`LONG`] of
@@ -15,8 +17,8 @@
 //!   spinning until their time limit never take the turns of hundreds of short
 //!   ones; their time limit (wall time) still ends them where it would have.
 //!
-//! Calls made by a guest (a tool called from Python, a linked import) run while
-//! their caller waits, so they use the caller's slot and pass both gates.
+//! Calls made by a guest (a tool called from Python, a linked import) pass both
+//! gates: their caller is not running while it waits for them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -88,6 +90,12 @@ impl Turn {
         self.admission = admission;
         self.ran = Duration::ZERO;
         *self.resumed.lock().unwrap() = Instant::now();
+    }
+
+    /// Gives the run slot back: the call is about to wait on the host (an HTTP
+    /// request, a tool it calls), which can take long without using a core.
+    pub fn waits_on_host(&mut self) {
+        self.admission = Admission(None);
     }
 
     /// Gives the slots back: the call is over.
