@@ -19,6 +19,7 @@ mod python;
 mod quadratic;
 mod sandbox;
 mod scaffold;
+mod schedule;
 mod secrets;
 mod types;
 mod weather;

@@ -4,11 +4,12 @@
 //! - `GET /v1/search?name=Paris…` answers like the geocoding API (a few known cities).
 //! - `GET /v1/forecast?latitude=…&longitude=…` answers like the forecast API.
 //! - A server made with [`Fixture::redirecting`] answers every request with a 302 to another address.
+//! - A server made with [`Fixture::holding`] answers nothing until [`Fixture::release`].
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// A running fixture server; it stops when dropped.
 pub struct Fixture {
@@ -16,8 +17,12 @@ pub struct Fixture {
     pub addr: SocketAddr,
     hits: Arc<Mutex<Vec<String>>>,
     hosts: Arc<Mutex<Vec<String>>>,
+    held: Held,
     stop: Arc<AtomicBool>,
 }
+
+/// Whether requests wait before they are answered.
+type Held = Arc<(Mutex<bool>, Condvar)>;
 
 /// (name, country, latitude, longitude, temperature, wind, WMO code)
 const CITIES: &[(&str, &str, f64, f64, f64, f64, u32)] = &[
@@ -38,35 +43,49 @@ const CITIES: &[(&str, &str, f64, f64, f64, f64, u32)] = &[
 impl Fixture {
     /// Starts an Open-Meteo-shaped server on `127.0.0.1:0`.
     pub fn start() -> Self {
-        Self::serve(None)
+        Self::serve(None, false)
     }
 
     /// Starts a server that redirects every request to `to` (same path).
     pub fn redirecting(to: SocketAddr) -> Self {
-        Self::serve(Some(to))
+        Self::serve(Some(to), false)
     }
 
-    fn serve(redirect: Option<SocketAddr>) -> Self {
+    /// Starts a server that holds every request (after counting it) until [`Self::release`].
+    pub fn holding() -> Self {
+        Self::serve(None, true)
+    }
+
+    /// Answers the held requests, and the ones to come.
+    pub fn release(&self) {
+        let (lock, cvar) = &*self.held;
+        *lock.lock().unwrap() = false;
+        cvar.notify_all();
+    }
+
+    fn serve(redirect: Option<SocketAddr>, hold: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("failed to bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(Mutex::new(Vec::new()));
         let hosts = Arc::new(Mutex::new(Vec::new()));
+        let held: Held = Arc::new((Mutex::new(hold), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (h, hs, s) = (hits.clone(), hosts.clone(), stop.clone());
+        let (h, hs, hd, s) = (hits.clone(), hosts.clone(), held.clone(), stop.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
-                let (h, hs) = (h.clone(), hs.clone());
-                std::thread::spawn(move || handle(stream, &h, &hs, redirect));
+                let (h, hs, hd) = (h.clone(), hs.clone(), hd.clone());
+                std::thread::spawn(move || handle(stream, &h, &hs, &hd, redirect));
             }
         });
         Self {
             addr,
             hits,
             hosts,
+            held,
             stop,
         }
     }
@@ -89,6 +108,7 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        self.release();
         self.stop.store(true, Ordering::Relaxed);
         let _ = TcpStream::connect(self.addr); // wake the accept loop
     }
@@ -98,6 +118,7 @@ fn handle(
     stream: TcpStream,
     hits: &Mutex<Vec<String>>,
     hosts: &Mutex<Vec<String>>,
+    held: &Held,
     redirect: Option<SocketAddr>,
 ) {
     let mut reader = BufReader::new(&stream);
@@ -116,6 +137,8 @@ fn handle(
     }
     let request_line = request_line.trim().to_string();
     hits.lock().unwrap().push(request_line.clone());
+    let (lock, cvar) = &**held;
+    drop(cvar.wait_while(lock.lock().unwrap(), |held| *held).unwrap());
     let target = request_line.split(' ').nth(1).unwrap_or("/");
     let (status, extra, body) = match redirect {
         Some(to) => (
