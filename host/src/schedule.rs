@@ -10,8 +10,8 @@
 //!   instead of all slowing each other down.
 //!   A call that waits on the host (an HTTP request, a tool it calls) gives its
 //!   run slot back, so slow networks do not hold back the calls behind it.
-//! - **Running long.** A call that has run for more than [`LONG`] (running, not
-//!   waiting for a core) gives its run slot back and goes on only while it holds
+//! - **Running long.** A call that has run for more than [`LONG`] (not counting
+//!   its waits for a core) gives its run slot back and goes on only while it holds
 //!   one of the *long-call slots* (one per core); after each further [`LONG`] of
 //!   running it gives that back for the next long call in line. So a few guests
 //!   spinning until their time limit never take the turns of hundreds of short
@@ -43,8 +43,9 @@ static RUNS: LazyLock<Arc<Semaphore>> =
 /// One long-call slot per core.
 static SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(cores())));
 
-/// A run slot, held from the start of a top-level call until it ends or runs long.
-pub struct Admission(#[allow(dead_code)] Option<OwnedSemaphorePermit>); // held, never read: dropping it frees the slot
+/// A run slot, held from the start of a top-level call until it ends, runs long
+/// or waits on the host. Never read: dropping it frees the slot.
+pub struct Admission(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 
 /// Waits for a run slot; calls made by a guest (`depth > 0`) need none.
 pub async fn admit(depth: u32) -> Admission {
@@ -63,8 +64,8 @@ pub struct Turn {
     gated: bool,
     /// The run slot of the current call, until it runs long.
     admission: Admission,
-    /// How long the current call (or run) has been running: the time between
-    /// each resume and the next tick, not the time it waited for a core.
+    /// How long the current call (or run) has been going, less the time it
+    /// waited at ticks for a core or a slot (host calls count: they are its own).
     ran: Duration,
     /// When the guest last went on after a yield.
     resumed: Arc<Mutex<Instant>>,
@@ -135,9 +136,8 @@ impl Turn {
     }
 }
 
-/// Goes to the back of the runtime's run queue once. (Not `tokio::task::yield_now`,
-/// which parks the task until the worker next polls its driver: under load that
-/// is dozens of 10 ms turns later.)
+/// Goes to the back of the runtime's run queue once: the yield wasmtime's own
+/// `UpdateDeadline::Yield` makes.
 async fn yield_once() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
