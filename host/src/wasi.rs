@@ -93,8 +93,7 @@ fn stub_sockets(linker: &Linker<State>, component: &Component) -> Result<Option<
         }
         let mut stub = linker.instance(name).map_err(anyhow::Error::from)?;
         for (export, item) in instance.exports(engine) {
-            let item = item.ty;
-            match item {
+            match item.ty {
                 ComponentItem::Resource(r) if !seen.contains(&r) => {
                     stub.resource(export, ResourceType::host::<NoSocket>(), |_, _| Ok(()))
                         .map_err(anyhow::Error::from)?;
