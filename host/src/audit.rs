@@ -27,8 +27,11 @@ pub struct Entry<'a> {
     pub time: String,
     /// `call` (a tool) or `run` (code in a Python session).
     pub kind: &'a str,
-    /// Who asked: `host` (the CLI, MCP, an agent or the library), or the component
-    /// whose code made the call (`runner` for Python).
+    /// Who asked: `host` (the CLI, an MCP client's tool call, the library),
+    /// `agent` (the agent loop, and the tools its Python calls), `session ID` (a
+    /// session of the session manager, as MCP's `run_python` uses, and the tools
+    /// its code calls), `runner` (an unnamed Python session's tool calls), or the
+    /// component whose code made the call.
     pub caller: &'a str,
     /// The tool called, or the code runner.
     pub tool: &'a str,

@@ -191,6 +191,7 @@ impl Sandbox {
             sandbox: self.clone(),
             registry,
             depth,
+            caller: self.name.as_str().into(),
             tool_calls: 0,
             tool_limit_hit: false,
             deadline: Instant::now() + self.timeout,
@@ -234,6 +235,9 @@ pub struct State {
     sandbox: Arc<Sandbox>,
     pub(crate) registry: Option<Arc<Registry>>,
     pub(crate) depth: u32,
+    /// Who this store's tool calls are from, in the audit log: the component, or
+    /// `session ID` / `agent` for a Python session that has been named.
+    pub(crate) caller: Arc<str>,
     /// Tool calls made since the call (or run) began.
     pub(crate) tool_calls: u32,
     /// Whether a tool call was refused for going past `max-tool-calls`.
@@ -352,7 +356,7 @@ impl host::Host for State {
             host::ToolError::InvalidArguments(format!("the arguments are not valid JSON: {e}"))
         })?;
         let depth = self.depth + 1;
-        let caller = self.sandbox.name.clone();
+        let caller = self.caller.clone();
         let call: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
             Box::pin(async move { registry.call_at_depth(&caller, &name, &args, depth).await });
         call.await

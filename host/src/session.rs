@@ -115,6 +115,7 @@ impl Runner {
             runner: self.clone(),
             store,
             bindings,
+            caller: None,
         })
     }
 
@@ -241,9 +242,20 @@ pub struct Session {
     runner: Arc<Runner>,
     store: Store<State>,
     bindings: CodeRunner,
+    /// Its name in the audit log, if it has one.
+    caller: Option<Arc<str>>,
 }
 
 impl Session {
+    /// Names the session in the audit log: its runs, and the tool calls its code
+    /// makes, are logged with `caller` (for example `session 3f2a…` or `agent`)
+    /// instead of `host` and `runner`.
+    pub fn set_caller(&mut self, caller: &str) {
+        let caller: Arc<str> = caller.into();
+        self.store.data_mut().caller = caller.clone();
+        self.caller = Some(caller);
+    }
+
     /// Runs one cell. Errors of the code (exceptions, limits) are in the outcome;
     /// `Err` means the cell was not run (`invalid-arguments`) or the host failed.
     pub async fn run(&mut self, code: &str) -> Result<RunOutcome, ToolError> {
@@ -371,7 +383,7 @@ impl Session {
             audit.record(&crate::audit::Entry {
                 time: crate::audit::now(),
                 kind: "run",
-                caller: "host",
+                caller: self.caller.as_deref().unwrap_or("host"),
                 tool: &sandbox.name,
                 args_sha256: crate::audit::digest(code.as_bytes()),
                 duration_ms: crate::audit::ms(started.elapsed()),
@@ -455,6 +467,9 @@ impl Session {
         })?;
         self.store = store;
         self.bindings = bindings;
+        if let Some(caller) = &self.caller {
+            self.store.data_mut().caller = caller.clone();
+        }
         Ok(())
     }
 }
@@ -528,13 +543,14 @@ impl Sessions {
                 ),
             ));
         }
-        let session = self.runner.session().await.map_err(|e| {
+        let mut session = self.runner.session().await.map_err(|e| {
             ToolError::new(
                 ErrorKind::Internal,
                 format!("failed to start a session: {e:#}"),
             )
         })?;
         let id = new_id();
+        session.set_caller(&format!("session {id}"));
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if live.len() >= self.max {
             return Err(ToolError::new(

@@ -48,6 +48,14 @@ async fn every_call_and_run_is_logged_even_when_it_traps() {
     let mut s = runner.session().await.unwrap();
     s.run("quadratic_solve(1, 0, -1)").await.unwrap();
     s.run("1 / 0").await.unwrap();
+    // A managed session (MCP's `run_python`) names itself in its runs and calls.
+    let sessions = witbox::Sessions::new(runner.clone(), 2, std::time::Duration::from_secs(60));
+    let id = sessions.create().await.unwrap();
+    sessions
+        .run(&id, "quadratic_solve(1, 0, -4)")
+        .await
+        .unwrap();
+    let named = format!("session {id}");
 
     let log = lines(&path);
     let brief: Vec<Value> = log
@@ -63,6 +71,8 @@ async fn every_call_and_run_is_logged_even_when_it_traps() {
             json!(["call", "runner", "quadratic_solve", "ok", null]),
             json!(["run", "host", "runner", "ok", null]),
             json!(["run", "host", "runner", "error", "ZeroDivisionError"]),
+            json!(["call", named, "quadratic_solve", "ok", null]),
+            json!(["run", named, "runner", "ok", null]),
         ]
     );
     for line in &log {

@@ -281,12 +281,14 @@ impl Agent {
     ) -> Result<Answer> {
         let deadline = started + self.limits.task_timeout;
         let mut session = match &self.runner {
-            Some(runner) if self.mode == Mode::Code => Some(
-                runner
+            Some(runner) if self.mode == Mode::Code => {
+                let mut session = runner
                     .session()
                     .await
-                    .context("failed to start the agent's Python session")?,
-            ),
+                    .context("failed to start the agent's Python session")?;
+                session.set_caller("agent");
+                Some(session)
+            }
             _ => None,
         };
         let mut messages = vec![Message::system(self.system_prompt()), Message::user(task)];
@@ -508,7 +510,12 @@ impl Agent {
                 }
             }
         };
-        match timeout_at(deadline.into(), self.registry.call(&call.name, &args)).await {
+        match timeout_at(
+            deadline.into(),
+            self.registry.call_at_depth("agent", &call.name, &args, 0),
+        )
+        .await
+        {
             Ok(Ok(v)) => (v.to_string(), false),
             Ok(Err(e)) => (e.to_json().to_string(), true),
             Err(_) => fail(
