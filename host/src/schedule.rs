@@ -151,3 +151,70 @@ async fn yield_once() {
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holds_slot(turn: &Turn) -> bool {
+        turn.slot.lock().unwrap().is_some()
+    }
+
+    /// How long the call had run when it got its long-call slot.
+    fn slot_since(turn: &Turn) -> Duration {
+        turn.slot.lock().unwrap().as_ref().map(|(_, s)| *s).unwrap()
+    }
+
+    /// The slots are the process's: one test at a time counts them.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    #[tokio::test]
+    async fn a_long_call_gives_its_run_slot_back_and_takes_turns_on_a_long_slot() {
+        let _one = ONE_AT_A_TIME.lock().await;
+        let mut turn = Turn::new(0);
+        let free = RUNS.available_permits();
+        turn.begin(admit(0).await);
+        assert_eq!(RUNS.available_permits(), free - 1);
+        let start = *turn.resumed.lock().unwrap();
+        // Short so far: a plain yield, the run slot kept.
+        turn.tick(start + LONG / 2).await;
+        assert!(!holds_slot(&turn));
+        assert_eq!(RUNS.available_permits(), free - 1);
+        // Past LONG of running: the run slot goes back and a long-call slot is taken.
+        let resumed = *turn.resumed.lock().unwrap();
+        turn.tick(resumed + LONG).await;
+        assert_eq!(RUNS.available_permits(), free);
+        assert!(holds_slot(&turn));
+        let since = slot_since(&turn);
+        // Within its turn it keeps the slot...
+        let resumed = *turn.resumed.lock().unwrap();
+        turn.tick(resumed + LONG / 2).await;
+        assert_eq!(slot_since(&turn), since);
+        // ...which lasts LONG of running; then it goes back in line (and, alone, gets one again).
+        let resumed = *turn.resumed.lock().unwrap();
+        turn.tick(resumed + LONG).await;
+        let again = slot_since(&turn);
+        assert!(again >= since + LONG);
+        turn.end();
+        assert!(!holds_slot(&turn));
+        assert_eq!(RUNS.available_permits(), free);
+    }
+
+    #[tokio::test]
+    async fn calls_made_by_a_guest_and_host_waits_take_no_slot() {
+        let _one = ONE_AT_A_TIME.lock().await;
+        let free = RUNS.available_permits();
+        let mut nested = Turn::new(1);
+        nested.begin(admit(1).await);
+        assert_eq!(RUNS.available_permits(), free);
+        let resumed = *nested.resumed.lock().unwrap();
+        nested.tick(resumed + 3 * LONG).await;
+        assert!(!holds_slot(&nested));
+
+        let mut top = Turn::new(0);
+        top.begin(admit(0).await);
+        assert_eq!(RUNS.available_permits(), free - 1);
+        top.waits_on_host();
+        assert_eq!(RUNS.available_permits(), free);
+    }
+}
