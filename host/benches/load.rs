@@ -32,6 +32,10 @@ const POLICY: &str = "memory-mb = 48\ntimeout-ms = 5000\nmax-output-bytes = 8192
 
 #[derive(Default)]
 struct Stats {
+    /// When the sessions stop starting runs.
+    until: Option<Instant>,
+    /// Runs that ended by then.
+    in_window: u64,
     latencies: BTreeMap<&'static str, Vec<Duration>>,
     outcomes: BTreeMap<String, u64>,
     unexpected: Vec<String>,
@@ -70,6 +74,7 @@ fn pick(n: u64) -> usize {
 fn record(stats: &Mutex<Stats>, i: usize, took: Duration, outcome: &str) {
     let (name, _, expected, _) = WORKLOADS[i];
     let mut s = stats.lock().unwrap();
+    s.in_window += u64::from(s.until.is_some_and(|t| Instant::now() <= t));
     s.latencies.entry(name).or_default().push(took);
     *s.outcomes.entry(outcome.to_string()).or_default() += 1;
     if outcome != expected {
@@ -97,12 +102,13 @@ fn cpu_time() -> Duration {
     Duration::from_millis((f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)) * 10)
 }
 
-fn report(title: &str, stats: &Stats, elapsed: Duration) -> bool {
+fn report(title: &str, stats: &Stats, seconds: u64, elapsed: Duration) -> bool {
     let total: usize = stats.latencies.values().map(Vec::len).sum();
     println!(
-        "\n{title}: {total} runs in {:.1} s = {:.0} runs/s",
+        "\n{title}: {:.0} runs/s ({} runs ended in the {seconds} s window; {total} in all, the last at {:.1} s)",
+        stats.in_window as f64 / seconds as f64,
+        stats.in_window,
         elapsed.as_secs_f64(),
-        total as f64 / elapsed.as_secs_f64()
     );
     println!("| workload | runs | p50 | p99 |\n|---|---|---|---|");
     for (name, samples) in &stats.latencies {
@@ -148,8 +154,11 @@ async fn library(sessions: usize, seconds: u64) -> bool {
         manifest.runner.max_sessions,
         Duration::from_secs(600),
     ));
-    let stats = Arc::new(Mutex::new(Stats::default()));
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let stats = Arc::new(Mutex::new(Stats {
+        until: Some(deadline),
+        ..Stats::default()
+    }));
     let started = Instant::now();
     let cpu = cpu_time();
     let tasks: Vec<_> = (0..sessions)
@@ -179,6 +188,7 @@ async fn library(sessions: usize, seconds: u64) -> bool {
     let ok = report(
         &format!("library, {sessions} sessions"),
         &stats.lock().unwrap(),
+        seconds,
         elapsed,
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -263,8 +273,11 @@ async fn mcp_http(sessions: usize, seconds: u64) -> bool {
         .and_then(|r| r.split('/').next())
         .unwrap_or_else(|| panic!("no address in {banner:?}"))
         .to_string();
-    let stats = Arc::new(Mutex::new(Stats::default()));
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let stats = Arc::new(Mutex::new(Stats {
+        until: Some(deadline),
+        ..Stats::default()
+    }));
     let started = Instant::now();
     let tasks: Vec<_> = (0..sessions)
         .map(|t| {
@@ -324,6 +337,7 @@ async fn mcp_http(sessions: usize, seconds: u64) -> bool {
     let ok = report(
         &format!("witbox mcp --http, {sessions} clients"),
         &stats.lock().unwrap(),
+        seconds,
         elapsed,
     );
     println!("server peak RSS: {server_peak}");
