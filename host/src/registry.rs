@@ -70,6 +70,8 @@ struct Pending {
     component: Component,
     /// Interfaces it imports that another component must export.
     imports: Vec<String>,
+    /// The instances (interfaces) it exports, by name.
+    exports: Vec<String>,
     links: Vec<String>,
 }
 
@@ -115,11 +117,9 @@ impl Registry {
                     .iter()
                     .find(|i| registry.exporter(i).is_none())
                     .expect("a missing import");
-                let waiting = pending.iter().any(|q| {
-                    component_exports(&q.component, &registry.engine)
-                        .iter()
-                        .any(|e| compatible(missing, e))
-                });
+                let waiting = pending
+                    .iter()
+                    .any(|q| q.exports.iter().any(|e| compatible(missing, e)));
                 if waiting {
                     bail!(
                         "`{}` imports `{missing}` from a component that imports back from it: the links form a cycle",
@@ -183,6 +183,12 @@ impl Registry {
             })
             .map(|(import, _)| import.to_string())
             .collect();
+        let exports = component
+            .component_type()
+            .exports(self.engine.inner())
+            .filter(|(_, item)| matches!(item.ty, types::ComponentItem::ComponentInstance(_)))
+            .map(|(name, _)| name.to_string())
+            .collect();
         Ok(Pending {
             name: name.to_string(),
             path: path.to_path_buf(),
@@ -190,6 +196,7 @@ impl Registry {
             bytes,
             component,
             imports,
+            exports,
             links: links.to_vec(),
         })
     }
@@ -276,6 +283,7 @@ impl Registry {
             sandbox,
             bytes,
             component,
+            exports,
             ..
         } = p;
         let name = name.as_str();
@@ -318,7 +326,7 @@ impl Registry {
             pre,
             sandbox: Arc::new(sandbox),
             resolve,
-            exports: component_exports(&component, &self.engine),
+            exports,
         });
         Ok(())
     }
@@ -834,16 +842,6 @@ fn is_result(resolve: &Resolve, ty: &Type) -> bool {
         },
         _ => false,
     }
-}
-
-/// The instances a component exports, by name.
-fn component_exports(component: &Component, engine: &Engine) -> Vec<String> {
-    component
-        .component_type()
-        .exports(engine.inner())
-        .filter(|(_, item)| matches!(item.ty, types::ComponentItem::ComponentInstance(_)))
-        .map(|(name, _)| name.to_string())
-        .collect()
 }
 
 /// Whether an export satisfies an import: the same package and interface, and
