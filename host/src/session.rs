@@ -278,17 +278,12 @@ impl Session {
         let sandbox = self.runner.sandbox.clone();
         let started = Instant::now();
         let timeout = limit.min(sandbox.timeout);
-        let admission = crate::schedule::admit(0).await;
-        self.store.data_mut().begin_run(timeout, admission);
-        self.store.set_epoch_deadline(1);
         let budget = if sandbox.fuel > 0 {
             sandbox.fuel
         } else {
             u64::MAX
         };
-        if self.runner.engine.fuel_enabled() {
-            self.store.set_fuel(budget).map_err(internal)?;
-        }
+        self.arm(timeout, budget).await?;
         let options = RunOptions {
             max_output_bytes: sandbox.max_output as u64,
         };
@@ -396,16 +391,21 @@ impl Session {
         Ok(result)
     }
 
-    /// Forgets every global, as if the session had just started.
-    pub async fn reset(&mut self) -> Result<(), ToolError> {
+    /// Readies the instance for one call into it: waits for a run slot, then
+    /// starts the call's time limit and fuel budget.
+    async fn arm(&mut self, timeout: Duration, fuel: u64) -> Result<(), ToolError> {
         let admission = crate::schedule::admit(0).await;
-        self.store
-            .data_mut()
-            .begin_run(self.runner.sandbox.timeout, admission);
+        self.store.data_mut().begin_run(timeout, admission);
         self.store.set_epoch_deadline(1);
         if self.runner.engine.fuel_enabled() {
-            self.store.set_fuel(u64::MAX).map_err(internal)?;
+            self.store.set_fuel(fuel).map_err(internal)?;
         }
+        Ok(())
+    }
+
+    /// Forgets every global, as if the session had just started.
+    pub async fn reset(&mut self) -> Result<(), ToolError> {
+        self.arm(self.runner.sandbox.timeout, u64::MAX).await?;
         let call = self
             .bindings
             .witbox_agent_runner()
