@@ -10,6 +10,7 @@ use crate::{schema, value};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -213,12 +214,8 @@ impl Registry {
 
     /// The linker for a component: the host's, plus its imports from other
     /// components, each call running in the exporter's own sandbox.
-    fn linker_for(&self, p: &Pending) -> Result<Option<Linker<State>>> {
-        let stubbed = crate::wasi::without_sockets(&self.linker, &p.component, &p.name)?;
-        if p.imports.is_empty() {
-            return Ok(stubbed);
-        }
-        let mut linker = stubbed.unwrap_or_else(|| self.linker.clone());
+    fn linker_for(&self, p: &Pending) -> Result<Cow<'_, Linker<State>>> {
+        let mut linker = crate::wasi::without_sockets(&self.linker, &p.component, &p.name)?;
         for import in &p.imports {
             let (index, export) = self.exporter(import).expect("ordered by imports");
             let exporter = &self.components[index].name;
@@ -230,6 +227,7 @@ impl Registry {
                 );
             }
             let mut instance = linker
+                .to_mut()
                 .instance(import)
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("failed to link `{import}` into `{}`", p.name))?;
@@ -272,7 +270,7 @@ impl Registry {
                     .with_context(|| format!("failed to link `{import}` into `{}`", p.name))?;
             }
         }
-        Ok(Some(linker))
+        Ok(linker)
     }
 
     fn add(&mut self, p: Pending) -> Result<()> {
@@ -295,8 +293,6 @@ impl Registry {
             )
         };
         let pre = linked
-            .as_ref()
-            .unwrap_or(&self.linker)
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| {

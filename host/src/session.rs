@@ -63,8 +63,6 @@ impl Runner {
             .with_context(|| format!("failed to load the code runner from `{}`", path.display()))?;
         let linker = crate::registry::new_linker(&engine)?;
         let pre = crate::wasi::without_sockets(&linker, &component, "python-runner")?
-            .as_ref()
-            .unwrap_or(&linker)
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("failed to link the code runner `{}`", path.display()))?;

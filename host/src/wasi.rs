@@ -8,6 +8,7 @@
 
 use crate::sandbox::State;
 use anyhow::{Context, Result};
+use std::borrow::Cow;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasData, Linker, ResourceTable, ResourceType};
 use wasmtime_wasi::WasiView;
@@ -57,24 +58,27 @@ impl HasData for Io {
 struct NoSocket;
 
 /// `linker`, plus a trapping stand-in for each `wasi:sockets` function
-/// `component` (called `name`) imports; `None` when it imports none.
-pub(crate) fn without_sockets(
-    linker: &Linker<State>,
+/// `component` (called `name`) imports; `linker` itself when it imports none.
+pub(crate) fn without_sockets<'a>(
+    linker: &'a Linker<State>,
     component: &Component,
     name: &str,
-) -> Result<Option<Linker<State>>> {
+) -> Result<Cow<'a, Linker<State>>> {
     stub_sockets(linker, component)
         .with_context(|| format!("failed to stand in for the `wasi:sockets` imports of `{name}`"))
 }
 
-fn stub_sockets(linker: &Linker<State>, component: &Component) -> Result<Option<Linker<State>>> {
+fn stub_sockets<'a>(
+    linker: &'a Linker<State>,
+    component: &Component,
+) -> Result<Cow<'a, Linker<State>>> {
     let engine = component.engine();
     let ty = component.component_type();
     if !ty
         .imports(engine)
         .any(|(name, _)| name.starts_with("wasi:sockets/"))
     {
-        return Ok(None);
+        return Ok(Cow::Borrowed(linker));
     }
     let mut linker = linker.clone();
     // Resources an interface only re-exports (`use network.{network}`,
@@ -112,5 +116,5 @@ fn stub_sockets(linker: &Linker<State>, component: &Component) -> Result<Option<
             }
         }
     }
-    Ok(Some(linker))
+    Ok(Cow::Owned(linker))
 }
