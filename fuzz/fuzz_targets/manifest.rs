@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     };
     for c in &manifest.component {
         let _ = c.policy.check();
-        let _ = witbox::sandbox::Sandbox::new(&c.name, &c.policy, &c.config, &manifest);
+        let _ = witbox::policy::Sandbox::new(&c.name, &c.policy, &c.config, &manifest);
     }
     let _ = manifest.runner.policy.check();
 });

@@ -172,7 +172,7 @@ async fn library(sessions: usize, seconds: u64) -> bool {
                     let i = pick(n);
                     let t0 = Instant::now();
                     let outcome = match pool.run(&id, WORKLOADS[i].1).await {
-                        Ok(o) => o.error.map_or("ok".to_string(), |e| e.kind),
+                        Ok(o) => o.error.map_or("ok".to_string(), |e| e.kind.to_string()),
                         Err(e) => format!("host error {}", e.kind),
                     };
                     record(&stats, i, t0.elapsed(), &outcome);

@@ -1,17 +1,24 @@
 //! The audit log: one JSON line per tool call and per code run, written when the
-//! call ends, however it ends (a trap, a timeout, a limit).
+//! call ends, however it ends (a trap, a timeout, a limit, or refused before it
+//! ran: invalid arguments, a tool the caller may not call, no such tool).
+//!
+//! It keeps no arguments and no error text, only a keyed digest of the arguments:
+//! HMAC-SHA-256 under a random key made when the log is opened and never written
+//! down. The same arguments give the same digest within one log (so repeated
+//! calls can be told apart from new ones), but nobody can check a guess of what
+//! the arguments were (a plain hash of a short secret is easy to guess).
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
 
 /// An append-only JSON Lines file.
 pub struct AuditLog {
     file: Mutex<std::fs::File>,
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -33,33 +40,48 @@ pub struct Entry<'a> {
     /// its code calls), `runner` (an unnamed Python session's tool calls), or the
     /// component whose code made the call.
     pub caller: &'a str,
-    /// The tool called, or the code runner.
+    /// The tool called, or the code runner; `(unknown)` for a name that is no tool.
     pub tool: &'a str,
-    /// The first 16 bytes of the SHA-256 of the arguments (or the code), in hex.
-    pub args_sha256: String,
+    /// The keyed digest of the arguments (or the code): the first 16 bytes of
+    /// their HMAC-SHA-256 under this log's key, in hex.
+    pub args_hmac: String,
+    /// How long it took, in milliseconds.
     pub duration_ms: f64,
     /// Fuel used, when the policy meters it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
-    /// The largest linear memory the guest reached, in bytes.
+    /// The largest linear memory the guest reached, in bytes (0 if it never ran).
     pub peak_memory_bytes: usize,
     /// `ok` or `error`.
     pub outcome: &'a str,
-    /// The error kind (`timeout`, `trap`, `tool-error`, … or a Python exception type).
+    /// The error kind (`timeout`, `trap`, `denied`, `not-found`, … or a Python exception type).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log for appending.
+    /// Opens (or creates) the log for appending. It must be a regular file: a
+    /// FIFO would block every call on its reader.
     pub fn open(path: &Path) -> Result<Self> {
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+        {
+            bail!(
+                "the audit log `{}` exists and is not a regular file",
+                path.display()
+            );
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .with_context(|| format!("failed to open the audit log `{}`", path.display()))?;
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key)
+            .map_err(|e| anyhow::anyhow!("no random numbers for the audit log's key: {e}"))?;
         Ok(Self {
             file: Mutex::new(file),
+            key,
         })
     }
 
@@ -72,15 +94,29 @@ impl AuditLog {
             eprintln!("witbox: failed to write the audit log: {e}");
         }
     }
+
+    /// The digest the log keeps instead of the arguments themselves.
+    pub fn digest(&self, bytes: &[u8]) -> String {
+        crate::text::hex(&hmac_sha256(&self.key, bytes)[..16])
+    }
 }
 
-/// The digest the log keeps instead of the arguments themselves.
-pub fn digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// HMAC (RFC 2104) with SHA-256, for a key of one block or less.
+fn hmac_sha256(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
+    let (mut inner, mut outer) = ([0x36u8; 64], [0x5cu8; 64]);
+    for (i, k) in key.iter().enumerate() {
+        inner[i] ^= k;
+        outer[i] ^= k;
+    }
+    let inner = Sha256::new()
+        .chain_update(inner)
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(outer)
+        .chain_update(inner)
+        .finalize()
+        .into()
 }
 
 /// `2026-11-23T18:40:12.345Z`
@@ -88,19 +124,29 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-pub fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e5).round() / 100.0
-}
-
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn timestamps_are_rfc3339() {
-        let t = super::now();
+        let t = now();
         assert_eq!(t.len(), 24, "{t}");
         assert!(
             t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T",
             "{t}"
+        );
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231, test case 2 needs a 4-byte key; case 1's 20 bytes of 0x0b,
+        // padded with zeros to 32, is the same key to HMAC.
+        let mut key = [0u8; 32];
+        key[..20].copy_from_slice(&[0x0b; 20]);
+        assert_eq!(
+            crate::text::hex(&hmac_sha256(&key, b"Hi There")),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
         );
     }
 }

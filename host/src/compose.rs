@@ -3,7 +3,7 @@
 //! component that needs no dynamic link.
 
 use crate::embed::custom_section;
-use crate::registry::{EMBEDDED_WIT_SECTION, custom_section as find_section};
+use crate::tools::{EMBEDDED_WIT_SECTION, custom_section as find_section};
 use anyhow::{Context, Result};
 use std::path::Path;
 use wac_graph::types::Package;

@@ -1,19 +1,15 @@
-//! The wasmtime engine: configuration, the epoch ticker that enforces wall-time
-//! limits, and the on-disk cache of compiled components.
+//! The wasmtime engine: configuration (pooling allocator, epoch interruption,
+//! fuel) and the epoch ticker that enforces wall-time limits. Compiling, and the
+//! on-disk cache of compiled components, is `cache.rs`.
 
-use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
-use std::hash::{Hash, Hasher};
-use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use anyhow::Result;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-use wasmtime::component::Component;
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// How often the epoch advances; wall-time limits are enforced at this granularity.
-pub const TICK: Duration = Duration::from_millis(10);
+pub use crate::cache::default_cache_dir;
+pub use crate::limits::TICK;
 
 /// Options that change how components are compiled or run.
 #[derive(Debug, Clone, Default)]
@@ -38,8 +34,8 @@ pub struct EngineOptions {
 /// A configured wasmtime engine with its epoch ticker.
 #[derive(Clone)]
 pub struct Engine {
-    engine: wasmtime::Engine,
-    options: EngineOptions,
+    pub(crate) engine: wasmtime::Engine,
+    pub(crate) options: EngineOptions,
     _ticker: Arc<Ticker>,
 }
 
@@ -104,147 +100,6 @@ impl Engine {
     pub fn fuel_enabled(&self) -> bool {
         self.options.fuel
     }
-
-    /// Compiles a component, or loads it from the cache if these bytes were
-    /// compiled before by an engine with the same configuration.
-    pub fn compile(&self, name: &str, wasm: &[u8]) -> Result<Component> {
-        self.compile_keyed(name, wasm).map(|(c, _)| c)
-    }
-
-    /// Like [`Engine::compile`] for a file, without reading or hashing it when
-    /// the cache already holds it: a small index maps the file's path, size and
-    /// modification time to the content key of its compiled form. (The Python
-    /// runner is 25 MB: hashing it would take longer than starting a session.)
-    pub fn compile_file(&self, name: &str, path: &Path) -> Result<Component> {
-        let index = self.options.cache_dir.as_ref().and_then(|dir| {
-            let meta = std::fs::metadata(path).ok()?;
-            let mtime = meta
-                .modified()
-                .ok()?
-                .duration_since(std::time::UNIX_EPOCH)
-                .ok()?;
-            let full = std::fs::canonicalize(path).ok()?;
-            let mut h = Sha256::new();
-            h.update(full.as_os_str().as_encoded_bytes());
-            h.update(meta.len().to_le_bytes());
-            h.update(mtime.as_nanos().to_le_bytes());
-            h.update(self.compat().to_le_bytes());
-            Some(dir.join("by-file").join(hex16(&h.finalize())))
-        });
-        if let Some(index) = &index
-            && let Ok(key) = std::fs::read_to_string(index)
-            && let Some(dir) = &self.options.cache_dir
-            && let Ok(Some(c)) = self.cached(dir, key.trim())
-        {
-            return Ok(c);
-        }
-        let bytes =
-            std::fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?;
-        let (component, key) = self.compile_keyed(name, &bytes)?;
-        if let (Some(index), Some(key)) = (index, key) {
-            let _ = std::fs::create_dir_all(index.parent().expect("index has a folder"))
-                .and_then(|()| std::fs::write(&index, key));
-        }
-        Ok(component)
-    }
-
-    fn compile_keyed(&self, name: &str, wasm: &[u8]) -> Result<(Component, Option<String>)> {
-        check_is_component(wasm)?;
-        let Some(dir) = &self.options.cache_dir else {
-            return Ok((self.compile_now(name, wasm)?, None));
-        };
-        let key = self.cache_key(wasm);
-        match self.cached(dir, &key) {
-            Ok(Some(c)) => return Ok((c, Some(key))),
-            Ok(None) => {}
-            Err(e) => eprintln!("witbox: ignoring stale cache entry `{key}.cwasm`: {e:#}"),
-        }
-        let component = self.compile_now(name, wasm)?;
-        let path = dir.join(format!("{key}.cwasm"));
-        if let Err(e) = write_cache(&path, &component) {
-            eprintln!(
-                "witbox: could not cache `{name}` in `{}`: {e:#}",
-                dir.display()
-            );
-        }
-        Ok((component, Some(key)))
-    }
-
-    /// The compiled component cached under `key`: `None` if there is none,
-    /// an error if the file is there but does not fit this engine.
-    fn cached(&self, dir: &Path, key: &str) -> Result<Option<Component>> {
-        let path = dir.join(format!("{key}.cwasm"));
-        if !path.exists() {
-            return Ok(None);
-        }
-        // SAFETY: the file was written by `Component::serialize` (`write_cache`), into
-        // witbox's own cache folder, and wasmtime checks that it matches this engine.
-        unsafe { Component::deserialize_file(&self.engine, &path) }
-            .map(Some)
-            .map_err(anyhow::Error::from)
-    }
-
-    fn compile_now(&self, name: &str, wasm: &[u8]) -> Result<Component> {
-        let progress = Progress::start(name, wasm.len());
-        let result = Component::new(&self.engine, wasm);
-        progress.finish();
-        result.map_err(anyhow::Error::from)
-    }
-
-    /// The wasm's SHA-256 plus a hash of everything in the engine that changes compiled code
-    /// (wasmtime version, target, fuel, epochs, ...).
-    fn cache_key(&self, wasm: &[u8]) -> String {
-        format!("{}-{:016x}", hex16(&Sha256::digest(wasm)), self.compat())
-    }
-
-    /// A hash of everything in the engine that changes compiled code.
-    fn compat(&self) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut h);
-        h.finish()
-    }
-}
-
-/// The first 16 bytes of a digest, in hex.
-fn hex16(digest: &[u8]) -> String {
-    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
-}
-
-/// Names the problem when the bytes are not a component.
-pub(crate) fn check_is_component(bytes: &[u8]) -> Result<()> {
-    if !bytes.starts_with(b"\0asm") {
-        anyhow::bail!("it is not WebAssembly (the file does not start with `\\0asm`)");
-    }
-    if wasmparser::Parser::is_core_wasm(bytes) {
-        anyhow::bail!(
-            "it is a core WebAssembly module, not a component; build it for `wasm32-wasip2` or wrap it with `wasm-tools component new`"
-        );
-    }
-    if !wasmparser::Parser::is_component(bytes) {
-        anyhow::bail!("it is WebAssembly of an unknown version or kind");
-    }
-    Ok(())
-}
-
-fn write_cache(path: &Path, component: &Component) -> Result<()> {
-    let dir = path.parent().context("cache path has no folder")?;
-    std::fs::create_dir_all(dir).context("failed to create the cache folder")?;
-    let bytes = component.serialize().map_err(anyhow::Error::from)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).context("failed to write the cache file")?;
-    std::fs::rename(&tmp, path).context("failed to move the cache file in place")?;
-    Ok(())
-}
-
-/// The default cache folder: `$WITBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/witbox`, else `~/.cache/witbox`.
-pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("WITBOX_CACHE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(dir).join("witbox"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("witbox"))
 }
 
 /// Advances the engine's epoch every [`TICK`] until dropped.
@@ -272,47 +127,5 @@ impl Ticker {
 impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Shows "compiling `x`… 3s" on a terminal while a slow compile runs.
-struct Progress {
-    done: Option<Arc<AtomicBool>>,
-}
-
-impl Progress {
-    fn start(name: &str, bytes: usize) -> Self {
-        if !std::io::stderr().is_terminal() {
-            return Self { done: None };
-        }
-        let done = Arc::new(AtomicBool::new(false));
-        let flag = done.clone();
-        let label = format!(
-            "compiling `{name}` ({:.1} MB, cached afterwards)",
-            bytes as f64 / 1e6
-        );
-        std::thread::spawn(move || {
-            let start = Instant::now();
-            std::thread::sleep(Duration::from_millis(500));
-            let mut shown = false;
-            while !flag.load(Ordering::Relaxed) {
-                eprint!("\r\x1b[2K{label}… {}s", start.elapsed().as_secs());
-                shown = true;
-                std::thread::sleep(Duration::from_millis(250));
-            }
-            if shown {
-                eprintln!(
-                    "\r\x1b[2K{label}: done in {:.1}s",
-                    start.elapsed().as_secs_f64()
-                );
-            }
-        });
-        Self { done: Some(done) }
-    }
-
-    fn finish(self) {
-        if let Some(done) = self.done {
-            done.store(true, Ordering::Relaxed);
-        }
     }
 }

@@ -84,3 +84,22 @@ impl ToolError {
         serde_json::json!({ "error": self })
     }
 }
+
+impl ToolError {
+    /// The WIT `tool-error` a guest sees when a tool it called failed.
+    pub(crate) fn to_wit(&self) -> crate::bindings::host::ToolError {
+        use crate::bindings::host::ToolError as Wit;
+        match self.kind {
+            ErrorKind::InvalidArguments => Wit::InvalidArguments(self.message.clone()),
+            ErrorKind::Denied => Wit::Denied(self.message.clone()),
+            ErrorKind::ToolError => Wit::Failed(
+                self.detail
+                    .clone()
+                    .unwrap_or(serde_json::Value::Null)
+                    .to_string(),
+            ),
+            ErrorKind::Internal => Wit::Other(self.message.clone()),
+            _ => Wit::Unavailable(format!("{}: {}", self.kind, self.message)),
+        }
+    }
+}

@@ -164,11 +164,11 @@ pub mod defaults {
     pub fn max_sessions() -> usize {
         64
     }
-    /// 10 minutes idle.
+    /// 2 instances kept ready.
     pub fn warm_sessions() -> usize {
         2
     }
-
+    /// 10 minutes idle.
     pub fn session_ttl_s() -> u64 {
         600
     }
@@ -193,12 +193,10 @@ impl Default for Policy {
 }
 
 impl Policy {
-    /// Checks the values serde cannot: limits above 0, absolute guest paths, the allow-list.
+    /// Checks the values serde cannot: limits in their ranges, absolute guest paths, the allow-list.
     pub fn check(&self) -> Result<()> {
         crate::net::AllowList::parse(&self.allow_http).context("invalid `allow-http`")?;
-        if self.memory_mb == 0 || self.timeout_ms == 0 || self.max_output_bytes == 0 {
-            bail!("`memory-mb`, `timeout-ms` and `max-output-bytes` must be above 0");
-        }
+        crate::limits::Limits::new(self)?;
         for d in &self.dirs {
             if !d.guest.starts_with('/') {
                 bail!("the guest path `{}` of a dir must be absolute", d.guest);
@@ -235,7 +233,8 @@ pub enum DirMode {
 impl Manifest {
     /// Reads and checks a manifest file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = crate::limits::read_file(path, crate::limits::MAX_MANIFEST_BYTES)
+            .and_then(|bytes| String::from_utf8(bytes).context("it is not UTF-8 text"))
             .with_context(|| format!("failed to read manifest `{}`", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
         Self::parse(&text, &base).with_context(|| format!("invalid manifest `{}`", path.display()))
@@ -261,8 +260,28 @@ impl Manifest {
                 .with_context(|| format!("component `{}`", c.name))?;
         }
         self.runner.policy.check().context("runner")?;
-        if self.runner.max_sessions == 0 || self.runner.session_ttl_s == 0 {
-            bail!("runner: `max-sessions` and `session-ttl-s` must be above 0");
+        let runner = &self.runner;
+        let ranges = [
+            (
+                "max-sessions",
+                runner.max_sessions as u64,
+                crate::limits::MAX_SESSIONS,
+            ),
+            (
+                "session-ttl-s",
+                runner.session_ttl_s,
+                crate::limits::SESSION_TTL_S,
+            ),
+        ];
+        for (key, value, range) in ranges {
+            crate::limits::check_range(key, value, &range).context("runner")?;
+        }
+        if runner.warm_sessions > runner.max_sessions {
+            bail!(
+                "runner: `warm-sessions` ({}) must be at most `max-sessions` ({})",
+                runner.warm_sessions,
+                runner.max_sessions
+            );
         }
         Ok(())
     }
@@ -273,7 +292,7 @@ impl Manifest {
     }
 }
 
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()

@@ -6,12 +6,11 @@
 //! creates are its own, no other client can use them, and they close when the
 //! client goes away.
 
-use crate::agent::observe;
 use crate::engine::EngineOptions;
 use crate::error::{ErrorKind, ToolError};
 use crate::manifest::Manifest;
-use crate::registry::Registry;
-use crate::session::{Runner, Sessions};
+use crate::python::{Overrides, Runner, Sessions, observe};
+use crate::tools::Registry;
 use anyhow::{Context, Result};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -36,7 +35,7 @@ pub const RUN_PYTHON: &str = "run_python";
 /// The tool that clears a session's globals.
 pub const RESET_SESSION: &str = "reset_session";
 /// Code longer than this is refused before it reaches the interpreter.
-pub const MAX_CODE_BYTES: usize = 1 << 20;
+pub const MAX_CODE_BYTES: usize = crate::limits::MAX_CODE_BYTES;
 
 /// What every client of one server shares: the tools and the session manager.
 pub struct Server {
@@ -46,16 +45,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads a manifest's components and, if its runner is built, the Python sessions.
-    pub fn load(manifest: &Manifest, options: EngineOptions) -> Result<Arc<Self>> {
+    /// Loads a manifest's components and, if its runner is built, the Python
+    /// sessions, whose policy `overrides` changes (`witbox mcp --tool ...`). The
+    /// tool patterns are checked before the runner is loaded.
+    pub fn load(
+        manifest: &Manifest,
+        options: EngineOptions,
+        overrides: &Overrides,
+    ) -> Result<Arc<Self>> {
+        let entry = overrides.apply(&manifest.runner)?;
         let registry = Registry::load(manifest, options)?;
-        let path = manifest.resolve(&manifest.runner.path);
+        registry.select(&overrides.tools)?;
+        let path = manifest.resolve(&entry.path);
         let sessions = if path.exists() {
-            let runner = Runner::load(manifest, &manifest.runner, registry.clone())?;
+            let runner = Runner::load(manifest, &entry, registry.clone())?;
             Some(Arc::new(Sessions::new(
                 runner,
-                manifest.runner.max_sessions,
-                Duration::from_secs(manifest.runner.session_ttl_s),
+                entry.max_sessions,
+                Duration::from_secs(entry.session_ttl_s),
             )))
         } else {
             None
@@ -183,8 +190,8 @@ fn instructions(registry: &Registry, sessions: Option<&Sessions>) -> String {
              Without `session_id` it starts a new session and returns its id; pass that id to keep \
              variables between calls, and `{RESET_SESSION}` to clear them. Call `final_answer(x)` to return a value. \
              Inside Python these tools are functions: {}.\n",
-            sandbox.timeout.as_millis(),
-            sandbox.memory_bytes >> 20,
+            sandbox.limits.timeout.as_millis(),
+            sandbox.limits.memory_mb(),
             if tools.is_empty() {
                 "none".to_string()
             } else {

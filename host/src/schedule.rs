@@ -47,6 +47,13 @@ static SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::ne
 /// or waits on the host. Never read: dropping it frees the slot.
 pub struct Admission(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 
+impl Admission {
+    /// No run slot: for work the host does in the background (warming instances).
+    pub fn none() -> Self {
+        Self(None)
+    }
+}
+
 /// Waits for a run slot; calls made by a guest (`depth > 0`) need none.
 pub async fn admit(depth: u32) -> Admission {
     if depth > 0 {

@@ -327,6 +327,86 @@ pub fn to_json(v: &Val) -> Value {
     }
 }
 
+/// The length of `v`'s JSON text (as [`to_json`] gives it, written compactly),
+/// measured without building it: a result is sized before it is copied.
+pub fn json_len(v: &Val) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, &AsJson(v));
+    count.0
+}
+
+/// Serializes a component value exactly as [`to_json`] converts it.
+struct AsJson<'a>(&'a Val);
+
+impl serde::Serialize for AsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        let tagged = |s: S, tag: &str, payload: Option<&Val>| {
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry(tag, &payload.map(AsJson))?;
+            map.end()
+        };
+        match self.0 {
+            Val::Bool(b) => s.serialize_bool(*b),
+            Val::S8(n) => s.serialize_i8(*n),
+            Val::U8(n) => s.serialize_u8(*n),
+            Val::S16(n) => s.serialize_i16(*n),
+            Val::U16(n) => s.serialize_u16(*n),
+            Val::S32(n) => s.serialize_i32(*n),
+            Val::U32(n) => s.serialize_u32(*n),
+            Val::S64(n) => s.serialize_i64(*n),
+            Val::U64(n) => s.serialize_u64(*n),
+            Val::Float32(x) => float(f64::from(*x)).serialize(s),
+            Val::Float64(x) => float(*x).serialize(s),
+            Val::Char(c) => s.serialize_char(*c),
+            Val::String(text) => s.serialize_str(text),
+            Val::List(items) | Val::Tuple(items) | Val::FixedLengthList(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&AsJson(item))?;
+                }
+                seq.end()
+            }
+            Val::Record(fields) => {
+                let mut map = s.serialize_map(Some(fields.len()))?;
+                for (k, v) in fields {
+                    map.serialize_entry(k, &AsJson(v))?;
+                }
+                map.end()
+            }
+            Val::Variant(name, None) | Val::Enum(name) => s.serialize_str(name),
+            Val::Variant(name, Some(p)) => tagged(s, name, Some(p)),
+            Val::Option(o) => match o.as_deref() {
+                Some(v) => AsJson(v).serialize(s),
+                None => s.serialize_unit(),
+            },
+            Val::Result(Ok(o)) => tagged(s, "ok", o.as_deref()),
+            Val::Result(Err(e)) => tagged(s, "err", e.as_deref()),
+            Val::Flags(f) => f.serialize(s),
+            Val::Map(pairs) => {
+                let mut seq = s.serialize_seq(Some(pairs.len()))?;
+                for (k, v) in pairs {
+                    seq.serialize_element(&(AsJson(k), AsJson(v)))?;
+                }
+                seq.end()
+            }
+            Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => {
+                s.serialize_str("<unsupported value>")
+            }
+        }
+    }
+}
+
 fn float(x: f64) -> Value {
     if x.is_nan() {
         json!("NaN")
@@ -352,4 +432,31 @@ pub fn kind(v: &Value) -> String {
 
 fn names<'a>(it: impl Iterator<Item = &'a String>) -> String {
     it.map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_len_is_the_length_of_the_json() {
+        let v = Val::Record(vec![
+            ("a \"q\"".into(), Val::String("é\n\u{1}".into())),
+            (
+                "n".into(),
+                Val::List(vec![Val::U8(7), Val::Float64(2.0), Val::Float32(f32::NAN)]),
+            ),
+            ("o".into(), Val::Option(None)),
+            (
+                "r".into(),
+                Val::Result(Err(Some(Box::new(Val::Variant("x".into(), None))))),
+            ),
+            (
+                "t".into(),
+                Val::Tuple(vec![Val::Char('ø'), Val::Flags(vec!["f".into()])]),
+            ),
+            ("m".into(), Val::Map(vec![(Val::S64(-1), Val::Bool(true))])),
+        ]);
+        assert_eq!(json_len(&v), to_json(&v).to_string().len());
+    }
 }

@@ -6,43 +6,42 @@
 //! component that imports them gets functions that trap with a clear message
 //! when called, and loads as usual.
 
-use crate::sandbox::State;
 use anyhow::{Context, Result};
 use std::borrow::Cow;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, HasData, Linker, ResourceTable, ResourceType};
 use wasmtime_wasi::WasiView;
-use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
-use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
-use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
+use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::random::WasiRandom;
 
 /// Links every WASI 0.2 interface but `wasi:sockets/*`
 /// (what `wasmtime_wasi::p2::add_to_linker_async` does, minus sockets).
-pub(crate) fn link(l: &mut Linker<State>) -> Result<()> {
-    fn go(l: &mut Linker<State>) -> wasmtime::Result<()> {
+pub(crate) fn link<T: WasiView + 'static>(l: &mut Linker<T>) -> Result<()> {
+    fn go<T: WasiView + 'static>(l: &mut Linker<T>) -> wasmtime::Result<()> {
         use wasmtime_wasi_io::bindings::wasi::io;
-        io::error::add_to_linker::<_, Io>(l, |t| t.ctx().table)?;
-        io::poll::add_to_linker::<_, Io>(l, |t| t.ctx().table)?;
-        io::streams::add_to_linker::<_, Io>(l, |t| t.ctx().table)?;
-        clocks::wall_clock::add_to_linker::<_, WasiClocks>(l, State::clocks)?;
-        clocks::monotonic_clock::add_to_linker::<_, WasiClocks>(l, State::clocks)?;
-        filesystem::types::add_to_linker::<_, WasiFilesystem>(l, State::filesystem)?;
-        filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, State::filesystem)?;
-        random::random::add_to_linker::<_, WasiRandom>(l, |t| t.ctx().ctx.random())?;
-        random::insecure::add_to_linker::<_, WasiRandom>(l, |t| t.ctx().ctx.random())?;
-        random::insecure_seed::add_to_linker::<_, WasiRandom>(l, |t| t.ctx().ctx.random())?;
-        cli::exit::add_to_linker::<_, WasiCli>(l, State::cli)?;
-        cli::environment::add_to_linker::<_, WasiCli>(l, State::cli)?;
-        cli::stdin::add_to_linker::<_, WasiCli>(l, State::cli)?;
-        cli::stdout::add_to_linker::<_, WasiCli>(l, State::cli)?;
-        cli::stderr::add_to_linker::<_, WasiCli>(l, State::cli)?;
-        cli::terminal_input::add_to_linker::<_, WasiCli>(l, State::cli)?;
-        cli::terminal_output::add_to_linker::<_, WasiCli>(l, State::cli)?;
-        cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, State::cli)?;
-        cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, State::cli)?;
-        cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, State::cli)?;
+        io::error::add_to_linker::<T, Io>(l, |t| t.ctx().table)?;
+        io::poll::add_to_linker::<T, Io>(l, |t| t.ctx().table)?;
+        io::streams::add_to_linker::<T, Io>(l, |t| t.ctx().table)?;
+        clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+        clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+        filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+        filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+        random::random::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+        random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+        random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+        cli::exit::add_to_linker::<T, WasiCli>(l, T::cli)?;
+        cli::environment::add_to_linker::<T, WasiCli>(l, T::cli)?;
+        cli::stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+        cli::stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+        cli::stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+        cli::terminal_input::add_to_linker::<T, WasiCli>(l, T::cli)?;
+        cli::terminal_output::add_to_linker::<T, WasiCli>(l, T::cli)?;
+        cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+        cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+        cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
         Ok(())
     }
     go(l).map_err(anyhow::Error::from)
@@ -59,19 +58,19 @@ struct NoSocket;
 
 /// `linker`, plus a trapping stand-in for each `wasi:sockets` function
 /// `component` (called `name`) imports; `linker` itself when it imports none.
-pub(crate) fn without_sockets<'a>(
-    linker: &'a Linker<State>,
+pub(crate) fn without_sockets<'a, T: 'static>(
+    linker: &'a Linker<T>,
     component: &Component,
     name: &str,
-) -> Result<Cow<'a, Linker<State>>> {
+) -> Result<Cow<'a, Linker<T>>> {
     stub_sockets(linker, component)
         .with_context(|| format!("failed to stand in for the `wasi:sockets` imports of `{name}`"))
 }
 
-fn stub_sockets<'a>(
-    linker: &'a Linker<State>,
+fn stub_sockets<'a, T: 'static>(
+    linker: &'a Linker<T>,
     component: &Component,
-) -> Result<Cow<'a, Linker<State>>> {
+) -> Result<Cow<'a, Linker<T>>> {
     let engine = component.engine();
     let ty = component.component_type();
     if !ty

@@ -76,7 +76,7 @@ async fn every_call_and_run_is_logged_even_when_it_traps() {
         ]
     );
     for line in &log {
-        assert_eq!(line["args_sha256"].as_str().unwrap().len(), 32, "{line}");
+        assert_eq!(line["args_hmac"].as_str().unwrap().len(), 32, "{line}");
         assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
         assert!(line["duration_ms"].as_f64().unwrap() >= 0.0, "{line}");
         assert!(line["peak_memory_bytes"].as_u64().unwrap() > 0, "{line}");
@@ -85,7 +85,7 @@ async fn every_call_and_run_is_logged_even_when_it_traps() {
     assert!(log[0]["fuel"].as_u64().unwrap() > 0, "{}", log[0]);
     assert!(log[1].get("fuel").is_none());
     // The same arguments give the same digest, different ones a different one.
-    assert_ne!(log[0]["args_sha256"], log[3]["args_sha256"]);
+    assert_ne!(log[0]["args_hmac"], log[3]["args_hmac"]);
     assert!(log[2]["duration_ms"].as_f64().unwrap() >= 200.0);
     // Fuel is deterministic: the same call again uses the same fuel.
     registry
@@ -94,5 +94,70 @@ async fn every_call_and_run_is_logged_even_when_it_traps() {
         .unwrap();
     let again = lines(&path).pop().unwrap();
     assert_eq!(again["fuel"], log[0]["fuel"]);
-    assert_eq!(again["args_sha256"], log[0]["args_sha256"]);
+    assert_eq!(again["args_hmac"], log[0]["args_hmac"]);
+}
+
+#[tokio::test]
+async fn refused_calls_are_logged_too_and_digests_are_keyed() {
+    let dir = TempDir::new("audit-refused");
+    let path = dir.path().join("audit.jsonl");
+    let mut options = options();
+    options.audit = Some(Arc::new(AuditLog::open(&path).unwrap()));
+    let text = format!(
+        "{}{}[runner]\npath = {:?}\n[runner.policy]\ncall-tools = [\"quadratic_solve\"]\n",
+        entry("quadratic", "quadratic", ""),
+        entry("testkit", "testkit", ""),
+        guest("python-runner")
+    );
+    let manifest = Manifest::parse(&text, &root()).unwrap();
+    let (registry, runner) = compiling(|| {
+        let registry = Registry::load(&manifest, options).unwrap();
+        let runner = Runner::load(&manifest, &manifest.runner, registry.clone()).unwrap();
+        (registry, runner)
+    });
+    let args = json!({"a": 1, "b": -3, "c": 2});
+    registry.call("quadratic_solve", &args).await.unwrap();
+    registry
+        .call("quadratic_solve", &json!({"a": "x"}))
+        .await
+        .unwrap_err();
+    registry.call("no_such_tool", &json!({})).await.unwrap_err();
+    let mut s = runner.session().await.unwrap();
+    // Not granted, and not a tool: refused before anything runs, logged all the same.
+    s.run("from wit_world.imports import host\n\
+           for name in ['testkit_get_env', 'nope']:\n    try:\n        host.call_tool(name, '{}')\n    except Exception:\n        pass")
+        .await
+        .unwrap();
+    let log = lines(&path);
+    let brief: Vec<Value> = log
+        .iter()
+        .map(|l| json!([l["kind"], l["caller"], l["tool"], l["outcome"], l["error"]]))
+        .collect();
+    assert_eq!(
+        brief,
+        vec![
+            json!(["call", "host", "quadratic_solve", "ok", null]),
+            json!([
+                "call",
+                "host",
+                "quadratic_solve",
+                "error",
+                "invalid-arguments"
+            ]),
+            json!(["call", "host", "(unknown)", "error", "not-found"]),
+            json!(["call", "runner", "testkit_get_env", "error", "denied"]),
+            json!(["call", "runner", "(unknown)", "error", "denied"]),
+            json!(["run", "host", "runner", "ok", null]),
+        ]
+    );
+    assert_eq!(log[1]["peak_memory_bytes"], 0);
+    // The digest is keyed: not the plain SHA-256 of the arguments, and another
+    // log (another key) gives the same arguments another digest.
+    let plain = <sha2::Sha256 as sha2::Digest>::digest(serde_json::to_vec(&args).unwrap());
+    let plain = witbox::text::hex(&plain[..16]);
+    assert_ne!(log[0]["args_hmac"], json!(plain));
+    let other = AuditLog::open(&dir.path().join("other.jsonl")).unwrap();
+    let same = AuditLog::open(&path).unwrap();
+    let bytes = serde_json::to_vec(&args).unwrap();
+    assert_ne!(other.digest(&bytes), same.digest(&bytes));
 }

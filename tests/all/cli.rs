@@ -265,3 +265,75 @@ fn repl_runs_lines_and_blocks_and_commands() {
         "{out:?}"
     );
 }
+
+#[test]
+fn numbers_out_of_range_are_errors_naming_the_key() {
+    for (flag, value, expected) in [
+        (
+            "--max-output-bytes",
+            "18446744073709551615",
+            "error: invalid runner limits: `max-output-bytes` must be above 0 and at most 1073741824, got 18446744073709551615\n",
+        ),
+        (
+            "--memory-mb",
+            "17592186044416",
+            "error: invalid runner limits: `memory-mb` must be above 0 and at most 4096, got 17592186044416\n",
+        ),
+        (
+            "--timeout-ms",
+            "0",
+            "error: invalid runner limits: `timeout-ms` must be above 0 and at most 86400000, got 0\n",
+        ),
+    ] {
+        let out = python(&["run", flag, value, "-c", "1"], "");
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), expected);
+    }
+    let (_dir, m) = manifest();
+    let out = witbox(&m, &["agent", "--timeout-s", "1e15", "solve x^2 = 4"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: `--timeout-s` must be a number of seconds above 0 and at most 86400, got 1000000000000000\n"
+    );
+}
+
+#[test]
+fn check_refuses_a_fifo_instead_of_waiting_on_it() {
+    let dir = TempDir::new("check-fifo");
+    let fifo = dir.path().join("tool.wasm");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut child = witbox_command(&dir.path().join("witbox.toml"))
+        .arg("check")
+        .arg(&fifo)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("`witbox check` blocked on a FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(
+        stderr,
+        format!(
+            "error: `{0}` is not a usable agent-tool component: failed to read component `tool` from `{0}` (run `cargo xtask build` to build the guests): `{0}` is a FIFO, not a regular file\n",
+            fifo.display()
+        )
+    );
+}

@@ -143,3 +143,128 @@ fn tool_name_collisions_are_load_errors() {
     // Under another name it loads and works.
     assert!(load(&(entry("testkit", "testkit", "") + &entry("other", "clash", ""))).is_ok());
 }
+
+#[test]
+fn a_witbox_wit_section_that_contradicts_the_component_is_a_load_error() {
+    // The quadratic solver, with docs that say `a` is a string: every call would fail.
+    let bytes = std::fs::read(guest("quadratic")).unwrap();
+    let payload = witbox::tools::custom_section(&bytes, "witbox-wit")
+        .unwrap()
+        .to_vec();
+    let section = witbox::embed::custom_section("witbox-wit", &payload);
+    let wasm = bytes
+        .strip_suffix(section.as_slice())
+        .expect("the section is appended last");
+    let lie = String::from_utf8(payload)
+        .unwrap()
+        .replace("a: f64", "a: string");
+    let bad = [
+        wasm,
+        &witbox::embed::custom_section("witbox-wit", lie.as_bytes()),
+    ]
+    .concat();
+    let e = load_file("liar", &bad);
+    assert!(
+        e.starts_with("failed to load component `liar` from `"),
+        "{e}"
+    );
+    assert!(
+        e.ends_with("the embedded WIT (`witbox-wit` section) does not match the component: parameter `a` of function `solve` of `witbox:quadratic/solver@0.1.0` is `a: string` in the WIT but `a: f64` in the component"),
+        "{e}"
+    );
+}
+
+#[test]
+fn component_paths_must_be_regular_files_of_a_sane_size() {
+    let dir = TempDir::new("paths");
+    let fifo = dir.path().join("fifo.wasm");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let big = dir.path().join("big.wasm");
+    // Sparse: 300 MiB on paper, nothing on disk.
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(300 << 20)
+        .unwrap();
+    let cases = [
+        (
+            fifo.clone(),
+            format!("`{}` is a FIFO, not a regular file", fifo.display()),
+        ),
+        (
+            "/dev/zero".into(),
+            "`/dev/zero` is a character device, not a regular file".to_string(),
+        ),
+        (
+            big.clone(),
+            format!(
+                "`{}` is 314572800 bytes, more than the limit of 268435456 bytes",
+                big.display()
+            ),
+        ),
+    ];
+    for (path, expected) in cases {
+        let manifest = format!("[[component]]\nname = \"odd\"\npath = {path:?}\n");
+        let manifest = witbox::Manifest::parse(&manifest, dir.path()).unwrap();
+        // On a thread: a FIFO that is opened blocks until a writer comes.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let e = witbox::Registry::load(&manifest, options()).err().unwrap();
+            let _ = tx.send(format!("{e:#}"));
+        });
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("loading blocked");
+        assert!(e.ends_with(&expected), "{e}");
+        assert!(
+            e.starts_with("failed to read component `odd` from `"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_file_name_that_is_no_tool_prefix_says_how_to_name_it() {
+    let dir = TempDir::new("check-name");
+    let path = dir.write("2fast.wasm", std::fs::read(guest("quadratic")).unwrap());
+    let e = witbox::Registry::check_file(&path, options())
+        .err()
+        .unwrap();
+    assert_eq!(
+        format!("{e:#}"),
+        "the file name `2fast.wasm` gives the tool prefix `2fast`, which is not a valid component name: rename the file to up to 32 lower-case letters, digits, `_` or `-`, starting with a letter (for example `my-tool.wasm`)"
+    );
+}
+
+#[test]
+fn limits_out_of_range_name_their_key() {
+    for (line, expected) in [
+        (
+            "memory-mb = 17592186044416",
+            "`memory-mb` must be above 0 and at most 4096, got 17592186044416",
+        ),
+        (
+            "timeout-ms = 99999999999",
+            "`timeout-ms` must be above 0 and at most 86400000, got 99999999999",
+        ),
+        (
+            "max-output-bytes = 18446744073709551615",
+            "`max-output-bytes` must be above 0 and at most 1073741824, got 18446744073709551615",
+        ),
+    ] {
+        let text =
+            format!("[[component]]\nname = \"q\"\npath = \"q.wasm\"\n[component.policy]\n{line}\n");
+        let e = format!("{:#}", witbox::Manifest::parse(&text, &root()).unwrap_err());
+        assert_eq!(e, format!("component `q`: {expected}"));
+    }
+    let e = witbox::Manifest::parse("[runner]\nmax-sessions = 100000\n", &root()).unwrap_err();
+    assert_eq!(
+        format!("{e:#}"),
+        "runner: `max-sessions` must be above 0 and at most 1024, got 100000"
+    );
+}

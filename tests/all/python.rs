@@ -487,3 +487,60 @@ async fn sessions_from_the_warm_pool_are_fresh() {
         assert!(o.error.unwrap().traceback.contains("<cell 1>"));
     }
 }
+
+#[tokio::test]
+async fn the_output_limit_covers_everything_a_run_returns() {
+    let mut s = session("max-output-bytes = 1000").await;
+    let marker = "\n[witbox: output truncated: the run reached its limit of 1000 bytes]\n";
+    let limit = "the run's output, value, final answer and error together passed its output limit of 1000 bytes (`max-output-bytes`), so they were cut";
+    // A value, with what was printed before it.
+    let o = cell(&mut s, "print('a' * 600)\n'v' * 5000").await;
+    assert_eq!(error_of(&o), ("OutputLimit", limit));
+    assert_eq!(o.stdout.len(), 601);
+    let value = o.value.unwrap();
+    assert!(value.ends_with(marker), "{value:?}");
+    assert_eq!(value.len(), 399 + marker.len());
+    // A final answer that does not fit is dropped, not cut into broken JSON.
+    let o = cell(&mut s, "final_answer('f' * 5000)").await;
+    assert_eq!(error_of(&o), ("OutputLimit", limit));
+    assert_eq!(o.final_answer, None);
+    // An exception's message and traceback count too; the exception stays the error.
+    let o = cell(&mut s, "raise ValueError('m' * 5000)").await;
+    let e = o.error.unwrap();
+    assert_eq!(e.kind, "ValueError");
+    assert!(e.message.ends_with(marker), "{:?}", e.message);
+    assert!(e.message.len() + e.traceback.len() <= 1000 + 2 * marker.len());
+    // A cell that turns off the runner's own budget is still cut by the host.
+    let o = cell(
+        &mut s,
+        "import sys\nsys.stdout._budget.limit = 10**9\nprint('x' * 5000)",
+    )
+    .await;
+    assert_eq!(error_of(&o), ("OutputLimit", limit));
+    assert_eq!(o.stdout, format!("{}{marker}", "x".repeat(1000)));
+    assert_eq!(cell(&mut s, "print('ok')").await.stdout, "ok\n");
+}
+
+#[tokio::test]
+async fn call_tool_arguments_are_sized_before_they_are_parsed() {
+    let mut s = session("call-tools = [\"quadratic_solve\"]").await;
+    let o = cell(
+        &mut s,
+        "try:\n    quadratic_solve('9' * 9_000_000, 0, 0)\nexcept ToolError as e:\n    r = (e.kind, e.message)\nr",
+    )
+    .await;
+    assert_eq!(
+        o.value.as_deref(),
+        Some(
+            "('invalid-arguments', 'the arguments of `quadratic_solve` are 9000025 bytes; the limit is 8388608')"
+        ),
+        "{o:?}"
+    );
+    assert_eq!(
+        cell(&mut s, "quadratic_solve(1, 0, -1)[1]['re']")
+            .await
+            .value
+            .as_deref(),
+        Some("1.0")
+    );
+}

@@ -21,8 +21,9 @@ pub use openai::OpenAi;
 
 use crate::engine::EngineOptions;
 use crate::manifest::Manifest;
-use crate::registry::Registry;
-use crate::session::{RunOutcome, Runner, Session};
+use crate::python::{RunOutcome, Runner, Session, observe};
+use crate::text::ms;
+use crate::tools::Registry;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -141,9 +142,6 @@ pub struct Answer {
 const TOOLS_PROMPT: &str = include_str!("../../prompts/tools.md");
 const CODE_PROMPT: &str = include_str!("../../prompts/code.md");
 
-/// An observation longer than this is cut, so one flood cannot fill the model's context.
-const MAX_OBSERVATION: usize = 16 * 1024;
-
 /// A model, the tools it may use, and (in `code` mode) the Python runner.
 pub struct Agent {
     model: Arc<dyn Model>,
@@ -204,8 +202,10 @@ impl Agent {
         let runner = match mode {
             Mode::Tools => None,
             Mode::Code => {
+                // One session per task, one task at a time: none is kept warm.
                 let mut entry = manifest.runner.clone();
                 entry.policy.call_tools = names.clone();
+                entry.warm_sessions = 0;
                 Some(Runner::load(manifest, &entry, registry.clone())?)
             }
         };
@@ -512,7 +512,7 @@ impl Agent {
         };
         match timeout_at(
             deadline.into(),
-            self.registry.call_at_depth("agent", &call.name, &args, 0),
+            self.registry.call_as("agent", &call.name, &args),
         )
         .await
         {
@@ -639,54 +639,6 @@ pub fn split_code(reply: &str) -> (String, Option<String>) {
 }
 
 /// What the model is told about one run of its code.
-pub(crate) fn observe(o: &RunOutcome) -> String {
-    let mut out = String::new();
-    if !o.stdout.is_empty() {
-        out.push_str(&format!("stdout:\n{}", o.stdout));
-        if !o.stdout.ends_with('\n') {
-            out.push('\n');
-        }
-    }
-    if !o.stderr.is_empty() {
-        out.push_str(&format!("stderr:\n{}", o.stderr));
-        if !o.stderr.ends_with('\n') {
-            out.push('\n');
-        }
-    }
-    if let Some(v) = &o.value {
-        out.push_str(&format!("value: {v}\n"));
-    }
-    if let Some(e) = &o.error {
-        if e.traceback.is_empty() {
-            out.push_str(&format!("error: {}: {}\n", e.kind, e.message));
-        } else {
-            out.push_str(&format!("error:\n{}", e.traceback));
-        }
-    }
-    if let Some(why) = &o.restart_reason {
-        out.push_str(&format!("(the Python session restarted: {why})\n"));
-    }
-    if let Some(a) = &o.final_answer {
-        out.push_str(&format!("final answer: {a}\n"));
-    }
-    if out.is_empty() {
-        out.push_str("(the code ran and printed nothing; print what you want to see)\n");
-    }
-    if out.len() > MAX_OBSERVATION {
-        let mut end = MAX_OBSERVATION;
-        while !out.is_char_boundary(end) {
-            end -= 1;
-        }
-        out.truncate(end);
-        out.push_str(&format!("\n[observation cut at {MAX_OBSERVATION} bytes]\n"));
-    }
-    out
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e5).round() / 100.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

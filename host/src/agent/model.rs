@@ -4,8 +4,6 @@
 use super::Mode;
 use serde::Serialize;
 use serde_json::Value;
-use std::future::Future;
-use std::pin::Pin;
 
 /// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -100,8 +98,8 @@ impl Request<'_> {
     }
 }
 
-/// A boxed future, so `Model` can be used as `dyn Model`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed future, as [`Model::complete`] returns.
+pub use crate::store::BoxFuture;
 
 /// A model backend: given the conversation, it writes the next assistant message.
 pub trait Model: Send + Sync {

@@ -309,11 +309,7 @@ fn clip(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.trim().to_string();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", text[..end].trim())
+    format!("{}…", crate::text::head(text, max).trim())
 }
 
 impl Model for OpenAi {

@@ -1,17 +1,18 @@
 //! `witbox agent`: one task through the agent loop, with a transcript.
 
-use anyhow::{Context, Result};
+use crate::context::Context;
+use anyhow::{Context as _, Result};
 use clap::Args;
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use witbox::Agent;
 use witbox::agent::{Event, Limits, Mode, Model, Offline, OpenAi};
-use witbox::{Agent, EngineOptions, Manifest};
 
 /// `witbox agent`'s arguments.
 #[derive(Args, Debug)]
-pub struct AgentArgs {
+pub struct AgentCommand {
     /// The task, in words; several words are joined, `-` reads it from stdin.
     #[arg(required = true, value_name = "TASK")]
     task: Vec<String>,
@@ -48,15 +49,24 @@ pub struct AgentArgs {
     json: bool,
 }
 
-pub async fn agent(
-    manifest_path: &std::path::Path,
-    options: EngineOptions,
-    args: AgentArgs,
-) -> Result<ExitCode> {
+/// A task longer than this (from stdin) is refused: it goes into every request.
+const MAX_TASK_BYTES: u64 = 1 << 20;
+
+/// The longest a step or a task may be given: a day.
+const MAX_SECONDS: f64 = 86_400.0;
+
+impl AgentCommand {
+    pub async fn execute(self, cx: &Context) -> Result<ExitCode> {
+        agent(cx, self).await
+    }
+}
+
+async fn agent(cx: &Context, args: AgentCommand) -> Result<ExitCode> {
     let mut task = args.task.join(" ");
     if task == "-" {
         task.clear();
         std::io::stdin()
+            .take(MAX_TASK_BYTES)
             .read_to_string(&mut task)
             .context("failed to read the task from stdin")?;
     }
@@ -66,8 +76,10 @@ pub async fn agent(
     let seconds = |s: f64, flag: &str| {
         Duration::try_from_secs_f64(s)
             .ok()
-            .filter(|d| !d.is_zero())
-            .with_context(|| format!("`{flag}` must be a positive number of seconds"))
+            .filter(|d| !d.is_zero() && s <= MAX_SECONDS)
+            .with_context(|| {
+                format!("`{flag}` must be a number of seconds above 0 and at most {MAX_SECONDS}, got {s}")
+            })
     };
     let limits = Limits {
         max_steps: args.max_steps.max(1),
@@ -81,10 +93,15 @@ pub async fn agent(
         client.timeout = limits.step_timeout;
         Arc::new(client)
     };
-    let mut manifest = Manifest::load(manifest_path)?;
-    // One task, one session: nothing to keep warm.
-    manifest.runner.warm_sessions = 0;
-    let agent = Agent::from_manifest(&manifest, options, model, mode, &args.tools, limits)?;
+    let manifest = cx.manifest()?;
+    let agent = Agent::from_manifest(
+        &manifest,
+        cx.options.clone(),
+        model,
+        mode,
+        &args.tools,
+        limits,
+    )?;
     let mut transcript = Transcript::new(args.json);
     let result = agent.run(task, &mut |e| transcript.show(e)).await;
     Ok(match result {

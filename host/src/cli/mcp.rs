@@ -1,16 +1,16 @@
 //! `witbox mcp`: the MCP server over stdio, or streamable HTTP with `--http`.
 
-use crate::run::SessionFlags;
-use anyhow::{Context, Result};
+use crate::context::Context;
+use crate::flags::SessionFlags;
+use anyhow::{Context as _, Result};
 use clap::Args;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use witbox::mcp::Server;
-use witbox::{EngineOptions, Manifest};
 
 /// `witbox mcp`'s arguments.
 #[derive(Args, Debug)]
-pub struct McpArgs {
+pub struct McpCommand {
     /// Serve the streamable HTTP transport at this address (for example
     /// `127.0.0.1:8765`; the endpoint is `http://ADDR/mcp`) instead of stdio.
     /// Only loopback `Host` headers are accepted.
@@ -21,15 +21,15 @@ pub struct McpArgs {
     session: SessionFlags,
 }
 
-pub async fn mcp(
-    manifest_path: &std::path::Path,
-    options: EngineOptions,
-    args: McpArgs,
-) -> Result<ExitCode> {
-    let mut manifest = Manifest::load(manifest_path)?;
-    args.session.apply(&mut manifest)?;
-    let server = Server::load(&manifest, options)?;
-    server.registry().select(args.session.tools())?;
+impl McpCommand {
+    pub async fn execute(self, cx: &Context) -> Result<ExitCode> {
+        mcp(cx, self).await
+    }
+}
+
+async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
+    let manifest = cx.manifest()?;
+    let server = Server::load(&manifest, cx.options.clone(), &args.session.overrides())?;
     let tools = server.registry().tools().len();
     let python = if server.sessions().is_some() {
         "run_python and reset_session"

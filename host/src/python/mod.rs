@@ -1,0 +1,248 @@
+//! Python sessions on the code runner (a CPython component built by
+//! componentize-py).
+//!
+//! - this file: [`Runner`], the compiled runner with its policy, its own engine
+//!   and a warm pool of ready instances; [`Overrides`], what one session asks of
+//!   the runner's policy.
+//! - `session.rs`: [`Session`], one live instance: run, reset, restart.
+//! - `outcome.rs`: [`RunOutcome`] and [`RunError`], the cap and redaction every
+//!   outcome passes, and the text a model reads about a run.
+//! - `sessions.rs`: [`Sessions`], live sessions by id for servers.
+
+mod outcome;
+mod session;
+mod sessions;
+
+pub use outcome::{MAX_OBSERVATION, RunError, RunErrorKind, RunOutcome, observe};
+pub use session::Session;
+pub use sessions::Sessions;
+
+use crate::bindings::exports::witbox::agent::runner::RunOptions;
+use crate::bindings::{CodeRunner, CodeRunnerPre};
+use crate::engine::{Engine, EngineOptions};
+use crate::manifest::{Manifest, RunnerEntry};
+use crate::policy::Sandbox;
+use crate::store::{State, ToolHost};
+use crate::tools::Registry;
+use anyhow::{Context, Result};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use wasmtime::Store;
+
+/// The code-runner component, compiled and linked, with the policy its sessions get.
+///
+/// It keeps a few fresh instances ready (`warm-sessions`), so a new session does not
+/// wait for an instantiation; each one taken is replaced in the background.
+pub struct Runner {
+    engine: Engine,
+    pre: CodeRunnerPre<State>,
+    sandbox: Arc<Sandbox>,
+    registry: Arc<Registry>,
+    warm: Mutex<Vec<(Store<State>, CodeRunner)>>,
+    /// Instances being made for `warm`.
+    filling: AtomicUsize,
+    warm_target: usize,
+}
+
+/// What one session asks of the runner's policy (`[runner.policy]`): other
+/// limits, and the tools it may call. `None` and an empty list keep the
+/// manifest's. The CLI's `--timeout-ms`, `--memory-mb`, `--max-output-bytes`,
+/// `--fuel` and `--tool` flags.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `timeout-ms` per cell.
+    pub timeout_ms: Option<u64>,
+    /// `memory-mb` of the session.
+    pub memory_mb: Option<u64>,
+    /// `max-output-bytes` per cell.
+    pub max_output_bytes: Option<u64>,
+    /// `fuel` per cell (0 = off).
+    pub fuel: Option<u64>,
+    /// Tool patterns the session may call, replacing `call-tools`.
+    pub tools: Vec<String>,
+}
+
+impl Overrides {
+    /// The runner entry with these overrides; its limits are checked here, so a
+    /// value out of range fails before anything is loaded.
+    pub fn apply(&self, entry: &RunnerEntry) -> Result<RunnerEntry> {
+        let mut entry = entry.clone();
+        let policy = &mut entry.policy;
+        policy.timeout_ms = self.timeout_ms.unwrap_or(policy.timeout_ms);
+        policy.memory_mb = self.memory_mb.unwrap_or(policy.memory_mb);
+        policy.max_output_bytes = self.max_output_bytes.unwrap_or(policy.max_output_bytes);
+        policy.fuel = self.fuel.unwrap_or(policy.fuel);
+        if !self.tools.is_empty() {
+            policy.call_tools = self.tools.clone();
+        }
+        policy.check().context("invalid runner limits")?;
+        Ok(entry)
+    }
+}
+
+impl Runner {
+    /// Loads the runner of a manifest; its sessions call tools from `registry`.
+    pub fn load(
+        manifest: &Manifest,
+        entry: &RunnerEntry,
+        registry: Arc<Registry>,
+    ) -> Result<Arc<Self>> {
+        let sandbox = Sandbox::new("runner", &entry.policy, &Default::default(), manifest)
+            .context("invalid runner policy")?;
+        // Its own engine: the same code cache, but memory slots reset in full
+        // (see `EngineOptions::full_reset`); tools it calls run on the registry's.
+        // Room for every session, the warm ones, and a restart in flight for each.
+        let engine = Engine::new(EngineOptions {
+            full_reset: true,
+            max_instances: 2 * (entry.max_sessions + entry.warm_sessions) as u32 + 4,
+            ..registry.engine().options().clone()
+        })?;
+        let path = manifest.resolve(&entry.path);
+        if !path.exists() {
+            anyhow::bail!(
+                "the code runner `{}` does not exist (run `cargo xtask build` to build it)",
+                path.display()
+            );
+        }
+        let component = engine
+            .compile_file("python-runner", &path)
+            .with_context(|| format!("failed to load the code runner from `{}`", path.display()))?;
+        let linker = crate::linker::new(&engine)?;
+        let pre = crate::wasi::without_sockets(&linker, &component, "python-runner")?
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("failed to link the code runner `{}`", path.display()))?;
+        let pre = CodeRunnerPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "`{}` is not a code runner: it does not export `witbox:agent/runner`",
+                    path.display()
+                )
+            })?;
+        Ok(Arc::new(Self {
+            engine,
+            pre,
+            sandbox: Arc::new(sandbox),
+            registry,
+            warm: Mutex::new(Vec::new()),
+            filling: AtomicUsize::new(0),
+            warm_target: entry.warm_sessions,
+        }))
+    }
+
+    /// One session of the manifest's runner with `overrides`, nothing kept warm:
+    /// what `witbox run` and `witbox repl` need. Only the tool components the
+    /// session may call are loaded, and the `--tool` patterns are checked against
+    /// them before the runner (the slow part) is loaded.
+    pub async fn one_session(
+        manifest: &Manifest,
+        options: EngineOptions,
+        overrides: &Overrides,
+    ) -> Result<Session> {
+        let entry = RunnerEntry {
+            warm_sessions: 0,
+            ..overrides.apply(&manifest.runner)?
+        };
+        let registry = Registry::load_for(manifest, options, &entry.policy.call_tools)?;
+        registry.select(&overrides.tools)?;
+        let runner = Self::load(manifest, &entry, registry)?;
+        runner.session().await
+    }
+
+    /// The limits and grants every session of this runner gets.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// The tools a session may call, by name.
+    pub fn tool_names(&self) -> Vec<String> {
+        self.registry
+            .tools()
+            .iter()
+            .filter(|t| self.sandbox.may_call(&t.name))
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    /// Starts a new session: a fresh instance with empty globals, from the warm
+    /// pool when one is ready.
+    pub async fn session(self: &Arc<Self>) -> Result<Session> {
+        let ready = self.warm.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let (store, bindings) = match ready {
+            Some(instance) => instance,
+            None => self.instantiate().await?,
+        };
+        self.refill();
+        Ok(Session {
+            runner: self.clone(),
+            store,
+            bindings,
+            caller: None,
+        })
+    }
+
+    /// Starts making instances in the background until the pool is full.
+    fn refill(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let ready = || self.warm.lock().unwrap_or_else(|p| p.into_inner()).len();
+        while ready() + self.filling.load(Ordering::Acquire) < self.warm_target {
+            self.filling.fetch_add(1, Ordering::AcqRel);
+            let runner = self.clone();
+            runtime.spawn(async move {
+                if let Ok(instance) = runner.instantiate_warm().await {
+                    let mut warm = runner.warm.lock().unwrap_or_else(|p| p.into_inner());
+                    warm.push(instance);
+                }
+                runner.filling.fetch_sub(1, Ordering::AcqRel);
+            });
+        }
+    }
+
+    /// A fresh instance that has run an empty cell and been reset: the pages a
+    /// first run touches are already faulted in, and nothing of the cell is left
+    /// (no globals; the next cell is `<cell 1>` again).
+    async fn instantiate_warm(&self) -> Result<(Store<State>, CodeRunner)> {
+        let (mut store, bindings) = self.instantiate().await?;
+        // Background work: no run slot, and whatever slot its turn takes (a slow
+        // warm-up under load runs long) is given back before it waits in the pool.
+        let timeout = self.sandbox.limits.timeout;
+        store
+            .data_mut()
+            .begin_call(timeout, crate::schedule::Admission::none());
+        let warmed = self.warm_up(&mut store, &bindings).await;
+        store.data_mut().turn.end();
+        warmed?;
+        Ok((store, bindings))
+    }
+
+    async fn warm_up(&self, store: &mut Store<State>, bindings: &CodeRunner) -> Result<()> {
+        let runner = bindings.witbox_agent_runner();
+        let options = RunOptions {
+            max_output_bytes: 1024,
+        };
+        runner
+            .call_run(&mut *store, "pass", options)
+            .await
+            .map_err(anyhow::Error::from)?
+            .map_err(|e| anyhow::anyhow!("the warm-up cell failed: {e:?}"))?;
+        runner
+            .call_reset(&mut *store)
+            .await
+            .map_err(anyhow::Error::from)
+    }
+
+    async fn instantiate(&self) -> Result<(Store<State>, CodeRunner)> {
+        let tools: Arc<dyn ToolHost> = self.registry.clone();
+        let mut store = crate::store::new(&self.engine, &self.sandbox, Some(tools), 0)?;
+        let bindings = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(anyhow::Error::from)
+            .context("failed to instantiate the code runner")?;
+        Ok((store, bindings))
+    }
+}

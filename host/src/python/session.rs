@@ -1,0 +1,284 @@
+//! One Python session: a live instance of the runner and its globals.
+//!
+//! A run takes the same layers as a tool call (see `tools/invoke.rs`): validate
+//! (the code) → admit → store (the session's own, armed for this run) → run →
+//! classify → cap → redact → audit. A run that kills its instance (a timeout,
+//! fuel, a crash) is reported as that error, and the session starts again from a
+//! fresh instance; the result says so (`session_restarted`). A Python
+//! `MemoryError` does not kill it.
+
+use super::Runner;
+use super::outcome::{self, Raw, RunError, RunErrorKind, RunOutcome};
+use crate::bindings::CodeRunner;
+use crate::bindings::exports::witbox::agent::runner::{RunFailure, RunOptions};
+use crate::error::{ErrorKind, ToolError};
+use crate::limits::{self, Hit, MAX_CODE_BYTES};
+use crate::store::State;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::Store;
+
+/// One Python session: a live instance and its globals.
+pub struct Session {
+    pub(super) runner: Arc<Runner>,
+    pub(super) store: Store<State>,
+    pub(super) bindings: CodeRunner,
+    /// Its name in the audit log, if it has one.
+    pub(super) caller: Option<Arc<str>>,
+}
+
+/// Words from the runner itself (a refused cell) are cut to this many bytes.
+const MAX_RUNNER_MESSAGE: usize = 1000;
+
+impl Session {
+    /// Names the session in the audit log: its runs, and the tool calls its code
+    /// makes, are logged with `caller` (for example `session 3f2a…` or `agent`)
+    /// instead of `host` and `runner`.
+    pub fn set_caller(&mut self, caller: &str) {
+        let caller: Arc<str> = caller.into();
+        self.store.data_mut().caller = caller.clone();
+        self.caller = Some(caller);
+    }
+
+    /// Runs one cell. Errors of the code (exceptions, limits) are in the outcome;
+    /// `Err` means the cell was not run (`invalid-arguments`) or the host failed.
+    pub async fn run(&mut self, code: &str) -> Result<RunOutcome, ToolError> {
+        self.run_within(code, self.runner.sandbox.limits.timeout)
+            .await
+    }
+
+    /// Runs one cell with a wall-time limit of `limit` or the policy's
+    /// `timeout-ms`, whichever is shorter (an agent step's remaining budget).
+    pub async fn run_within(
+        &mut self,
+        code: &str,
+        limit: Duration,
+    ) -> Result<RunOutcome, ToolError> {
+        let started = Instant::now();
+        let result = self.guarded(code, limit).await;
+        // audit
+        if let Some(audit) = &self.runner.engine.options().audit {
+            let redactor = &self.runner.sandbox.redactor;
+            let error = match &result {
+                Ok(o) => o.error.as_ref().map(|e| e.kind.as_str().to_string()),
+                Err(e) => Some(e.kind.as_str().to_string()),
+            };
+            audit.record(&crate::audit::Entry {
+                time: crate::audit::now(),
+                kind: "run",
+                caller: self.caller.as_deref().unwrap_or("host"),
+                tool: &self.runner.sandbox.name,
+                args_hmac: audit.digest(code.as_bytes()),
+                duration_ms: crate::text::ms(started.elapsed()),
+                fuel: result.as_ref().ok().and_then(|o| o.fuel_used),
+                peak_memory_bytes: self.store.data().memory.peak,
+                outcome: if result.as_ref().is_ok_and(RunOutcome::ok) {
+                    "ok"
+                } else {
+                    "error"
+                },
+                // An exception's type is the guest's to name: redacted too.
+                error: error.map(|e| redactor.redact(&e).into_owned()),
+            });
+        }
+        let mut result = result;
+        if let Ok(o) = &mut result {
+            o.duration_us = started.elapsed().as_micros() as u64;
+        }
+        result
+    }
+
+    async fn guarded(&mut self, code: &str, limit: Duration) -> Result<RunOutcome, ToolError> {
+        // validate
+        if code.contains('\0') {
+            return Err(ToolError::new(
+                ErrorKind::InvalidArguments,
+                "the code contains a NUL byte",
+            ));
+        }
+        if code.len() > MAX_CODE_BYTES {
+            return Err(ToolError::new(
+                ErrorKind::InvalidArguments,
+                format!(
+                    "the code is {} bytes; the limit is {MAX_CODE_BYTES}",
+                    code.len()
+                ),
+            ));
+        }
+        let sandbox = self.runner.sandbox.clone();
+        let limits = &sandbox.limits;
+        let timeout = limit.min(limits.timeout);
+        // admit, and arm the session's store for this run
+        let admission = crate::schedule::admit(0).await;
+        let armed = limits::arm(&mut self.store, admission, limits, timeout).map_err(internal)?;
+        // run
+        let options = RunOptions {
+            max_output_bytes: limits.max_output as u64,
+        };
+        let call = self
+            .bindings
+            .witbox_agent_runner()
+            .call_run(&mut self.store, code, options);
+        let ran = tokio::time::timeout(timeout, call).await;
+        self.store.data_mut().turn.end();
+        let state = self.store.data();
+        let mut outcome = RunOutcome {
+            tool_calls: state.tool_calls,
+            fuel_used: armed.fuel_used(&self.store),
+            ..RunOutcome::default()
+        };
+        let (tool_limit_hit, memory_hit) = (state.tool_limit_hit, state.memory.hit);
+        let redactor = &sandbox.redactor;
+        // classify
+        let hit = match ran {
+            Ok(Ok(Ok(r))) => {
+                let raw = Raw {
+                    stdout: r.stdout,
+                    stderr: r.stderr,
+                    value: r.value,
+                    error: r.error.map(|e| RunError {
+                        kind: RunErrorKind::from_runner(e.type_),
+                        message: e.message,
+                        traceback: e.traceback,
+                        line: e.line,
+                        column: e.column,
+                    }),
+                    final_answer: r.final_answer,
+                };
+                // cap and redact
+                outcome::cap(&mut outcome, raw, limits.max_output, redactor);
+                None
+            }
+            Ok(Ok(Err(failure))) => {
+                let (kind, m) = match failure {
+                    RunFailure::InvalidInput(m) => (ErrorKind::InvalidArguments, m),
+                    RunFailure::Other(m) => (ErrorKind::Internal, m),
+                };
+                let (m, _) = redactor.head(&m, MAX_RUNNER_MESSAGE, false);
+                return Err(ToolError::new(kind, m));
+            }
+            Ok(Err(e)) => Some(limits::classify(&e, memory_hit)),
+            Err(_elapsed) => Some(Hit::Timeout),
+        };
+        if let Some(hit) = hit {
+            let why = self.hit_error(hit, timeout);
+            self.restart(&why).await?;
+            outcome.session_restarted = true;
+            outcome.restart_reason = Some(format!(
+                "{}: {}; the session's globals are gone",
+                why.kind, why.message
+            ));
+            outcome.error = Some(why);
+        } else if tool_limit_hit {
+            outcome.error = Some(RunError::host(
+                RunErrorKind::ToolCallLimit,
+                format!(
+                    "the run reached its limit of {} tool calls (`max-tool-calls`)",
+                    limits.max_tool_calls
+                ),
+            ));
+        } else if let Some(e) = outcome.error.as_mut().filter(|e| e.kind == "MemoryError")
+            && memory_hit
+        {
+            let limit = format!(
+                "the session reached its memory limit of {} MiB (`memory-mb`)",
+                limits.memory_mb()
+            );
+            e.message = if e.message.is_empty() {
+                limit
+            } else {
+                format!("{}; {limit}", e.message)
+            };
+        }
+        Ok(outcome)
+    }
+
+    /// Names what killed the instance.
+    fn hit_error(&self, hit: Hit, timeout: Duration) -> RunError {
+        let sandbox = &self.runner.sandbox;
+        let limits = &sandbox.limits;
+        match hit {
+            Hit::Timeout => RunError::host(RunErrorKind::Timeout, timeout_message(timeout)),
+            Hit::Fuel => RunError::host(
+                RunErrorKind::FuelExhausted,
+                format!("the run used up its fuel of {}", limits.fuel),
+            ),
+            Hit::Memory => RunError::host(
+                RunErrorKind::MemoryLimit,
+                format!(
+                    "the session ran out of memory: its limit is {} MiB",
+                    limits.memory_mb()
+                ),
+            ),
+            Hit::Crash(what) => {
+                let mut message = format!(
+                    "the interpreter crashed: {}",
+                    sandbox.redactor.redact(&what)
+                );
+                let stderr = self.store.data().stderr_tail();
+                if !stderr.is_empty() {
+                    message.push_str(&format!("\nguest stderr:\n{stderr}"));
+                }
+                RunError::host(RunErrorKind::Crash, message)
+            }
+        }
+    }
+
+    /// Forgets every global, as if the session had just started.
+    pub async fn reset(&mut self) -> Result<(), ToolError> {
+        let limits = &self.runner.sandbox.limits;
+        let admission = crate::schedule::admit(0).await;
+        let no_fuel_limit = limits::Limits {
+            fuel: 0,
+            ..limits.clone()
+        };
+        limits::arm(&mut self.store, admission, &no_fuel_limit, limits.timeout)
+            .map_err(internal)?;
+        let call = self
+            .bindings
+            .witbox_agent_runner()
+            .call_reset(&mut self.store);
+        let outcome = tokio::time::timeout(limits.timeout, call).await;
+        self.store.data_mut().turn.end();
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            // A reset that fails leaves nothing worth keeping: start again.
+            _ => {
+                let why = RunError::host(RunErrorKind::Crash, "the reset failed".into());
+                self.restart(&why).await
+            }
+        }
+    }
+
+    /// The tools this session may call.
+    pub fn tools(&self) -> Vec<String> {
+        self.runner.tool_names()
+    }
+
+    /// Replaces a dead instance with a fresh one.
+    async fn restart(&mut self, why: &RunError) -> Result<(), ToolError> {
+        let (store, bindings) = self.runner.instantiate().await.map_err(|e| {
+            ToolError::new(
+                ErrorKind::Internal,
+                format!("failed to restart the session after `{}`: {e:#}", why.kind),
+            )
+        })?;
+        self.store = store;
+        self.bindings = bindings;
+        if let Some(caller) = &self.caller {
+            self.store.data_mut().caller = caller.clone();
+        }
+        Ok(())
+    }
+}
+
+fn timeout_message(timeout: Duration) -> String {
+    format!(
+        "the run was stopped after its time limit of {} ms",
+        timeout.as_millis()
+    )
+}
+
+fn internal(e: anyhow::Error) -> ToolError {
+    ToolError::new(ErrorKind::Internal, format!("{e:#}"))
+}

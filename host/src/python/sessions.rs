@@ -1,0 +1,159 @@
+//! Live sessions by id, for servers (MCP's `run_python`): ids no other client can
+//! guess, a cap on how many live, and an idle TTL.
+
+use super::{RunOutcome, Runner, Session};
+use crate::error::{ErrorKind, ToolError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Entry {
+    session: Arc<tokio::sync::Mutex<Session>>,
+    last_used: Instant,
+}
+
+/// Live sessions by id, capped in number, closed after an idle TTL.
+pub struct Sessions {
+    runner: Arc<Runner>,
+    max: usize,
+    ttl: Duration,
+    live: Mutex<HashMap<String, Entry>>,
+}
+
+impl Sessions {
+    /// A session manager for `runner`.
+    pub fn new(runner: Arc<Runner>, max: usize, ttl: Duration) -> Self {
+        Self {
+            runner,
+            max,
+            ttl,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The runner sessions are made from.
+    pub fn runner(&self) -> &Arc<Runner> {
+        &self.runner
+    }
+
+    /// Starts a session and returns its id.
+    pub async fn create(&self) -> Result<String, ToolError> {
+        self.evict_idle();
+        if self.len() >= self.max {
+            return Err(ToolError::new(
+                ErrorKind::Denied,
+                format!(
+                    "too many sessions: {} are open, the limit is {} (`max-sessions`); close one, or wait {} s for idle ones to expire",
+                    self.len(),
+                    self.max,
+                    self.ttl.as_secs()
+                ),
+            ));
+        }
+        let mut session = self.runner.session().await.map_err(|e| {
+            ToolError::new(
+                ErrorKind::Internal,
+                format!("failed to start a session: {e:#}"),
+            )
+        })?;
+        let id = new_id();
+        session.set_caller(&format!("session {id}"));
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.len() >= self.max {
+            return Err(ToolError::new(
+                ErrorKind::Denied,
+                format!(
+                    "too many sessions: the limit is {} (`max-sessions`)",
+                    self.max
+                ),
+            ));
+        }
+        live.insert(
+            id.clone(),
+            Entry {
+                session: Arc::new(tokio::sync::Mutex::new(session)),
+                last_used: Instant::now(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Runs a cell in a session.
+    pub async fn run(&self, id: &str, code: &str) -> Result<RunOutcome, ToolError> {
+        let session = self.get(id)?;
+        let mut session = session.lock().await;
+        let outcome = session.run(code).await;
+        self.touch(id);
+        outcome
+    }
+
+    /// Forgets a session's globals.
+    pub async fn reset(&self, id: &str) -> Result<(), ToolError> {
+        let session = self.get(id)?;
+        let mut session = session.lock().await;
+        session.reset().await?;
+        self.touch(id);
+        Ok(())
+    }
+
+    /// Closes a session; `false` if there was none with that id.
+    pub fn close(&self, id: &str) -> bool {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+            .is_some()
+    }
+
+    /// How many sessions are open.
+    pub fn len(&self) -> usize {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Closes sessions idle for longer than the TTL; returns how many.
+    pub fn evict_idle(&self) -> usize {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let before = live.len();
+        let ttl = self.ttl;
+        // A session in use (its lock held) is never idle.
+        live.retain(|_, e| e.last_used.elapsed() < ttl || e.session.try_lock().is_err());
+        before - live.len()
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<tokio::sync::Mutex<Session>>, ToolError> {
+        self.evict_idle();
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = live.get_mut(id).ok_or_else(|| {
+            ToolError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "no session `{id}`: it was closed, or it sat idle for more than {} s",
+                    self.ttl.as_secs()
+                ),
+            )
+        })?;
+        entry.last_used = Instant::now();
+        Ok(entry.session.clone())
+    }
+
+    fn touch(&self, id: &str) {
+        if let Some(e) = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(id)
+        {
+            e.last_used = Instant::now();
+        }
+    }
+}
+
+/// A session id that other clients cannot guess: 122 random bits (a v4 UUID).
+fn new_id() -> String {
+    format!("s-{}", uuid::Uuid::new_v4().simple())
+}

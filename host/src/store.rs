@@ -1,0 +1,225 @@
+//! The data of one store: the WASI context a policy grants, HTTP behind the
+//! policy's hook, `wasi:config`, the memory limiter, captured output, and the
+//! counters of the current call (deadline, tool calls, depth, run slot).
+//!
+//! A guest reaches other tools only through [`ToolHost`], which the tool layer
+//! implements: the store holds an `Arc<dyn ToolHost>`, so this module (and WASI,
+//! and the guest API) never depends on the registry.
+
+use crate::bindings::host;
+use crate::engine::Engine;
+use crate::error::ToolError;
+use crate::limits::{CRASH_STDERR_BYTES, Memory};
+use crate::manifest::DirMode;
+use crate::net::HttpPolicy;
+use crate::policy::Sandbox;
+use crate::schedule::{Admission, Turn};
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{ResourceTable, Val};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// A future a [`ToolHost`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where a guest's tool calls go: the tool layer, through its one guarded path.
+pub trait ToolHost: Send + Sync {
+    /// Runs one call (validate → admit → store → run → classify → cap → redact →
+    /// audit), on the caller's task.
+    fn call<'a>(self: Arc<Self>, request: Request<'a>) -> BoxFuture<'a, Result<Reply, ToolError>>;
+
+    /// Every tool there is, in order, as `list-tools` describes them.
+    fn specs(&self) -> Vec<host::ToolSpec>;
+}
+
+/// One tool call, from whoever makes it.
+pub struct Request<'a> {
+    /// Who asks, as the audit log names it (`host`, `agent`, a component, `session ID`).
+    pub caller: &'a str,
+    /// How deep in tool calls: 0 for a top-level call.
+    pub depth: u32,
+    /// The tool's name.
+    pub tool: &'a str,
+    /// The arguments.
+    pub args: Args<'a>,
+    /// Set when the caller's own policy refused the call (not in its `call-tools`,
+    /// past its `max-tool-calls`): the call is audited and not run.
+    pub refused: Option<ToolError>,
+}
+
+/// A call's arguments, as its caller has them.
+pub enum Args<'a> {
+    /// A JSON object (the CLI, MCP, the agent loop, the library).
+    Json(&'a Value),
+    /// JSON text, not yet parsed (a guest's `call-tool`).
+    Text(&'a str),
+    /// Component values, already typed (an embedder); the result comes back as JSON.
+    Vals(Vec<Val>),
+    /// Component values from a component's import of another's export; the result
+    /// comes back as component values, for the importer.
+    Linked(Vec<Val>),
+}
+
+/// A call's result: JSON, or component values for [`Args::Linked`].
+pub enum Reply {
+    /// The JSON result.
+    Json(Value),
+    /// The results of a linked call.
+    Vals(Vec<Val>),
+}
+
+/// The state of one store.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: HttpPolicy,
+    pub(crate) config: WasiConfigVariables,
+    pub(crate) memory: Memory,
+    pub(crate) stdout: MemoryOutputPipe,
+    pub(crate) stderr: MemoryOutputPipe,
+    /// The guest's checked policy.
+    pub(crate) sandbox: Arc<Sandbox>,
+    /// Where its tool calls and linked imports go, if anywhere.
+    pub(crate) tools: Option<Arc<dyn ToolHost>>,
+    /// Its depth in tool calls (0 for a top-level call or a Python session).
+    pub(crate) depth: u32,
+    /// Who this store's tool calls are from, in the audit log: the component, or
+    /// `session ID` / `agent` for a Python session that has been named.
+    pub(crate) caller: Arc<str>,
+    /// Tool calls made since the call (or run) began.
+    pub(crate) tool_calls: u32,
+    /// Whether a tool call was refused for going past `max-tool-calls`.
+    pub(crate) tool_limit_hit: bool,
+    /// When the current call (or run) must stop.
+    pub(crate) deadline: Instant,
+    /// Its share of the cores.
+    pub(crate) turn: Turn,
+}
+
+/// A fresh store for `sandbox`'s guest: its grants, its memory cap, its output
+/// captured up to `max-output-bytes`. [`crate::limits::arm`] starts each call's
+/// deadline and fuel.
+pub(crate) fn new(
+    engine: &Engine,
+    sandbox: &Arc<Sandbox>,
+    tools: Option<Arc<dyn ToolHost>>,
+    depth: u32,
+) -> Result<Store<State>> {
+    let limits = &sandbox.limits;
+    let stdout = MemoryOutputPipe::new(limits.max_output);
+    let stderr = MemoryOutputPipe::new(limits.max_output);
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(stdout.clone()).stderr(stderr.clone());
+    wasi.envs(&sandbox.env);
+    for (host, guest, mode) in &sandbox.dirs {
+        let perms = match mode {
+            DirMode::Ro => FsPerms::ReadOnly,
+            DirMode::Rw => FsPerms::ReadWrite,
+        };
+        wasi.preopened_dir(host, guest, perms)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("failed to open the granted dir `{}`", host.display()))?;
+    }
+    let state = State {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        http: WasiHttpCtx::new(),
+        hooks: HttpPolicy::new(sandbox.allow_http.clone()),
+        config: WasiConfigVariables::from_iter(sandbox.config.iter().cloned()),
+        memory: Memory::new(limits.memory_bytes),
+        stdout,
+        stderr,
+        sandbox: sandbox.clone(),
+        tools,
+        depth,
+        caller: sandbox.name.as_str().into(),
+        tool_calls: 0,
+        tool_limit_hit: false,
+        deadline: Instant::now() + limits.timeout,
+        turn: Turn::new(depth),
+    };
+    let mut store = Store::new(engine.inner(), state);
+    store.limiter(|s| &mut s.memory);
+    // Unmetered until a call is armed (instantiation runs guest code too).
+    if engine.fuel_enabled() {
+        store.set_fuel(u64::MAX).map_err(anyhow::Error::from)?;
+    }
+    // At every epoch tick the guest yields to the async runtime (so one busy
+    // guest never holds a worker thread, and a dropped call stops at once),
+    // waits for a long-call slot if it needs one (`schedule`), and goes on
+    // until its deadline, where it traps with `Interrupt`.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut store| {
+        let now = Instant::now();
+        let state = store.data_mut();
+        Ok(if now >= state.deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::YieldCustom(1, state.turn.tick(now))
+        })
+    });
+    Ok(store)
+}
+
+impl State {
+    /// Starts counting a new call (or a new run of a long-lived session).
+    pub(crate) fn begin_call(&mut self, timeout: Duration, admission: Admission) {
+        self.deadline = Instant::now() + timeout;
+        self.turn.begin(admission);
+        self.tool_calls = 0;
+        self.tool_limit_hit = false;
+        self.memory.hit = false;
+    }
+
+    /// The end of what the guest wrote to stderr (where a panic message is),
+    /// redacted before it is cut, for a crash message.
+    pub(crate) fn stderr_tail(&self) -> String {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        // A full pipe may have cut a secret in half at its end.
+        let full = bytes.len() >= self.sandbox.limits.max_output;
+        self.sandbox
+            .redactor
+            .tail(&text, CRASH_STDERR_BYTES, full)
+            .trim()
+            .to_string()
+    }
+
+    /// Why the HTTP hook denied requests during this call.
+    pub fn http_denials(&self) -> Vec<String> {
+        self.hooks
+            .denials
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        self.turn.waits_on_host();
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
