@@ -123,24 +123,37 @@ impl Host {
     }
 }
 
-/// Splits `host[:port]` (IPv6 in brackets), lower-cases the host and fills in the scheme's port.
+/// The port of `scheme` when the authority names none.
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" { 443 } else { 80 }
+}
+
+/// Splits `host[:port]` (an IPv6 address in brackets, anything else without a
+/// colon; a port of digits only), lower-cases the host, drops the one trailing
+/// dot a fully-qualified name may have, and fills in the scheme's port.
 fn split_authority(authority: &str, scheme: &str) -> Option<(String, u16)> {
-    let default = if scheme == "https" { 443 } else { 80 };
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (h, after) = rest.split_once(']')?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (h, after) = rest.split_once(']')?;
+            h.parse::<std::net::Ipv6Addr>().ok()?;
+            let port = match after {
+                "" => None,
+                a => Some(a.strip_prefix(':')?),
+            };
+            (h, port)
         }
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h.strip_suffix('.').unwrap_or(h), Some(p)),
+            None => (authority.strip_suffix('.').unwrap_or(authority), None),
+        },
     };
     let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => default,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+        Some(_) => return None,
+        None => default_port(scheme),
     };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    (!host.is_empty()).then_some((host, port))
+    let host = host.to_ascii_lowercase();
+    (!host.is_empty() && !host.ends_with('.')).then_some((host, port))
 }
 
 /// IPv4-mapped IPv6 addresses are treated as the IPv4 address they carry.
@@ -303,6 +316,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn only_digits_make_a_port() {
+        let l = list(&["http://127.0.0.1:8080"]);
+        assert_eq!(
+            check(&l, "http", "127.0.0.1:+8080").await.unwrap_err(),
+            "`http://127.0.0.1:+8080` is not a valid `scheme://host:port`"
+        );
+    }
+
+    #[tokio::test]
     async fn userinfo_is_never_allowed() {
         let l = list(&["http://allowed.example"]);
         assert_eq!(
@@ -347,6 +369,16 @@ mod tests {
             "http://*.",
             "x",
             "http://x:99999",
+            "http://x:+80",
+            "http://x:",
+            "http://x..",
+            "http://.",
+            "http://a:b:c",
+            "http://::1",
+            "http://[x.example]",
+            "http://[127.0.0.1]",
+            "http://[::1]junk",
+            "http://[fe80::1%eth0]",
         ] {
             assert!(AllowList::parse(&[bad.to_string()]).is_err(), "{bad}");
         }
