@@ -5,6 +5,17 @@
 //! names that exact IP address. Names are resolved here, and plain-HTTP requests
 //! are pinned to the address that was checked, so DNS cannot swap it afterwards.
 //! Redirects are handed to the guest, never followed by the host.
+//!
+//! When a request does not go out, the guest gets a `wasi:http` error code and
+//! the host adds one clause to the tool's error message ([`Refused::note`]):
+//! - not allowed: `HTTP-request-denied`, and "the host denied a request: WHY";
+//! - a granted name that does not resolve: `DNS-error` (its `rcode` is the
+//!   resolver's words), and "the host could not send a request: `NAME` could not
+//!   be resolved: WHY". Names under `.invalid` never resolve (RFC 6761 6.4): the
+//!   host answers `NXDOMAIN` for them itself and asks no resolver.
+//!
+//! The policy is checked before any name is resolved, so a name that is not
+//! granted is denied, never looked up.
 
 use anyhow::{Context, Result, bail};
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +45,45 @@ enum Host {
     Ip(IpAddr),
 }
 
+/// Why a request did not go out. `Display` gives the reason alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The policy does not allow it.
+    #[error("{0}")]
+    Denied(String),
+    /// The policy allows it, but the name has no address.
+    #[error("`{host}` could not be resolved: {reason}")]
+    Unresolved {
+        /// The name, lower-case, without a trailing dot.
+        host: String,
+        /// The `rcode` the guest's `DNS-error` carries.
+        rcode: String,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+impl Refused {
+    /// The clause the host adds to the error message of the tool that sent it.
+    pub fn note(&self) -> String {
+        match self {
+            Self::Denied(_) => format!("the host denied a request: {self}"),
+            Self::Unresolved { .. } => format!("the host could not send a request: {self}"),
+        }
+    }
+
+    /// The error the guest gets.
+    fn to_http_error(&self) -> HttpError {
+        match self {
+            Self::Denied(_) => HttpError::HttpRequestDenied,
+            Self::Unresolved { rcode, .. } => HttpError::DnsError {
+                rcode: Some(rcode.clone()),
+                info_code: None,
+            },
+        }
+    }
+}
+
 impl AllowList {
     /// Parses `scheme://host[:port]` entries.
     pub fn parse(entries: &[String]) -> Result<Self> {
@@ -45,42 +95,70 @@ impl AllowList {
     }
 
     /// Checks a request target and returns the address to connect to.
-    /// The error text says why the request was denied.
-    pub async fn check(&self, scheme: &str, authority: &str) -> Result<SocketAddr, String> {
+    pub async fn check(&self, scheme: &str, authority: &str) -> Result<SocketAddr, Refused> {
         let origin = format!("{scheme}://{authority}");
         if authority.contains('@') {
-            return Err(format!(
+            return Err(Refused::Denied(format!(
                 "`{origin}` has user information, which is never allowed"
-            ));
+            )));
         }
-        let (host, port) = split_authority(authority, scheme)
-            .ok_or_else(|| format!("`{origin}` is not a valid `scheme://host:port`"))?;
+        let (host, port) = split_authority(authority, scheme).ok_or_else(|| {
+            Refused::Denied(format!("`{origin}` is not a valid `scheme://host:port`"))
+        })?;
         let entry = self
             .entries
             .iter()
             .find(|e| e.scheme == scheme && e.port == port && e.host.matches(&host))
-            .ok_or_else(|| format!("`{origin}` is not in `allow-http`"))?;
-        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            .ok_or_else(|| Refused::Denied(format!("`{origin}` is not in `allow-http`")))?;
+        let addrs = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .map_err(|e| format!("`{host}` could not be resolved: {e}"))?
-                .collect(),
+            Err(_) => resolve(&host, port).await?,
         };
         for addr in &addrs {
             let ip = canonical(addr.ip());
             if !is_public(ip) && entry.host != Host::Ip(ip) {
-                return Err(format!(
+                return Err(Refused::Denied(format!(
                     "`{origin}` resolves to the non-public address {ip}, which needs its own grant (`{scheme}://{}`)",
                     SocketAddr::new(ip, port)
-                ));
+                )));
             }
         }
-        addrs
-            .first()
-            .copied()
-            .ok_or_else(|| format!("`{host}` has no address"))
+        Ok(addrs[0])
     }
+}
+
+/// The addresses of a granted name; never empty.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Refused> {
+    let unresolved = |rcode: &str, reason: &str| Refused::Unresolved {
+        host: host.to_string(),
+        rcode: rcode.to_string(),
+        reason: reason.to_string(),
+    };
+    if host == "invalid" || host.ends_with(".invalid") {
+        return Err(unresolved(
+            "NXDOMAIN",
+            "names under `.invalid` never resolve (RFC 6761)",
+        ));
+    }
+    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => {
+            let words = resolver_words(&e);
+            return Err(unresolved(&words, &words));
+        }
+    };
+    if addrs.is_empty() {
+        return Err(unresolved("no address", "the resolver returned no address"));
+    }
+    Ok(addrs)
+}
+
+/// What the resolver said, without the prefix the standard library puts on it.
+fn resolver_words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    text.strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text)
+        .to_string()
 }
 
 impl Entry {
@@ -199,8 +277,9 @@ pub fn is_public(ip: IpAddr) -> bool {
 /// The `wasi:http` hook of one store: checks each request against the policy.
 pub struct HttpPolicy {
     allow: Arc<AllowList>,
-    /// Why requests were denied during this call, for the error message.
-    pub denials: Arc<Mutex<Vec<String>>>,
+    /// What the host has to say about the requests that did not go out during
+    /// this call ([`Refused::note`]), for the error message.
+    pub notes: Arc<Mutex<Vec<String>>>,
 }
 
 impl HttpPolicy {
@@ -208,7 +287,7 @@ impl HttpPolicy {
     pub fn new(allow: Arc<AllowList>) -> Self {
         Self {
             allow,
-            denials: Default::default(),
+            notes: Default::default(),
         }
     }
 }
@@ -234,7 +313,7 @@ impl WasiHttpHooks for HttpPolicy {
     ) -> ResponseFuture {
         drop(fut);
         let allow = self.allow.clone();
-        let denials = self.denials.clone();
+        let notes = self.notes.clone();
         Box::new(async move {
             let uri = request.uri();
             let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
@@ -244,9 +323,9 @@ impl WasiHttpHooks for HttpPolicy {
                 .unwrap_or_default();
             let addr = match allow.check(&scheme, &authority).await {
                 Ok(addr) => addr,
-                Err(why) => {
-                    denials.lock().unwrap().push(why);
-                    return Err(HttpError::HttpRequestDenied);
+                Err(refused) => {
+                    notes.lock().unwrap().push(refused.note());
+                    return Err(refused.to_http_error());
                 }
             };
             if scheme == "http" {
@@ -278,7 +357,48 @@ mod tests {
     }
 
     async fn check(l: &AllowList, scheme: &str, authority: &str) -> Result<SocketAddr, String> {
-        l.check(scheme, authority).await
+        l.check(scheme, authority).await.map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_granted_name_that_does_not_resolve_is_not_a_denial() {
+        let l = list(&["http://nosuch.invalid", "https://*.invalid"]);
+        for (scheme, authority, name) in [
+            ("http", "nosuch.invalid", "nosuch.invalid"),
+            ("http", "NoSuch.Invalid.:80", "nosuch.invalid"),
+            ("https", "a.b.invalid", "a.b.invalid"),
+        ] {
+            let refused = l.check(scheme, authority).await.unwrap_err();
+            assert_eq!(
+                refused,
+                Refused::Unresolved {
+                    host: name.to_string(),
+                    rcode: "NXDOMAIN".to_string(),
+                    reason: "names under `.invalid` never resolve (RFC 6761)".to_string(),
+                }
+            );
+            assert_eq!(
+                refused.note(),
+                format!(
+                    "the host could not send a request: `{name}` could not be resolved: names under `.invalid` never resolve (RFC 6761)"
+                )
+            );
+        }
+        // The policy comes first: a name that is not granted is not looked up.
+        let refused = l.check("http", "other.invalid").await.unwrap_err();
+        assert_eq!(
+            refused.note(),
+            "the host denied a request: `http://other.invalid` is not in `allow-http`"
+        );
+    }
+
+    #[test]
+    fn the_resolver_speaks_for_itself() {
+        let e = std::io::Error::other(
+            "failed to lookup address information: Name or service not known",
+        );
+        assert_eq!(resolver_words(&e), "Name or service not known");
+        assert_eq!(resolver_words(&std::io::Error::other("odd")), "odd");
     }
 
     #[tokio::test]

@@ -456,7 +456,7 @@ impl Registry {
     ) -> Result<Value, ToolError> {
         let name = &tool.name;
         let sandbox = &self.components[tool.index].sandbox;
-        let (results, denials) = self.invoke_vals(caller, tool, args, depth).await?;
+        let (results, notes) = self.invoke_vals(caller, tool, args, depth).await?;
         let result = match results.first() {
             None => Value::Null,
             Some(Val::Result(r)) if tool.returns_result => match r {
@@ -464,8 +464,8 @@ impl Registry {
                 Err(e) => {
                     let detail = e.as_deref().map(value::to_json).unwrap_or(Value::Null);
                     let mut message = format!("`{name}` returned an error: {detail}");
-                    for why in denials {
-                        message.push_str(&format!("; the host denied a request: {why}"));
+                    for note in notes {
+                        message.push_str(&format!("; {note}"));
                     }
                     return Err(ToolError {
                         kind: ErrorKind::ToolError,
@@ -490,7 +490,7 @@ impl Registry {
     }
 
     /// Runs one call in a fresh instance under the component's limits; returns
-    /// the component values and the HTTP requests the host denied on the way.
+    /// the component values and the host's notes on HTTP requests that did not go out.
     async fn invoke_vals(
         self: &Arc<Self>,
         caller: &str,
@@ -583,7 +583,7 @@ impl Registry {
                             sandbox.max_output
                         ),
                     )),
-                    None => Ok((results, state.http_denials())),
+                    None => Ok((results, state.http_notes())),
                 }
             }
         };
