@@ -2,9 +2,10 @@
 //!
 //! A request goes out only if its `scheme://host:port` is in the component's
 //! `allow-http` list, and only to addresses that are public, unless the list
-//! names that exact IP address. Names are resolved here, and plain-HTTP requests
-//! are pinned to the address that was checked, so DNS cannot swap it afterwards.
-//! Redirects are handed to the guest, never followed by the host.
+//! grants that exact IP address (same scheme and port). Names are resolved here,
+//! and plain-HTTP requests are pinned to the address that was checked, so DNS
+//! cannot swap it afterwards. Redirects are handed to the guest, never followed
+//! by the host.
 //!
 //! When a request does not go out, the guest gets a `wasi:http` error code and
 //! the host adds one clause to the tool's error message ([`Refused::note`]):
@@ -105,18 +106,22 @@ impl AllowList {
         let (host, port) = split_authority(authority, scheme).ok_or_else(|| {
             Refused::Denied(format!("`{origin}` is not a valid `scheme://host:port`"))
         })?;
-        let entry = self
+        if !self
             .entries
             .iter()
-            .find(|e| e.scheme == scheme && e.port == port && e.host.matches(&host))
-            .ok_or_else(|| Refused::Denied(format!("`{origin}` is not in `allow-http`")))?;
+            .any(|e| e.scheme == scheme && e.port == port && e.host.matches(&host))
+        {
+            return Err(Refused::Denied(format!(
+                "`{origin}` is not in `allow-http`"
+            )));
+        }
         let addrs = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => resolve(&host, port).await?,
         };
         for addr in &addrs {
             let ip = canonical(addr.ip());
-            if !is_public(ip) && entry.host != Host::Ip(ip) {
+            if !is_public(ip) && !self.grants_address(scheme, ip, port) {
                 return Err(Refused::Denied(format!(
                     "`{origin}` resolves to the non-public address {ip}, which needs its own grant (`{scheme}://{}`)",
                     SocketAddr::new(ip, port)
@@ -124,6 +129,13 @@ impl AllowList {
             }
         }
         Ok(addrs[0])
+    }
+
+    /// Whether `scheme://ip:port` is granted as an address of its own.
+    fn grants_address(&self, scheme: &str, ip: IpAddr, port: u16) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.scheme == scheme && e.port == port && e.host == Host::Ip(ip))
     }
 }
 
@@ -419,6 +431,21 @@ mod tests {
             check(&l, "http", "localhost:8080").await.unwrap_err(),
             "`http://localhost:8080` is not in `allow-http`"
         );
+    }
+
+    #[tokio::test]
+    async fn a_name_reaches_a_private_address_only_when_the_list_grants_it() {
+        // `localhost` resolves to loopback: the name alone is not enough.
+        let only_the_name = list(&["http://localhost"]);
+        let e = check(&only_the_name, "http", "localhost")
+            .await
+            .unwrap_err();
+        assert!(e.contains("which needs its own grant (`http://"), "{e}");
+        let both = list(&["http://localhost", "http://127.0.0.1", "http://[::1]"]);
+        assert!(check(&both, "http", "localhost").await.is_ok());
+        let other_port = list(&["http://localhost", "http://127.0.0.1:81", "http://[::1]:81"]);
+        let e = check(&other_port, "http", "localhost").await.unwrap_err();
+        assert!(e.contains("which needs its own grant (`http://"), "{e}");
     }
 
     #[tokio::test]
