@@ -17,6 +17,16 @@
 //!
 //! The policy is checked before any name is resolved, so a name that is not
 //! granted is denied, never looked up.
+//!
+//! A granted request carries `Host:` = the granted authority in its canonical
+//! spelling, whatever spelling the guest used (wasi:http copies the guest's
+//! authority into `Host` before the hook runs; a guest cannot set `Host`
+//! itself): the host in lower case without a trailing dot, an IP address in its
+//! standard form (an IPv4-mapped IPv6 address as the IPv4 address it carries,
+//! IPv6 in RFC 5952 form in brackets), and `:port` only when the port is not the
+//! scheme's default (RFC 3986 6.2.3). A name stays a name, never the address it
+//! resolved to, so virtual hosting works. HTTPS also connects, and sends its TLS
+//! server name, under that spelling.
 
 use anyhow::{Context, Result, bail};
 use std::net::{IpAddr, SocketAddr};
@@ -44,6 +54,15 @@ enum Host {
     Suffix(String),
     /// An IP literal: the only way to grant a private or loopback address.
     Ip(IpAddr),
+}
+
+/// Where a granted request goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The checked address to connect to.
+    pub addr: SocketAddr,
+    /// The granted authority in its canonical spelling: what `Host` carries.
+    pub authority: String,
 }
 
 /// Why a request did not go out. `Display` gives the reason alone.
@@ -95,8 +114,8 @@ impl AllowList {
         Ok(Self { entries })
     }
 
-    /// Checks a request target and returns the address to connect to.
-    pub async fn check(&self, scheme: &str, authority: &str) -> Result<SocketAddr, Refused> {
+    /// Checks a request target and returns where it may go.
+    pub async fn check(&self, scheme: &str, authority: &str) -> Result<Target, Refused> {
         let origin = format!("{scheme}://{authority}");
         if authority.contains('@') {
             return Err(Refused::Denied(format!(
@@ -115,9 +134,15 @@ impl AllowList {
                 "`{origin}` is not in `allow-http`"
             )));
         }
-        let addrs = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => resolve(&host, port).await?,
+        let (addrs, canonical_host) = match host.parse::<IpAddr>() {
+            Ok(ip) => {
+                let spelled = match canonical(ip) {
+                    IpAddr::V4(v4) => v4.to_string(),
+                    IpAddr::V6(v6) => format!("[{v6}]"),
+                };
+                (vec![SocketAddr::new(ip, port)], spelled)
+            }
+            Err(_) => (resolve(&host, port).await?, host),
         };
         for addr in &addrs {
             let ip = canonical(addr.ip());
@@ -128,7 +153,15 @@ impl AllowList {
                 )));
             }
         }
-        Ok(addrs[0])
+        let authority = if port == default_port(scheme) {
+            canonical_host
+        } else {
+            format!("{canonical_host}:{port}")
+        };
+        Ok(Target {
+            addr: addrs[0],
+            authority,
+        })
     }
 
     /// Whether `scheme://ip:port` is granted as an address of its own.
@@ -286,6 +319,34 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+impl Target {
+    /// Points `request` here: plain HTTP connects to the checked address (not
+    /// to a fresh DNS answer), HTTPS to the canonical authority (TLS needs the
+    /// name); `Host` is the canonical authority either way.
+    fn aim<B>(&self, request: &mut http::Request<B>) -> Result<(), HttpError> {
+        let scheme = request
+            .uri()
+            .scheme_str()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let connect = match scheme.as_str() {
+            "http" => self.addr.to_string(),
+            _ => self.authority.clone(),
+        };
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        *request.uri_mut() = http::Uri::builder()
+            .scheme(scheme.as_str())
+            .authority(connect)
+            .path_and_query(path)
+            .build()
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        let host = http::HeaderValue::from_str(&self.authority)
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        request.headers_mut().insert(http::header::HOST, host);
+        Ok(())
+    }
+}
+
 /// The `wasi:http` hook of one store: checks each request against the policy.
 pub struct HttpPolicy {
     allow: Arc<AllowList>,
@@ -333,23 +394,14 @@ impl WasiHttpHooks for HttpPolicy {
                 .authority()
                 .map(|a| a.as_str().to_string())
                 .unwrap_or_default();
-            let addr = match allow.check(&scheme, &authority).await {
-                Ok(addr) => addr,
+            let target = match allow.check(&scheme, &authority).await {
+                Ok(target) => target,
                 Err(refused) => {
                     notes.lock().unwrap().push(refused.note());
                     return Err(refused.to_http_error());
                 }
             };
-            if scheme == "http" {
-                // Connect to the address that was checked, not to a fresh DNS answer.
-                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                *request.uri_mut() = http::Uri::builder()
-                    .scheme("http")
-                    .authority(addr.to_string())
-                    .path_and_query(path)
-                    .build()
-                    .map_err(|_| HttpError::HttpRequestUriInvalid)?;
-            }
+            target.aim(&mut request)?;
             use http_body_util::BodyExt;
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
@@ -369,7 +421,59 @@ mod tests {
     }
 
     async fn check(l: &AllowList, scheme: &str, authority: &str) -> Result<SocketAddr, String> {
-        l.check(scheme, authority).await.map_err(|e| e.to_string())
+        l.check(scheme, authority)
+            .await
+            .map(|t| t.addr)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The `Host` a request to `authority` carries.
+    async fn host(l: &AllowList, scheme: &str, authority: &str) -> String {
+        match l.check(scheme, authority).await {
+            Ok(t) => t.authority,
+            Err(e) => panic!("{scheme}://{authority}: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_host_header_is_the_grant_spelled_canonically() {
+        let l = list(&["http://127.0.0.1:8080", "http://127.0.0.1", "http://[::1]"]);
+        for spelling in [
+            "127.0.0.1:8080",
+            "127.0.0.1.:8080",
+            "127.0.0.1:08080",
+            "[::ffff:127.0.0.1]:8080",
+            "[::FFFF:7F00:1]:8080",
+            "[0:0:0:0:0:ffff:7f00:1]:8080",
+        ] {
+            assert_eq!(host(&l, "http", spelling).await, "127.0.0.1:8080");
+        }
+        for spelling in ["127.0.0.1", "127.0.0.1:80", "[::ffff:127.0.0.1]:0080"] {
+            assert_eq!(host(&l, "http", spelling).await, "127.0.0.1");
+        }
+        for spelling in ["[::1]", "[0:0:0:0:0:0:0:1]:80", "[0::0001]"] {
+            assert_eq!(host(&l, "http", spelling).await, "[::1]");
+        }
+        let tls = list(&["https://[::1]:8443", "https://[::1]"]);
+        assert_eq!(host(&tls, "https", "[0::1]:8443").await, "[::1]:8443");
+        assert_eq!(host(&tls, "https", "[::1]:443").await, "[::1]");
+    }
+
+    #[tokio::test]
+    async fn a_granted_name_stays_the_host_header() {
+        // `localhost` resolves to loopback, so its addresses need grants of their own.
+        let l = list(&[
+            "http://localhost",
+            "http://127.0.0.1",
+            "http://[::1]",
+            "https://localhost:8443",
+            "https://127.0.0.1:8443",
+            "https://[::1]:8443",
+        ]);
+        for spelling in ["localhost", "LocalHost.", "LOCALHOST:80", "localhost.:080"] {
+            assert_eq!(host(&l, "http", spelling).await, "localhost");
+        }
+        assert_eq!(host(&l, "https", "Localhost.:8443").await, "localhost:8443");
     }
 
     #[tokio::test]
@@ -411,6 +515,50 @@ mod tests {
         );
         assert_eq!(resolver_words(&e), "Name or service not known");
         assert_eq!(resolver_words(&std::io::Error::other("odd")), "odd");
+    }
+
+    #[test]
+    fn a_request_is_aimed_at_the_checked_target() {
+        let aimed = |uri: &str, target: &Target| {
+            let mut request = http::Request::builder()
+                .uri(uri)
+                .header(http::header::HOST, "guest.spelling")
+                .body(())
+                .unwrap();
+            target.aim(&mut request).unwrap();
+            let host = request.headers().get_all(http::header::HOST);
+            let host: Vec<_> = host.iter().map(|h| h.to_str().unwrap()).collect();
+            (request.uri().to_string(), host.join(" | "))
+        };
+        let named = Target {
+            addr: "192.0.2.7:8080".parse().unwrap(),
+            authority: "api.example.com:8080".to_string(),
+        };
+        assert_eq!(
+            aimed("http://API.Example.com.:8080/v1?x=1", &named),
+            (
+                "http://192.0.2.7:8080/v1?x=1".to_string(),
+                "api.example.com:8080".to_string()
+            )
+        );
+        assert_eq!(
+            aimed("https://API.Example.com.:8080/v1?x=1", &named),
+            (
+                "https://api.example.com:8080/v1?x=1".to_string(),
+                "api.example.com:8080".to_string()
+            )
+        );
+        let v6 = Target {
+            addr: "[2001:db8::1]:80".parse().unwrap(),
+            authority: "[2001:db8::1]".to_string(),
+        };
+        assert_eq!(
+            aimed("http://[2001:DB8:0::1]:80", &v6),
+            (
+                "http://[2001:db8::1]:80/".to_string(),
+                "[2001:db8::1]".to_string()
+            )
+        );
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 use crate::fixture::Fixture;
 use crate::support::*;
 use serde_json::json;
+use std::net::ToSocketAddrs;
 
 /// The testkit guest, allowed `allow` only.
 fn testkit(allow: &[String]) -> std::sync::Arc<witbox::Registry> {
@@ -22,6 +23,64 @@ async fn fetch(
     url: &str,
 ) -> Result<serde_json::Value, witbox::ToolError> {
     r.call("testkit_fetch", &json!({ "url": url })).await
+}
+
+#[tokio::test]
+async fn the_host_header_is_the_granted_address_however_it_is_spelled() {
+    let server = Fixture::start();
+    let port = server.addr.port();
+    let r = testkit(&[format!("http://127.0.0.1:{port}")]);
+    let spellings = [
+        format!("127.0.0.1:{port}"),
+        format!("127.0.0.1.:{port}"),              // a trailing dot
+        format!("127.0.0.1:0{port}"),              // a leading zero in the port
+        format!("[::ffff:127.0.0.1]:{port}"),      // IPv4-mapped IPv6
+        format!("[::FFFF:7F00:1]:{port}"),         // the same, upper-case hex
+        format!("[0:0:0:0:0:ffff:7f00:1]:{port}"), // the same, spelled out
+    ];
+    for authority in &spellings {
+        let url = format!("http://{authority}/v1/search?name=Paris");
+        let ok = fetch(&r, &url).await.unwrap();
+        assert!(ok.as_str().unwrap().starts_with("200 "), "{url}: {ok}");
+    }
+    assert_eq!(
+        server.hosts(),
+        vec![format!("127.0.0.1:{port}"); spellings.len()]
+    );
+}
+
+#[tokio::test]
+async fn a_granted_name_is_the_host_header_not_its_address() {
+    // `localhost` resolves to loopback addresses, which need grants of their
+    // own; the server listens on the first one, where the host connects.
+    let resolved: Vec<_> = ("localhost", 0)
+        .to_socket_addrs()
+        .expect("`localhost` does not resolve here")
+        .map(|a| a.ip())
+        .collect();
+    let server = Fixture::start_on(resolved[0]);
+    let port = server.addr.port();
+    let mut allow = vec![format!("http://localhost:{port}")];
+    allow.extend(
+        resolved
+            .iter()
+            .map(|ip| format!("http://{}", std::net::SocketAddr::new(*ip, port))),
+    );
+    let r = testkit(&allow);
+    let spellings = [
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),  // upper case
+        format!("localhost.:{port}"), // a trailing dot
+    ];
+    for authority in &spellings {
+        let url = format!("http://{authority}/v1/search?name=Paris");
+        let ok = fetch(&r, &url).await.unwrap();
+        assert!(ok.as_str().unwrap().starts_with("200 "), "{url}: {ok}");
+    }
+    assert_eq!(
+        server.hosts(),
+        vec![format!("localhost:{port}"); spellings.len()]
+    );
 }
 
 #[tokio::test]
