@@ -2,9 +2,31 @@
 //!
 //! A request goes out only if its `scheme://host:port` is in the component's
 //! `allow-http` list, and only to addresses that are public, unless the list
-//! names that exact IP address. Names are resolved here, and plain-HTTP requests
-//! are pinned to the address that was checked, so DNS cannot swap it afterwards.
-//! Redirects are handed to the guest, never followed by the host.
+//! grants that exact IP address (same scheme and port). Names are resolved here,
+//! and plain-HTTP requests are pinned to the address that was checked, so DNS
+//! cannot swap it afterwards. Redirects are handed to the guest, never followed
+//! by the host.
+//!
+//! When a request does not go out, the guest gets a `wasi:http` error code and
+//! the host adds one clause to the tool's error message ([`Refused::note`]):
+//! - not allowed: `HTTP-request-denied`, and "the host denied a request: WHY";
+//! - a granted name that does not resolve: `DNS-error` (its `rcode` is the
+//!   resolver's words), and "the host could not send a request: `NAME` could not
+//!   be resolved: WHY". Names under `.invalid` never resolve (RFC 6761 6.4): the
+//!   host answers `NXDOMAIN` for them itself and asks no resolver.
+//!
+//! The policy is checked before any name is resolved, so a name that is not
+//! granted is denied, never looked up.
+//!
+//! A granted request carries `Host:` = the granted authority in its canonical
+//! spelling, whatever spelling the guest used (wasi:http copies the guest's
+//! authority into `Host` before the hook runs; a guest cannot set `Host`
+//! itself): the host in lower case without a trailing dot, an IP address in its
+//! standard form (an IPv4-mapped IPv6 address as the IPv4 address it carries,
+//! IPv6 in RFC 5952 form in brackets), and `:port` only when the port is not the
+//! scheme's default (RFC 3986 6.2.3). A name stays a name, never the address it
+//! resolved to, so virtual hosting works. HTTPS also connects, and sends its TLS
+//! server name, under that spelling.
 
 use anyhow::{Context, Result, bail};
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +56,54 @@ enum Host {
     Ip(IpAddr),
 }
 
+/// Where a granted request goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The checked address to connect to.
+    pub addr: SocketAddr,
+    /// The granted authority in its canonical spelling: what `Host` carries.
+    pub authority: String,
+}
+
+/// Why a request did not go out. `Display` gives the reason alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The policy does not allow it.
+    #[error("{0}")]
+    Denied(String),
+    /// The policy allows it, but the name has no address.
+    #[error("`{host}` could not be resolved: {reason}")]
+    Unresolved {
+        /// The name, lower-case, without a trailing dot.
+        host: String,
+        /// The `rcode` the guest's `DNS-error` carries.
+        rcode: String,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+impl Refused {
+    /// The clause the host adds to the error message of the tool that sent it.
+    pub fn note(&self) -> String {
+        match self {
+            Self::Denied(_) => format!("the host denied a request: {self}"),
+            Self::Unresolved { .. } => format!("the host could not send a request: {self}"),
+        }
+    }
+
+    /// The error the guest gets.
+    fn to_http_error(&self) -> HttpError {
+        match self {
+            Self::Denied(_) => HttpError::HttpRequestDenied,
+            Self::Unresolved { rcode, .. } => HttpError::DnsError {
+                rcode: Some(rcode.clone()),
+                info_code: None,
+            },
+        }
+    }
+}
+
 impl AllowList {
     /// Parses `scheme://host[:port]` entries.
     pub fn parse(entries: &[String]) -> Result<Self> {
@@ -44,43 +114,96 @@ impl AllowList {
         Ok(Self { entries })
     }
 
-    /// Checks a request target and returns the address to connect to.
-    /// The error text says why the request was denied.
-    pub async fn check(&self, scheme: &str, authority: &str) -> Result<SocketAddr, String> {
+    /// Checks a request target and returns where it may go.
+    pub async fn check(&self, scheme: &str, authority: &str) -> Result<Target, Refused> {
         let origin = format!("{scheme}://{authority}");
         if authority.contains('@') {
-            return Err(format!(
+            return Err(Refused::Denied(format!(
                 "`{origin}` has user information, which is never allowed"
-            ));
+            )));
         }
-        let (host, port) = split_authority(authority, scheme)
-            .ok_or_else(|| format!("`{origin}` is not a valid `scheme://host:port`"))?;
-        let entry = self
+        let (host, port) = split_authority(authority, scheme).ok_or_else(|| {
+            Refused::Denied(format!("`{origin}` is not a valid `scheme://host:port`"))
+        })?;
+        if !self
             .entries
             .iter()
-            .find(|e| e.scheme == scheme && e.port == port && e.host.matches(&host))
-            .ok_or_else(|| format!("`{origin}` is not in `allow-http`"))?;
-        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .map_err(|e| format!("`{host}` could not be resolved: {e}"))?
-                .collect(),
+            .any(|e| e.scheme == scheme && e.port == port && e.host.matches(&host))
+        {
+            return Err(Refused::Denied(format!(
+                "`{origin}` is not in `allow-http`"
+            )));
+        }
+        let (addrs, canonical_host) = match host.parse::<IpAddr>() {
+            Ok(ip) => {
+                let spelled = match canonical(ip) {
+                    IpAddr::V4(v4) => v4.to_string(),
+                    IpAddr::V6(v6) => format!("[{v6}]"),
+                };
+                (vec![SocketAddr::new(ip, port)], spelled)
+            }
+            Err(_) => (resolve(&host, port).await?, host),
         };
         for addr in &addrs {
             let ip = canonical(addr.ip());
-            if !is_public(ip) && entry.host != Host::Ip(ip) {
-                return Err(format!(
+            if !is_public(ip) && !self.grants_address(scheme, ip, port) {
+                return Err(Refused::Denied(format!(
                     "`{origin}` resolves to the non-public address {ip}, which needs its own grant (`{scheme}://{}`)",
                     SocketAddr::new(ip, port)
-                ));
+                )));
             }
         }
-        addrs
-            .first()
-            .copied()
-            .ok_or_else(|| format!("`{host}` has no address"))
+        let authority = if port == default_port(scheme) {
+            canonical_host
+        } else {
+            format!("{canonical_host}:{port}")
+        };
+        Ok(Target {
+            addr: addrs[0],
+            authority,
+        })
     }
+
+    /// Whether `scheme://ip:port` is granted as an address of its own.
+    fn grants_address(&self, scheme: &str, ip: IpAddr, port: u16) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.scheme == scheme && e.port == port && e.host == Host::Ip(ip))
+    }
+}
+
+/// The addresses of a granted name; never empty.
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, Refused> {
+    let unresolved = |rcode: &str, reason: &str| Refused::Unresolved {
+        host: host.to_string(),
+        rcode: rcode.to_string(),
+        reason: reason.to_string(),
+    };
+    if host == "invalid" || host.ends_with(".invalid") {
+        return Err(unresolved(
+            "NXDOMAIN",
+            "names under `.invalid` never resolve (RFC 6761)",
+        ));
+    }
+    let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => {
+            let words = resolver_words(&e);
+            return Err(unresolved(&words, &words));
+        }
+    };
+    if addrs.is_empty() {
+        return Err(unresolved("no address", "the resolver returned no address"));
+    }
+    Ok(addrs)
+}
+
+/// What the resolver said, without the prefix the standard library puts on it.
+fn resolver_words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    text.strip_prefix("failed to lookup address information: ")
+        .unwrap_or(&text)
+        .to_string()
 }
 
 impl Entry {
@@ -123,24 +246,37 @@ impl Host {
     }
 }
 
-/// Splits `host[:port]` (IPv6 in brackets), lower-cases the host and fills in the scheme's port.
+/// The port of `scheme` when the authority names none.
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" { 443 } else { 80 }
+}
+
+/// Splits `host[:port]` (an IPv6 address in brackets, anything else without a
+/// colon; a port of digits only), lower-cases the host, drops the one trailing
+/// dot a fully-qualified name may have, and fills in the scheme's port.
 fn split_authority(authority: &str, scheme: &str) -> Option<(String, u16)> {
-    let default = if scheme == "https" { 443 } else { 80 };
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (h, after) = rest.split_once(']')?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let (h, after) = rest.split_once(']')?;
+            h.parse::<std::net::Ipv6Addr>().ok()?;
+            let port = match after {
+                "" => None,
+                a => Some(a.strip_prefix(':')?),
+            };
+            (h, port)
         }
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h.strip_suffix('.').unwrap_or(h), Some(p)),
+            None => (authority.strip_suffix('.').unwrap_or(authority), None),
+        },
     };
     let port = match port {
-        Some(p) => p.parse().ok()?,
-        None => default,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok()?,
+        Some(_) => return None,
+        None => default_port(scheme),
     };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    (!host.is_empty()).then_some((host, port))
+    let host = host.to_ascii_lowercase();
+    (!host.is_empty() && !host.ends_with('.')).then_some((host, port))
 }
 
 /// IPv4-mapped IPv6 addresses are treated as the IPv4 address they carry.
@@ -183,11 +319,40 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+impl Target {
+    /// Points `request` here: plain HTTP connects to the checked address (not
+    /// to a fresh DNS answer), HTTPS to the canonical authority (TLS needs the
+    /// name); `Host` is the canonical authority either way.
+    fn aim<B>(&self, request: &mut http::Request<B>) -> Result<(), HttpError> {
+        let scheme = request
+            .uri()
+            .scheme_str()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let connect = match scheme.as_str() {
+            "http" => self.addr.to_string(),
+            _ => self.authority.clone(),
+        };
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        *request.uri_mut() = http::Uri::builder()
+            .scheme(scheme.as_str())
+            .authority(connect)
+            .path_and_query(path)
+            .build()
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        let host = http::HeaderValue::from_str(&self.authority)
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        request.headers_mut().insert(http::header::HOST, host);
+        Ok(())
+    }
+}
+
 /// The `wasi:http` hook of one store: checks each request against the policy.
 pub struct HttpPolicy {
     allow: Arc<AllowList>,
-    /// Why requests were denied during this call, for the error message.
-    pub denials: Arc<Mutex<Vec<String>>>,
+    /// What the host has to say about the requests that did not go out during
+    /// this call ([`Refused::note`]), for the error message.
+    pub notes: Arc<Mutex<Vec<String>>>,
 }
 
 impl HttpPolicy {
@@ -195,7 +360,7 @@ impl HttpPolicy {
     pub fn new(allow: Arc<AllowList>) -> Self {
         Self {
             allow,
-            denials: Default::default(),
+            notes: Default::default(),
         }
     }
 }
@@ -221,7 +386,7 @@ impl WasiHttpHooks for HttpPolicy {
     ) -> ResponseFuture {
         drop(fut);
         let allow = self.allow.clone();
-        let denials = self.denials.clone();
+        let notes = self.notes.clone();
         Box::new(async move {
             let uri = request.uri();
             let scheme = uri.scheme_str().unwrap_or("").to_ascii_lowercase();
@@ -229,23 +394,14 @@ impl WasiHttpHooks for HttpPolicy {
                 .authority()
                 .map(|a| a.as_str().to_string())
                 .unwrap_or_default();
-            let addr = match allow.check(&scheme, &authority).await {
-                Ok(addr) => addr,
-                Err(why) => {
-                    denials.lock().unwrap().push(why);
-                    return Err(HttpError::HttpRequestDenied);
+            let target = match allow.check(&scheme, &authority).await {
+                Ok(target) => target,
+                Err(refused) => {
+                    notes.lock().unwrap().push(refused.note());
+                    return Err(refused.to_http_error());
                 }
             };
-            if scheme == "http" {
-                // Connect to the address that was checked, not to a fresh DNS answer.
-                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                *request.uri_mut() = http::Uri::builder()
-                    .scheme("http")
-                    .authority(addr.to_string())
-                    .path_and_query(path)
-                    .build()
-                    .map_err(|_| HttpError::HttpRequestUriInvalid)?;
-            }
+            target.aim(&mut request)?;
             use http_body_util::BodyExt;
             let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
@@ -265,7 +421,144 @@ mod tests {
     }
 
     async fn check(l: &AllowList, scheme: &str, authority: &str) -> Result<SocketAddr, String> {
-        l.check(scheme, authority).await
+        l.check(scheme, authority)
+            .await
+            .map(|t| t.addr)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The `Host` a request to `authority` carries.
+    async fn host(l: &AllowList, scheme: &str, authority: &str) -> String {
+        match l.check(scheme, authority).await {
+            Ok(t) => t.authority,
+            Err(e) => panic!("{scheme}://{authority}: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_host_header_is_the_grant_spelled_canonically() {
+        let l = list(&["http://127.0.0.1:8080", "http://127.0.0.1", "http://[::1]"]);
+        for spelling in [
+            "127.0.0.1:8080",
+            "127.0.0.1.:8080",
+            "127.0.0.1:08080",
+            "[::ffff:127.0.0.1]:8080",
+            "[::FFFF:7F00:1]:8080",
+            "[0:0:0:0:0:ffff:7f00:1]:8080",
+        ] {
+            assert_eq!(host(&l, "http", spelling).await, "127.0.0.1:8080");
+        }
+        for spelling in ["127.0.0.1", "127.0.0.1:80", "[::ffff:127.0.0.1]:0080"] {
+            assert_eq!(host(&l, "http", spelling).await, "127.0.0.1");
+        }
+        for spelling in ["[::1]", "[0:0:0:0:0:0:0:1]:80", "[0::0001]"] {
+            assert_eq!(host(&l, "http", spelling).await, "[::1]");
+        }
+        let tls = list(&["https://[::1]:8443", "https://[::1]"]);
+        assert_eq!(host(&tls, "https", "[0::1]:8443").await, "[::1]:8443");
+        assert_eq!(host(&tls, "https", "[::1]:443").await, "[::1]");
+    }
+
+    #[tokio::test]
+    async fn a_granted_name_stays_the_host_header() {
+        // `localhost` resolves to loopback, so its addresses need grants of their own.
+        let l = list(&[
+            "http://localhost",
+            "http://127.0.0.1",
+            "http://[::1]",
+            "https://localhost:8443",
+            "https://127.0.0.1:8443",
+            "https://[::1]:8443",
+        ]);
+        for spelling in ["localhost", "LocalHost.", "LOCALHOST:80", "localhost.:080"] {
+            assert_eq!(host(&l, "http", spelling).await, "localhost");
+        }
+        assert_eq!(host(&l, "https", "Localhost.:8443").await, "localhost:8443");
+    }
+
+    #[tokio::test]
+    async fn a_granted_name_that_does_not_resolve_is_not_a_denial() {
+        let l = list(&["http://nosuch.invalid", "https://*.invalid"]);
+        for (scheme, authority, name) in [
+            ("http", "nosuch.invalid", "nosuch.invalid"),
+            ("http", "NoSuch.Invalid.:80", "nosuch.invalid"),
+            ("https", "a.b.invalid", "a.b.invalid"),
+        ] {
+            let refused = l.check(scheme, authority).await.unwrap_err();
+            assert_eq!(
+                refused,
+                Refused::Unresolved {
+                    host: name.to_string(),
+                    rcode: "NXDOMAIN".to_string(),
+                    reason: "names under `.invalid` never resolve (RFC 6761)".to_string(),
+                }
+            );
+            assert_eq!(
+                refused.note(),
+                format!(
+                    "the host could not send a request: `{name}` could not be resolved: names under `.invalid` never resolve (RFC 6761)"
+                )
+            );
+        }
+        // The policy comes first: a name that is not granted is not looked up.
+        let refused = l.check("http", "other.invalid").await.unwrap_err();
+        assert_eq!(
+            refused.note(),
+            "the host denied a request: `http://other.invalid` is not in `allow-http`"
+        );
+    }
+
+    #[test]
+    fn the_resolver_speaks_for_itself() {
+        let e = std::io::Error::other(
+            "failed to lookup address information: Name or service not known",
+        );
+        assert_eq!(resolver_words(&e), "Name or service not known");
+        assert_eq!(resolver_words(&std::io::Error::other("odd")), "odd");
+    }
+
+    #[test]
+    fn a_request_is_aimed_at_the_checked_target() {
+        let aimed = |uri: &str, target: &Target| {
+            let mut request = http::Request::builder()
+                .uri(uri)
+                .header(http::header::HOST, "guest.spelling")
+                .body(())
+                .unwrap();
+            target.aim(&mut request).unwrap();
+            let host = request.headers().get_all(http::header::HOST);
+            let host: Vec<_> = host.iter().map(|h| h.to_str().unwrap()).collect();
+            (request.uri().to_string(), host.join(" | "))
+        };
+        let named = Target {
+            addr: "192.0.2.7:8080".parse().unwrap(),
+            authority: "api.example.com:8080".to_string(),
+        };
+        assert_eq!(
+            aimed("http://API.Example.com.:8080/v1?x=1", &named),
+            (
+                "http://192.0.2.7:8080/v1?x=1".to_string(),
+                "api.example.com:8080".to_string()
+            )
+        );
+        assert_eq!(
+            aimed("https://API.Example.com.:8080/v1?x=1", &named),
+            (
+                "https://api.example.com:8080/v1?x=1".to_string(),
+                "api.example.com:8080".to_string()
+            )
+        );
+        let v6 = Target {
+            addr: "[2001:db8::1]:80".parse().unwrap(),
+            authority: "[2001:db8::1]".to_string(),
+        };
+        assert_eq!(
+            aimed("http://[2001:DB8:0::1]:80", &v6),
+            (
+                "http://[2001:db8::1]:80/".to_string(),
+                "[2001:db8::1]".to_string()
+            )
+        );
     }
 
     #[tokio::test]
@@ -289,6 +582,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_name_reaches_a_private_address_only_when_the_list_grants_it() {
+        // `localhost` resolves to loopback: the name alone is not enough.
+        let only_the_name = list(&["http://localhost"]);
+        let e = check(&only_the_name, "http", "localhost")
+            .await
+            .unwrap_err();
+        assert!(e.contains("which needs its own grant (`http://"), "{e}");
+        let both = list(&["http://localhost", "http://127.0.0.1", "http://[::1]"]);
+        assert!(check(&both, "http", "localhost").await.is_ok());
+        let other_port = list(&["http://localhost", "http://127.0.0.1:81", "http://[::1]:81"]);
+        let e = check(&other_port, "http", "localhost").await.unwrap_err();
+        assert!(e.contains("which needs its own grant (`http://"), "{e}");
+    }
+
+    #[tokio::test]
     async fn ipv4_mapped_ipv6_is_the_ipv4_address() {
         let l = list(&["http://127.0.0.1:8080"]);
         assert!(check(&l, "http", "[::ffff:127.0.0.1]:8080").await.is_ok());
@@ -299,6 +607,15 @@ mod tests {
             check(&named, "http", "[::ffff:169.254.169.254]")
                 .await
                 .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn only_digits_make_a_port() {
+        let l = list(&["http://127.0.0.1:8080"]);
+        assert_eq!(
+            check(&l, "http", "127.0.0.1:+8080").await.unwrap_err(),
+            "`http://127.0.0.1:+8080` is not a valid `scheme://host:port`"
         );
     }
 
@@ -347,6 +664,16 @@ mod tests {
             "http://*.",
             "x",
             "http://x:99999",
+            "http://x:+80",
+            "http://x:",
+            "http://x..",
+            "http://.",
+            "http://a:b:c",
+            "http://::1",
+            "http://[x.example]",
+            "http://[127.0.0.1]",
+            "http://[::1]junk",
+            "http://[fe80::1%eth0]",
         ] {
             assert!(AllowList::parse(&[bad.to_string()]).is_err(), "{bad}");
         }

@@ -194,10 +194,11 @@ impl State {
             .to_string()
     }
 
-    /// Why the HTTP hook denied requests during this call.
-    pub fn http_denials(&self) -> Vec<String> {
+    /// What the HTTP hook has to say about the requests that did not go out
+    /// during this call, one clause each.
+    pub fn http_notes(&self) -> Vec<String> {
         self.hooks
-            .denials
+            .notes
             .lock()
             .map(|d| d.clone())
             .unwrap_or_default()

@@ -15,6 +15,7 @@ mod compose;
 mod limits;
 mod malformed;
 mod mcp;
+mod net;
 mod python;
 mod quadratic;
 mod sandbox;

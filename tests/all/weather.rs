@@ -186,6 +186,24 @@ async fn a_name_that_resolves_to_loopback_needs_the_address_granted() {
 }
 
 #[tokio::test]
+async fn a_granted_name_that_does_not_resolve_is_unreachable_not_denied() {
+    let url = "http://nosuch.invalid".to_string();
+    let r = weather(&url, std::slice::from_ref(&url));
+    let e = paris(&r).await.unwrap_err();
+    let code =
+        "ErrorCode::DnsError(DnsErrorPayload { rcode: Some(\"NXDOMAIN\"), info-code: None })";
+    let detail = json!({ "unreachable": code });
+    assert_eq!(e.kind, ErrorKind::ToolError);
+    assert_eq!(e.detail, Some(detail.clone()));
+    assert_eq!(
+        e.message,
+        format!(
+            "`weather_current` returned an error: {detail}; the host could not send a request: `nosuch.invalid` could not be resolved: names under `.invalid` never resolve (RFC 6761)"
+        )
+    );
+}
+
+#[tokio::test]
 async fn redirects_are_not_followed() {
     let target = Fixture::start();
     let redirector = Fixture::redirecting(target.addr);

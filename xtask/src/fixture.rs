@@ -7,7 +7,7 @@
 //! - A server made with [`Fixture::holding`] answers nothing until [`Fixture::release`].
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -43,17 +43,22 @@ const CITIES: &[(&str, &str, f64, f64, f64, f64, u32)] = &[
 impl Fixture {
     /// Starts an Open-Meteo-shaped server on `127.0.0.1:0`.
     pub fn start() -> Self {
-        Self::serve(None, false)
+        Self::start_on(Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// Starts an Open-Meteo-shaped server on port 0 of `ip` (a loopback address).
+    pub fn start_on(ip: IpAddr) -> Self {
+        Self::serve(ip, None, false)
     }
 
     /// Starts a server that redirects every request to `to` (same path).
     pub fn redirecting(to: SocketAddr) -> Self {
-        Self::serve(Some(to), false)
+        Self::serve(Ipv4Addr::LOCALHOST.into(), Some(to), false)
     }
 
     /// Starts a server that holds every request (after counting it) until [`Self::release`].
     pub fn holding() -> Self {
-        Self::serve(None, true)
+        Self::serve(Ipv4Addr::LOCALHOST.into(), None, true)
     }
 
     /// Answers the held requests, and the ones to come.
@@ -63,8 +68,9 @@ impl Fixture {
         cvar.notify_all();
     }
 
-    fn serve(redirect: Option<SocketAddr>, hold: bool) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("failed to bind 127.0.0.1:0");
+    fn serve(ip: IpAddr, redirect: Option<SocketAddr>, hold: bool) -> Self {
+        let listener = TcpListener::bind((ip, 0))
+            .unwrap_or_else(|e| panic!("failed to bind {ip} port 0: {e}"));
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(Mutex::new(Vec::new()));
         let hosts = Arc::new(Mutex::new(Vec::new()));
@@ -90,7 +96,7 @@ impl Fixture {
         }
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`http://[::1]:PORT` on IPv6)
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

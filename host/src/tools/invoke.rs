@@ -233,7 +233,7 @@ fn cap(tool: &Tool, sandbox: &Sandbox, state: &State, results: &[Val]) -> Result
 }
 
 /// The result as JSON; the tool's own error (the `E` of its `result`) as a
-/// `tool-error`, with why the host denied any request on the way.
+/// `tool-error`, with the host's notes on requests that did not go out.
 fn to_json(tool: &Tool, state: &State, results: Vec<Val>) -> Result<Value, ToolError> {
     match results.first() {
         None => Ok(Value::Null),
@@ -242,8 +242,8 @@ fn to_json(tool: &Tool, state: &State, results: Vec<Val>) -> Result<Value, ToolE
             Err(e) => {
                 let detail = e.as_deref().map(value::to_json).unwrap_or(Value::Null);
                 let mut message = format!("`{}` returned an error: {detail}", tool.name);
-                for why in state.http_denials() {
-                    message.push_str(&format!("; the host denied a request: {why}"));
+                for note in state.http_notes() {
+                    message.push_str(&format!("; {note}"));
                 }
                 Err(ToolError {
                     kind: ErrorKind::ToolError,
