@@ -21,5 +21,6 @@ mod sandbox;
 mod scaffold;
 mod schedule;
 mod secrets;
+mod shipped;
 mod types;
 mod weather;

@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: the tools, linking and composing, Python cells, limits and
 //! the agent loop, each shown as the `witbox` command a person would type.
 
-use crate::{artifacts, fixture, root, step};
+use crate::{artifacts, demo_manifest, fixture, root, step};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,43 +14,13 @@ pub fn demo() -> Result<(), String> {
     let server = fixture::Fixture::start();
     let dir = root.join("target/demo");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    // The shipped witbox.toml allows only the public Open-Meteo hosts; the demo
-    // points the weather tool at the local fixture and grants only that address.
+    // The shipped manifest, with weather pointed at the fixture: `witbox tools`
+    // with the shipped one lists what the demo shows.
+    let shipped = root.join("witbox.toml");
+    let shipped = std::fs::read_to_string(&shipped)
+        .map_err(|e| format!("failed to read {}: {e}", shipped.display()))?;
     let manifest = dir.join("witbox.toml");
-    let text = format!(
-        r#"[[component]]
-name = "quadratic"
-path = "../guests/quadratic.wasm"
-
-[[component]]
-name = "weather"
-path = "../guests/weather.wasm"
-[component.policy]
-allow-http = ["{url}"]
-timeout-ms = 5000
-[component.config]
-geocoding-url = "{url}"
-forecast-url = "{url}"
-
-# A tool built on a tool: the host links its import to `quadratic`.
-[[component]]
-name = "equation-report"
-path = "../guests/equation-report.wasm"
-[component.policy]
-link = ["quadratic"]
-
-# A tool written in Python.
-[[component]]
-name = "text-stats"
-path = "../guests/text-stats.wasm"
-[component.policy]
-memory-mb = 64
-
-[runner]
-path = "../guests/python-runner.wasm"
-"#,
-        url = server.url()
-    );
+    let text = demo_manifest::derive(&shipped, &server.url())?;
     std::fs::write(&manifest, text).map_err(|e| e.to_string())?;
 
     let limits = dir.join("limits.toml");

@@ -5,6 +5,7 @@
 
 mod build;
 mod demo;
+mod demo_manifest;
 #[path = "../../host/src/embed.rs"]
 #[allow(dead_code)] // the host uses the rest of it
 mod embed;
