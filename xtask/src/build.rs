@@ -23,8 +23,9 @@ pub enum Kind {
 pub struct Guest {
     pub name: &'static str,
     pub kind: Kind,
-    /// Files, relative to the repository, that a componentize-py build is older
-    /// than when it must be redone (componentize-py itself counts too).
+    /// What a componentize-py build is made from, relative to the repository: it
+    /// is redone when one of these (or componentize-py) is newer than the component.
+    /// Empty for the Rust guests: cargo tracks theirs.
     pub inputs: &'static [&'static str],
 }
 
@@ -75,6 +76,7 @@ pub fn build() -> Result<(), String> {
 
     step("building the Rust guests (guests/, wasm32-wasip2)");
     let guests = root.join("guests");
+    check_members(&guests.join("Cargo.toml"))?;
     let built = toolchain::cargo_build(&guests.join("Cargo.toml"), &mut |_| {})?;
     let out_dir = artifacts();
     std::fs::create_dir_all(&out_dir)
@@ -132,6 +134,38 @@ pub fn build() -> Result<(), String> {
     run(Command::new("cargo")
         .current_dir(&root)
         .args(["build", "-p", "witbox"]))?;
+    Ok(())
+}
+
+/// Checks that the members of the guests' workspace are the Rust guests of
+/// [`GUESTS`]: cargo builds the one list, the build copies the other.
+fn check_members(manifest: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(manifest)
+        .map_err(|e| format!("failed to read {}: {e}", manifest.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("invalid {}: {e}", manifest.display()))?;
+    let mut members: Vec<&str> = table
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(toml::Value::as_array)
+        .map(|m| m.iter().filter_map(toml::Value::as_str).collect())
+        .unwrap_or_default();
+    let mut rust: Vec<&str> = GUESTS
+        .iter()
+        .filter(|g| g.kind == Kind::Rust)
+        .map(|g| g.name)
+        .collect();
+    members.sort_unstable();
+    rust.sort_unstable();
+    if members != rust {
+        return Err(format!(
+            "the members of {} ({}) are not the Rust guests in xtask/src/build.rs ({})",
+            manifest.display(),
+            members.join(", "),
+            rust.join(", ")
+        ));
+    }
     Ok(())
 }
 
