@@ -1,10 +1,11 @@
 //! `witbox new tool` and `witbox build`: a ready tool to start from, in Rust or
 //! Python, and the build that turns it into a component witbox loads.
 
-use crate::embed::wit_section;
+pub mod toolchain;
+
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use toolchain::{COMPONENTIZE_PY, WIT_BINDGEN};
 
 /// The language of a new tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +32,6 @@ const AGENT_WIT: [(&str, &str); 3] = [
     ("runner.wit", include_str!("../../wit/runner.wit")),
     ("worlds.wit", include_str!("../../wit/worlds.wit")),
 ];
-
-/// The wit-bindgen and componentize-py versions the shipped guests are built with.
-const WIT_BINDGEN: &str = "0.61.1";
-const COMPONENTIZE_PY: &str = "0.25.1";
 
 /// Writes a new tool named `name` into `dir/name`; returns that folder.
 pub fn new_tool(name: &str, lang: Lang, dir: &Path) -> Result<PathBuf> {
@@ -165,7 +162,8 @@ class Tool(exports.Tool):
         return f"Hello, {name}!"
 "#;
 
-/// Builds the tool in `dir` into `dir/<name>.wasm` with its WIT docs embedded.
+/// Builds the tool in `dir` into `dir/<name>.wasm` with its WIT docs embedded,
+/// the same way `cargo xtask build` builds the shipped guests ([`toolchain`]).
 /// `log` gets each command before it runs.
 pub fn build(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let dir = dir
@@ -173,44 +171,26 @@ pub fn build(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
         .with_context(|| format!("no tool folder `{}`", dir.display()))?;
     let name = world_name(&dir)?;
     let out = dir.join(format!("{name}.wasm"));
-    let wasm = if dir.join("Cargo.toml").exists() {
-        ensure_wasip2_target(log)?;
-        let mut cargo = Command::new("cargo");
-        cargo
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(dir.join("Cargo.toml"));
-        run(&mut cargo, log)?;
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| dir.join("target"));
-        let built = target
-            .join("wasm32-wasip2/release")
-            .join(format!("{}.wasm", name.replace('-', "_")));
-        std::fs::read(&built).with_context(|| format!("failed to read `{}`", built.display()))?
+    if dir.join("Cargo.toml").exists() {
+        toolchain::ensure_target(log).map_err(anyhow::Error::msg)?;
+        let built =
+            toolchain::cargo_build(&dir.join("Cargo.toml"), log).map_err(anyhow::Error::msg)?;
+        toolchain::embed_wit(
+            &toolchain::built_wasm(&built, &name),
+            &dir.join("wit"),
+            &name,
+            &out,
+        )
+        .map_err(anyhow::Error::msg)?;
     } else if dir.join("app.py").exists() {
         let tool = componentize_py(&dir)?;
-        let mut componentize = Command::new(&tool);
-        componentize
-            .current_dir(&dir)
-            .args(["-d", "wit", "-w", &name, "componentize", "app", "-o"])
-            .arg(&out);
-        run(&mut componentize, log)?;
-        std::fs::read(&out).with_context(|| format!("failed to read `{}`", out.display()))?
+        toolchain::componentize(&tool, &dir, &name, &out, log).map_err(anyhow::Error::msg)?;
     } else {
         bail!(
             "`{}` has neither Cargo.toml nor app.py: make a tool with `witbox new tool NAME`",
             dir.display()
         );
-    };
-    let section = wit_section(&dir.join("wit"), &name).map_err(anyhow::Error::msg)?;
-    std::fs::write(&out, [wasm, section].concat())
-        .with_context(|| format!("failed to write `{}`", out.display()))?;
+    }
     Ok(out)
 }
 
@@ -225,36 +205,6 @@ fn world_name(dir: &Path) -> Result<String> {
         .filter(|n| !n.is_empty())
         .map(str::to_string)
         .with_context(|| format!("`{}` declares no world", path.display()))
-}
-
-fn run(cmd: &mut Command, log: &mut dyn FnMut(&str)) -> Result<()> {
-    log(&format!("{cmd:?}"));
-    let status = cmd
-        .status()
-        .with_context(|| format!("failed to start {cmd:?}"))?;
-    if !status.success() {
-        bail!("{cmd:?} failed with {status}");
-    }
-    Ok(())
-}
-
-fn ensure_wasip2_target(log: &mut dyn FnMut(&str)) -> Result<()> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.trim() == "wasm32-wasip2")
-        })
-        .unwrap_or(true); // no rustup: let cargo say what is missing
-    if !installed {
-        run(
-            Command::new("rustup").args(["target", "add", "wasm32-wasip2"]),
-            log,
-        )?;
-    }
-    Ok(())
 }
 
 /// componentize-py: `$WITBOX_COMPONENTIZE_PY`, a `.venv/bin/componentize-py` in

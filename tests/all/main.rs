@@ -22,5 +22,6 @@ mod sandbox;
 mod scaffold;
 mod schedule;
 mod secrets;
+mod shipped;
 mod types;
 mod weather;

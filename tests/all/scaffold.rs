@@ -124,3 +124,33 @@ async fn text_stats_is_a_tool_written_in_python() {
         .unwrap_err();
     assert_eq!(bad.kind, witbox::ErrorKind::InvalidArguments);
 }
+
+/// `guests/Cargo.toml` cannot import the pin `witbox new tool` writes, so it repeats
+/// it; this is where the two copies are kept in step.
+#[test]
+fn the_guests_pin_the_wit_bindgen_that_new_tools_get() {
+    use witbox::scaffold::toolchain::WIT_BINDGEN;
+    let read = |path: &str| -> toml::Table {
+        let path = root().join(path);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .parse()
+            .unwrap()
+    };
+    let workspace = read("guests/Cargo.toml");
+    assert_eq!(
+        workspace["workspace"]["dependencies"]["wit-bindgen"].as_str(),
+        Some(format!("={WIT_BINDGEN}").as_str()),
+        "guests/Cargo.toml and host/src/scaffold/toolchain.rs pin different wit-bindgen versions"
+    );
+    // No guest pins its own.
+    for member in workspace["workspace"]["members"].as_array().unwrap() {
+        let member = member.as_str().unwrap();
+        let guest = read(&format!("guests/{member}/Cargo.toml"));
+        assert_eq!(
+            guest["dependencies"]["wit-bindgen"].get("workspace"),
+            Some(&toml::Value::Boolean(true)),
+            "guests/{member}/Cargo.toml pins its own wit-bindgen: use `wit-bindgen.workspace = true`"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! The versions the xtask installs for itself. The guests' toolchain pins
+//! (wit-bindgen, componentize-py) are in `host/src/scaffold/toolchain.rs`,
+//! shared with `witbox build`.
+
+/// What the MCP tests drive witbox with: the official Python MCP SDK and smolagents.
+pub const PYTHON_TEST_DEPS: [(&str, &str); 2] = [("mcp", "2.3.0"), ("smolagents", "1.26.0")];
+
+/// cargo-fuzz, for `cargo xtask fuzz` and the smoke run of `cargo xtask test`.
+pub const CARGO_FUZZ: &str = "0.13.2";
