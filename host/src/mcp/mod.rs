@@ -3,8 +3,15 @@
 //!
 //! Tools are discovered at run time, so [`Handler`] implements `list_tools` and
 //! `call_tool` itself. Each client gets its own handler: the Python sessions it
-//! creates are its own, no other client can use them, and they close when the
-//! client goes away.
+//! creates are its own, no other client can use them, and they
+//! close when the client goes away.
+//!
+//! Between the client and rmcp: [`guard`], a size cap and a JSON-RPC answer for
+//! every message the server will not act on.
+
+mod guard;
+
+pub use guard::MAX_MESSAGE_BYTES;
 
 use crate::agent::observe;
 use crate::engine::EngineOptions;
@@ -14,9 +21,9 @@ use crate::registry::Registry;
 use crate::session::{Runner, Sessions};
 use anyhow::{Context, Result};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities,
-    ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
+    CustomResult, ErrorCode, Implementation, JsonObject, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
@@ -24,11 +31,9 @@ use serde_json::{Value, json};
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{self, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 /// The Python tool's name.
@@ -88,12 +93,14 @@ impl Server {
         Handler {
             server: self.clone(),
             owned: Arc::new(Mutex::new(HashSet::new())),
-            gone: CancellationToken::new(),
         }
     }
 
     /// Serves one client over a byte stream (stdio, or `tokio::io::duplex` in tests)
-    /// until it disconnects or `shutdown` completes.
+    /// until it disconnects or `shutdown` completes. Each line is one message of
+    /// at most [`MAX_MESSAGE_BYTES`]; a line the server will not act on (too long,
+    /// not UTF-8, not JSON, not an MCP message) is answered with a JSON-RPC error
+    /// and the server reads on.
     pub async fn serve<R, W>(
         self: &Arc<Self>,
         transport: (R, W),
@@ -103,13 +110,10 @@ impl Server {
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
     {
-        let handler = self.handler();
-        let reader = Watched {
-            inner: transport.0,
-            gone: handler.gone.clone(),
-        };
-        let running = handler
-            .serve((reader, transport.1))
+        let transport = guard::Guarded::new(transport.0, transport.1, CancellationToken::new());
+        let running = self
+            .handler()
+            .serve(transport)
             .await
             .context("the MCP handshake failed")?;
         let cancel = running.cancellation_token();
@@ -202,32 +206,12 @@ fn instructions(registry: &Registry, sessions: Option<&Sessions>) -> String {
 pub struct Handler {
     server: Arc<Server>,
     owned: Arc<Mutex<HashSet<String>>>,
-    /// Cancelled when the client's stream ends, so its calls stop at once.
-    gone: CancellationToken,
 }
 
-/// A client's byte stream that cancels `gone` when it ends (EOF or an error).
-struct Watched<R> {
-    inner: R,
-    gone: CancellationToken,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut task::Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        match &result {
-            Poll::Ready(Ok(())) if buf.filled().len() == before => self.gone.cancel(),
-            Poll::Ready(Err(_)) => self.gone.cancel(),
-            _ => {}
-        }
-        result
-    }
-}
+/// Cancelled when a client goes away (its stream ends), so its calls stop at
+/// the next epoch tick. The transport puts one on each request's extensions.
+#[derive(Clone)]
+pub(crate) struct Gone(pub(crate) CancellationToken);
 
 impl Drop for Handler {
     fn drop(&mut self) {
@@ -479,6 +463,32 @@ impl ServerHandler for Handler {
         Ok(ListToolsResult::with_all_items(self.tools()))
     }
 
+    /// rmcp reads a standard request whose params do not fit its type (a
+    /// `tools/call` without a `name`) as a custom one, which would be answered
+    /// "method not found": the method is there, its params are wrong.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        if request.method != "tools/call" {
+            return Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("method not found: `{}`", request.method),
+                None,
+            ));
+        }
+        let why = match request.params_as::<CallToolRequestParams>() {
+            Ok(None) => "`params` with the tool's `name` are required".to_string(),
+            Ok(Some(_)) => "they do not match the MCP schema".to_string(),
+            Err(e) => guard::shorten(&e.to_string(), 300),
+        };
+        Err(ErrorData::invalid_params(
+            format!("invalid params for `tools/call`: {why}"),
+            None,
+        ))
+    }
+
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
@@ -491,7 +501,7 @@ impl ServerHandler for Handler {
             .map(str::to_string);
         tokio::select! {
             result = self.call(&request.name, args) => result.map(CallToolResponse::from),
-            () = cancelled(&context, &self.gone) => {
+            () = cancelled(&context) => {
                 // The client cancelled or went away mid-call: the session's
                 // instance was stopped mid-run, so it is closed, not reused.
                 if let (Some(sessions), Some(id)) = (&self.server.sessions, session) {
@@ -504,10 +514,22 @@ impl ServerHandler for Handler {
     }
 }
 
-/// Completes when the client cancels the request or goes away.
-async fn cancelled(context: &RequestContext<RoleServer>, gone: &CancellationToken) {
+/// Completes when the client cancels the request (`notifications/cancelled`,
+/// which rmcp maps to `context.ct` for the sender's own request ids only) or
+/// goes away (a [`Gone`] of the request's transport).
+async fn cancelled(context: &RequestContext<RoleServer>) {
+    let gone = |token: Option<&Gone>| {
+        let token = token.map(|g| g.0.clone());
+        async move {
+            match token {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        }
+    };
+    let session = gone(context.extensions.get::<Gone>());
     tokio::select! {
         () = context.ct.cancelled() => {}
-        () = gone.cancelled() => {}
+        () = session => {}
     }
 }
