@@ -3,7 +3,7 @@
 //!
 //! Tools are discovered at run time, so [`Handler`] implements `list_tools` and
 //! `call_tool` itself. Each client gets its own handler: the Python sessions it
-//! creates are its own, no other client can use them, and they
+//! creates are its own, no other client can use (or cancel) them, and they
 //! close when the client goes away.
 //!
 //! Between the client and rmcp: [`guard`], a size cap and a JSON-RPC answer for
@@ -329,7 +329,9 @@ impl Handler {
             .remove(id);
     }
 
-    async fn run_python(&self, args: &JsonObject) -> CallToolResult {
+    /// `busy` is set to the session the run uses once it is known to be this
+    /// client's, so a cancel can close it.
+    async fn run_python(&self, args: &JsonObject, busy: &Mutex<Option<String>>) -> CallToolResult {
         let Some(sessions) = self.server.sessions.clone() else {
             return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
         };
@@ -377,6 +379,7 @@ impl Handler {
                 ));
             }
         };
+        *busy.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
         match sessions.run(&id, code).await {
             Ok(outcome) => {
                 let text = format!("{}[session_id: {id}]", observe(&outcome));
@@ -388,7 +391,11 @@ impl Handler {
         }
     }
 
-    async fn reset_session(&self, args: &JsonObject) -> CallToolResult {
+    async fn reset_session(
+        &self,
+        args: &JsonObject,
+        busy: &Mutex<Option<String>>,
+    ) -> CallToolResult {
         let Some(sessions) = self.server.sessions.clone() else {
             return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
         };
@@ -401,6 +408,7 @@ impl Handler {
         if let Err(e) = self.check_owned(id) {
             return tool_error(&e);
         }
+        *busy.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
         match sessions.reset(id).await {
             Ok(()) => text_result(
                 format!("session `{id}` was reset: its variables are gone"),
@@ -411,10 +419,17 @@ impl Handler {
         }
     }
 
-    async fn call(&self, name: &str, args: JsonObject) -> Result<CallToolResult, ErrorData> {
+    async fn call(
+        &self,
+        name: &str,
+        args: JsonObject,
+        busy: &Mutex<Option<String>>,
+    ) -> Result<CallToolResult, ErrorData> {
         match name {
-            RUN_PYTHON if self.server.sessions.is_some() => Ok(self.run_python(&args).await),
-            RESET_SESSION if self.server.sessions.is_some() => Ok(self.reset_session(&args).await),
+            RUN_PYTHON if self.server.sessions.is_some() => Ok(self.run_python(&args, busy).await),
+            RESET_SESSION if self.server.sessions.is_some() => {
+                Ok(self.reset_session(&args, busy).await)
+            }
             _ if self.server.registry.tool(name).is_some() => {
                 match self.server.registry.call(name, &Value::Object(args)).await {
                     Ok(v) => {
@@ -495,16 +510,16 @@ impl ServerHandler for Handler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.unwrap_or_default();
-        let session = args
-            .get("session_id")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let busy = Mutex::new(None);
         tokio::select! {
-            result = self.call(&request.name, args) => result.map(CallToolResponse::from),
+            result = self.call(&request.name, args, &busy) => result.map(CallToolResponse::from),
             () = cancelled(&context) => {
                 // The client cancelled or went away mid-call: the session's
-                // instance was stopped mid-run, so it is closed, not reused.
-                if let (Some(sessions), Some(id)) = (&self.server.sessions, session) {
+                // instance was stopped mid-run, so it is closed, not reused. Only
+                // a session this client owns is ever in `busy`: a cancel never
+                // touches another client's, whatever the call's arguments name.
+                let busy = busy.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let (Some(sessions), Some(id)) = (&self.server.sessions, busy) {
                     sessions.close(&id);
                     self.forget(&id);
                 }

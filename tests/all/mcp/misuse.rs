@@ -1,8 +1,9 @@
-//! MCP misuse gets the right answer: bad lines get JSON-RPC errors, not silence.
+//! MCP misuse gets the right answer: bad lines get JSON-RPC errors (not
+//! silence), and a cancel touches only the sender's own sessions.
 
 use super::{Client, server, text};
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use witbox::mcp::MAX_MESSAGE_BYTES;
 
@@ -148,4 +149,84 @@ async fn tools_call_with_arguments_that_are_not_an_object_is_invalid_params() {
         text(&null),
         "invalid-arguments: invalid arguments for `quadratic_solve`: missing required argument `a`"
     );
+}
+
+/// Sends `cancelled` for request `id` of `client`.
+async fn cancel(client: &mut Client, id: u64) {
+    client
+        .send(
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                     "params": {"requestId": id, "reason": "test"}}),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_cancel_touches_only_the_senders_own_sessions() {
+    let server = server("timeout-ms = 60000", Duration::from_secs(60));
+    let sessions = server.sessions().unwrap().clone();
+    let (mut a, mut b) = (
+        Client::connect(&server).await,
+        Client::connect(&server).await,
+    );
+    let first = a.call("run_python", json!({"code": "secret = 41"})).await;
+    let id = first["structuredContent"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // B calls with A's session id and cancels each call at once, many times, so
+    // that the cancel often lands before the call is answered.
+    for _ in 0..64 {
+        b.next += 1;
+        let request = b.next;
+        b.send(json!({"jsonrpc": "2.0", "id": request, "method": "tools/call",
+                      "params": {"name": "run_python", "arguments": {"code": "del secret", "session_id": id}}}))
+            .await;
+        cancel(&mut b, request).await;
+    }
+    // Every call before the ping has been handled (or dropped as cancelled).
+    let pong = b.request("ping", json!({})).await;
+    assert_eq!(pong["result"], json!({}), "{pong}");
+
+    let again = a
+        .call(
+            "run_python",
+            json!({"code": "secret + 1", "session_id": id}),
+        )
+        .await;
+    assert_eq!(again["isError"], false, "{again}");
+    assert_eq!(again["structuredContent"]["value"], "42");
+    assert_eq!(sessions.len(), 1);
+
+    // A's own cancel stops its own run at once and closes the session the run
+    // was in (a new one here, so that the test sees when the run has started).
+    a.next += 1;
+    let request = a.next;
+    a.send(
+        json!({"jsonrpc": "2.0", "id": request, "method": "tools/call",
+                  "params": {"name": "run_python", "arguments": {"code": "while True: pass"}}}),
+    )
+    .await;
+    let started = Instant::now();
+    while sessions.len() != 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the run never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cancel(&mut a, request).await;
+    let cancelled = Instant::now();
+    while sessions.len() != 1 {
+        assert!(
+            cancelled.elapsed() < Duration::from_secs(1),
+            "the cancelled run's session stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let kept = a
+        .call("run_python", json!({"code": "secret", "session_id": id}))
+        .await;
+    assert_eq!(kept["structuredContent"]["value"], "41", "{kept}");
 }
