@@ -6,10 +6,11 @@
 //! creates are its own, no other client can use (or cancel) them, and they
 //! close when the client goes away.
 //!
-//! Between the client and rmcp: [`guard`], a size cap and a JSON-RPC answer for
-//! every message the server will not act on.
+//! Between the client and rmcp: [`guard`] (a size cap and a JSON-RPC answer for
+//! every message the server will not act on) and, on HTTP, [`http`].
 
 mod guard;
+mod http;
 
 pub use guard::MAX_MESSAGE_BYTES;
 
@@ -125,24 +126,16 @@ impl Server {
     }
 
     /// Serves the streamable HTTP transport at `/mcp` on `listener` until `shutdown`.
-    /// Only loopback `Host` headers are accepted (rmcp's DNS-rebinding guard).
+    /// Only loopback `Host` headers are accepted (rmcp's DNS-rebinding guard). A request body
+    /// over [`MAX_MESSAGE_BYTES`] gets `413` and a JSON-RPC error, unread.
     pub async fn serve_http(
         self: &Arc<Self>,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
-        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-        use rmcp::transport::streamable_http_server::{
-            StreamableHttpServerConfig, StreamableHttpService,
-        };
-        let config = StreamableHttpServerConfig::default();
-        let stop = config.cancellation_token.clone();
+        let stop = CancellationToken::new();
         let server = self.clone();
-        let service = StreamableHttpService::new(
-            move || Ok(server.handler()),
-            Arc::new(LocalSessionManager::default()),
-            config,
-        );
+        let service = http::service(move || server.handler(), stop.clone());
         let accept = async {
             loop {
                 let (stream, _) = match listener.accept().await {
@@ -153,7 +146,13 @@ impl Server {
                         continue;
                     }
                 };
-                let service = hyper_util::service::TowerToHyperService::new(service.clone());
+                let service = service.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let service = service.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(http::handle(&service, request).await)
+                    }
+                });
                 tokio::spawn(async move {
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -208,8 +207,10 @@ pub struct Handler {
     owned: Arc<Mutex<HashSet<String>>>,
 }
 
-/// Cancelled when a client goes away (its stream ends), so its calls stop at
-/// the next epoch tick. The transport puts one on each request's extensions.
+/// Cancelled when a client goes away (its stream ends, its HTTP connection
+/// closes, its MCP session ends), so its calls stop at the next epoch tick.
+/// The transports put one on each request's extensions (on HTTP, one for the
+/// connection on the request's `http::request::Parts`, one for the session).
 #[derive(Clone)]
 pub(crate) struct Gone(pub(crate) CancellationToken);
 
@@ -543,8 +544,15 @@ async fn cancelled(context: &RequestContext<RoleServer>) {
         }
     };
     let session = gone(context.extensions.get::<Gone>());
+    let connection = gone(
+        context
+            .extensions
+            .get::<::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Gone>()),
+    );
     tokio::select! {
         () = context.ct.cancelled() => {}
         () = session => {}
+        () = connection => {}
     }
 }

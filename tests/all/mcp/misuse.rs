@@ -1,11 +1,16 @@
-//! MCP misuse gets the right answer: bad lines get JSON-RPC errors (not
-//! silence), and a cancel touches only the sender's own sessions.
+//! MCP misuse gets the right answer: bad lines and bodies get JSON-RPC errors
+//! (not silence), a cancel touches only the sender's own sessions, a client that
+//! goes away over HTTP has its calls stopped.
 
 use super::{Client, server, text};
 use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
-use witbox::mcp::MAX_MESSAGE_BYTES;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use witbox::Sessions;
+use witbox::mcp::{MAX_MESSAGE_BYTES, Server};
 
 impl Client {
     async fn send_raw(&mut self, bytes: &[u8]) {
@@ -229,4 +234,274 @@ async fn a_cancel_touches_only_the_senders_own_sessions() {
         .call("run_python", json!({"code": "secret", "session_id": id}))
         .await;
     assert_eq!(kept["structuredContent"]["value"], "41", "{kept}");
+}
+
+/// A streamable HTTP server on 127.0.0.1 port 0; it stops when the test ends.
+async fn http_server(server: Arc<Server>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { server.serve_http(listener, std::future::pending()).await });
+    addr
+}
+
+/// The head of a `POST /mcp` with `length` bytes of body (chunked when `None`).
+fn post_head(addr: SocketAddr, session: Option<&str>, length: Option<usize>) -> String {
+    let mut head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\nConnection: close\r\n"
+    );
+    if let Some(session) = session {
+        head.push_str(&format!("Mcp-Session-Id: {session}\r\n"));
+    }
+    match length {
+        Some(n) => head.push_str(&format!("Content-Length: {n}\r\n\r\n")),
+        None => head.push_str("Transfer-Encoding: chunked\r\n\r\n"),
+    }
+    head
+}
+
+/// Reads a whole response: its status, its headers (lower-case names), its body.
+async fn read_response(stream: &mut TcpStream) -> (u16, Vec<(String, String)>, String) {
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("no response within 30 s")
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap_or_default()
+        .split(' ')
+        .nth(1)
+        .unwrap_or("0");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.contains(&("transfer-encoding".into(), "chunked".into()));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status.parse().unwrap(), headers, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].strip_prefix("\r\n").unwrap_or(&rest[size..]);
+    }
+    out
+}
+
+/// One request on its own connection; returns the status, the session header and
+/// the body (for an SSE response, the JSON of its last `data:` line).
+async fn post(
+    addr: SocketAddr,
+    session: Option<&str>,
+    body: &[u8],
+) -> (u16, Option<String>, Value) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(post_head(addr, session, Some(body.len())).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(body).await.unwrap();
+    let (status, headers, body) = read_response(&mut stream).await;
+    let session = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .map(|(_, v)| v.clone());
+    let json = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .rfind(|d| !d.trim().is_empty())
+        .unwrap_or(&body);
+    let value = serde_json::from_str(json.trim()).unwrap_or(Value::String(body.clone()));
+    (status, session, value)
+}
+
+/// Initializes an MCP session over HTTP; returns its `Mcp-Session-Id`.
+async fn http_session(addr: SocketAddr) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}});
+    let (status, session, body) = post(addr, None, init.to_string().as_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    let session = session.expect("an Mcp-Session-Id");
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let (status, _, body) = post(addr, Some(&session), note.to_string().as_bytes()).await;
+    assert_eq!(status, 202, "{body}");
+    session
+}
+
+#[tokio::test]
+async fn http_bodies_over_the_cap_or_unreadable_get_json_rpc_errors() {
+    let addr = http_server(server("", Duration::from_secs(60))).await;
+    let too_large = parse_error(TOO_LARGE);
+
+    // A declared length over the cap is refused from the header; no body is sent.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(post_head(addr, None, Some(100 << 20)).as_bytes())
+        .await
+        .unwrap();
+    let (status, headers, body) = read_response(&mut stream).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(headers.contains(&("content-type".into(), "application/json".into())));
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), too_large);
+
+    // A chunked body is read up to the cap and no further.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(post_head(addr, None, None).as_bytes())
+        .await
+        .unwrap();
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..8 {
+        stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&chunk).await.unwrap();
+        stream.write_all(b"\r\n").await.unwrap();
+    }
+    stream.write_all(b"1\r\n \r\n").await.unwrap();
+    let (status, _, body) = read_response(&mut stream).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), too_large);
+
+    let (status, _, body) = post(addr, None, b"{not json").await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        parse_error(
+            "parse error: the message is not valid JSON: key must be a string at line 1 column 2"
+        )
+    );
+    let (status, _, body) = post(addr, None, b"{\"id\": \"\xc3\"}").await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        parse_error(
+            "parse error: the message is not valid UTF-8 (the bytes after the first 8 are not)"
+        )
+    );
+
+    let session = http_session(addr).await;
+    let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                      "params": {"name": "quadratic_solve", "arguments": [1, -3, 2]}});
+    let (status, _, body) = post(addr, Some(&session), call.to_string().as_bytes()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"jsonrpc": "2.0", "id": 5, "error": {"code": -32602, "message":
+            "invalid params: `arguments` of `tools/call` must be an object of the tool's named arguments, got an array of 3 items"}})
+    );
+
+    // Under the cap, what the stdio tests send still reaches the tools.
+    let call = json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+                      "params": {"name": "run_python", "arguments": {"code": "#".repeat(2 << 20)}}});
+    let (status, _, body) = post(addr, Some(&session), call.to_string().as_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"]["content"][0]["text"],
+        "invalid-arguments: the code is 2097152 bytes; the limit is 1048576"
+    );
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                      "params": {"name": "quadratic_solve", "arguments": {"a": "9".repeat(4_000_000), "b": 0, "c": 0}}});
+    let (status, _, body) = post(addr, Some(&session), call.to_string().as_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["isError"], true, "{body}");
+}
+
+/// Starts `while True: pass` in a new session over HTTP; returns the connection
+/// that waits for its answer once the run has started.
+async fn start_endless_run(addr: SocketAddr, session: &str, sessions: &Sessions) -> TcpStream {
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "run_python", "arguments": {"code": "while True: pass"}}})
+    .to_string();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(post_head(addr, Some(session), Some(call.len())).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(call.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    while sessions.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the run never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stream
+}
+
+async fn assert_closed_within_a_second(sessions: &Sessions, what: &str) {
+    let gone = Instant::now();
+    while !sessions.is_empty() {
+        assert!(
+            gone.elapsed() < Duration::from_secs(1),
+            "{what}: the run went on"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// On several threads, as `witbox mcp --http` runs: on one thread, a spinning
+// guest holds it between epoch ticks and the I/O driver that sees the client
+// go is polled only every 61 of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_client_whose_connection_closes_mid_call_has_it_stopped() {
+    let server = server("timeout-ms = 60000", Duration::from_secs(60));
+    let sessions = server.sessions().unwrap().clone();
+    let addr = http_server(server).await;
+    let session = http_session(addr).await;
+    let stream = start_endless_run(addr, &session, &sessions).await;
+    drop(stream);
+    // The run would take 60 s; it stops at the next epoch tick.
+    assert_closed_within_a_second(&sessions, "the connection closed").await;
+    // The MCP session itself lives on.
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                      "params": {"name": "run_python", "arguments": {"code": "print('alive')"}}});
+    let (status, _, body) = post(addr, Some(&session), call.to_string().as_bytes()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["result"]["structuredContent"]["stdout"], "alive\n",
+        "{body}"
+    );
+}
+
+// On several threads, as `witbox mcp --http` runs: on one thread, a spinning
+// guest holds it between epoch ticks and the I/O driver that sees the client
+// go is polled only every 61 of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_client_that_deletes_its_session_mid_call_has_it_stopped() {
+    let server = server("timeout-ms = 60000", Duration::from_secs(60));
+    let sessions = server.sessions().unwrap().clone();
+    let addr = http_server(server).await;
+    let session = http_session(addr).await;
+    // The call's connection stays open; the DELETE comes on another.
+    let _waiting = start_endless_run(addr, &session, &sessions).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("DELETE /mcp HTTP/1.1\r\nHost: {addr}\r\nMcp-Session-Id: {session}\r\nMCP-Protocol-Version: 2025-06-18\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let (status, _, body) = read_response(&mut stream).await;
+    assert_eq!(status, 202, "{body}");
+    assert_closed_within_a_second(&sessions, "the session was deleted").await;
+    let ping = json!({"jsonrpc": "2.0", "id": 4, "method": "ping"});
+    let (status, _, _) = post(addr, Some(&session), ping.to_string().as_bytes()).await;
+    assert_eq!(status, 404);
 }
