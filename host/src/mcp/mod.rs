@@ -3,8 +3,9 @@
 //!
 //! Tools are discovered at run time, so [`Handler`] implements `list_tools` and
 //! `call_tool` itself. Each client gets its own handler: the Python sessions it
-//! creates are its own, no other client can use (or cancel) them, and they
-//! close when the client goes away.
+//! creates are its own, no other client can use (or cancel) them, they count
+//! against its quota (`max-sessions-per-client`), and they close when the
+//! client goes away.
 //!
 //! Between the client and rmcp: [`guard`] (a size cap and a JSON-RPC answer for
 //! every message the server will not act on) and, on HTTP, [`http`].
@@ -48,6 +49,8 @@ pub const MAX_CODE_BYTES: usize = 1 << 20;
 pub struct Server {
     registry: Arc<Registry>,
     sessions: Option<Arc<Sessions>>,
+    /// The most sessions one client may hold at once.
+    per_client: usize,
     instructions: String,
 }
 
@@ -66,15 +69,31 @@ impl Server {
         } else {
             None
         };
-        Ok(Self::new(registry, sessions))
+        let per_client = manifest.runner.sessions_per_client();
+        Ok(Self::with_quota(registry, sessions, per_client))
     }
 
-    /// A server over a registry and (optionally) a session manager.
+    /// A server over a registry and (optionally) a session manager, each client
+    /// limited to the default share of its sessions (see
+    /// [`defaults::max_sessions_per_client`](crate::manifest::defaults::max_sessions_per_client)).
     pub fn new(registry: Arc<Registry>, sessions: Option<Arc<Sessions>>) -> Arc<Self> {
+        let per_client = crate::manifest::defaults::max_sessions_per_client(
+            sessions.as_ref().map_or(1, |s| s.max()),
+        );
+        Self::with_quota(registry, sessions, per_client)
+    }
+
+    /// A server whose clients may each hold up to `per_client` sessions.
+    pub fn with_quota(
+        registry: Arc<Registry>,
+        sessions: Option<Arc<Sessions>>,
+        per_client: usize,
+    ) -> Arc<Self> {
         let instructions = instructions(&registry, sessions.as_deref());
         Arc::new(Self {
             registry,
             sessions,
+            per_client,
             instructions,
         })
     }
@@ -330,6 +349,33 @@ impl Handler {
             .remove(id);
     }
 
+    /// Starts a session for this client, within its quota.
+    async fn create(&self, sessions: &Sessions) -> Result<String, ToolError> {
+        let held = {
+            let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+            // Sessions that expired or were closed no longer count.
+            owned.retain(|id| sessions.contains(id));
+            owned.len()
+        };
+        if held >= self.server.per_client {
+            return Err(ToolError::new(
+                ErrorKind::Denied,
+                format!(
+                    "too many sessions for this client: it has {held} open and its quota is {} (`max-sessions-per-client`, so that no client takes all {} of `max-sessions`); pass the `session_id` of one it has to reuse it (`{RESET_SESSION}` clears it), or wait {} s for idle ones to expire",
+                    self.server.per_client,
+                    sessions.max(),
+                    sessions.ttl().as_secs()
+                ),
+            ));
+        }
+        let id = sessions.create().await?;
+        self.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone());
+        Ok(id)
+    }
+
     /// `busy` is set to the session the run uses once it is known to be this
     /// client's, so a cancel can close it.
     async fn run_python(&self, args: &JsonObject, busy: &Mutex<Option<String>>) -> CallToolResult {
@@ -359,14 +405,8 @@ impl Handler {
             ));
         }
         let id = match args.get("session_id") {
-            None | Some(Value::Null) => match sessions.create().await {
-                Ok(id) => {
-                    self.owned
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id.clone());
-                    id
-                }
+            None | Some(Value::Null) => match self.create(&sessions).await {
+                Ok(id) => id,
                 Err(e) => return tool_error(&e),
             },
             Some(Value::String(id)) => match self.check_owned(id) {

@@ -1,16 +1,18 @@
 //! MCP misuse gets the right answer: bad lines and bodies get JSON-RPC errors
 //! (not silence), a cancel touches only the sender's own sessions, a client that
-//! goes away over HTTP has its calls stopped.
+//! goes away over HTTP has its calls stopped, one client cannot take every
+//! session slot.
 
-use super::{Client, server, text};
+use super::{Client, manifest_text, server, text};
+use crate::support::*;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use witbox::Sessions;
 use witbox::mcp::{MAX_MESSAGE_BYTES, Server};
+use witbox::{Manifest, Sessions};
 
 impl Client {
     async fn send_raw(&mut self, bytes: &[u8]) {
@@ -234,6 +236,72 @@ async fn a_cancel_touches_only_the_senders_own_sessions() {
         .call("run_python", json!({"code": "secret", "session_id": id}))
         .await;
     assert_eq!(kept["structuredContent"]["value"], "41", "{kept}");
+}
+
+fn quota_server() -> Arc<Server> {
+    compiling(|| {
+        let text = manifest_text("").replace(
+            "[runner]\n",
+            "[runner]\nmax-sessions = 8\nmax-sessions-per-client = 2\nsession-ttl-s = 60\n",
+        );
+        let manifest = Manifest::parse(&text, &root()).unwrap();
+        Server::load(&manifest, options()).unwrap()
+    })
+}
+
+#[tokio::test]
+async fn one_client_cannot_take_every_session_slot() {
+    let server = quota_server();
+    let (mut a, mut b) = (
+        Client::connect(&server).await,
+        Client::connect(&server).await,
+    );
+    for _ in 0..2 {
+        let r = a.call("run_python", json!({"code": "1"})).await;
+        assert_eq!(r["isError"], false, "{r}");
+    }
+    let third = a.call("run_python", json!({"code": "1"})).await;
+    assert_eq!(third["isError"], true);
+    assert_eq!(
+        text(&third),
+        "denied: too many sessions for this client: it has 2 open and its quota is 2 (`max-sessions-per-client`, so that no client takes all 8 of `max-sessions`); pass the `session_id` of one it has to reuse it (`reset_session` clears it), or wait 60 s for idle ones to expire"
+    );
+    // Other clients still get theirs.
+    let other = b.call("run_python", json!({"code": "1"})).await;
+    assert_eq!(other["isError"], false, "{other}");
+    assert_eq!(server.sessions().unwrap().len(), 3);
+}
+
+#[test]
+fn the_session_quota_is_checked_and_defaults_to_a_quarter() {
+    let parse = |runner: &str| {
+        let text = manifest_text("").replace("[runner]\n", &format!("[runner]\n{runner}\n"));
+        Manifest::parse(&text, &root())
+    };
+    let m = parse("").unwrap();
+    assert_eq!(m.runner.max_sessions, 64);
+    assert_eq!(m.runner.sessions_per_client(), 16);
+    assert_eq!(
+        parse("max-sessions = 2")
+            .unwrap()
+            .runner
+            .sessions_per_client(),
+        1
+    );
+    for bad in [
+        "max-sessions-per-client = 0",
+        "max-sessions = 8\nmax-sessions-per-client = 9",
+    ] {
+        let e = parse(bad).unwrap_err();
+        let n = if bad.ends_with('0') { 0 } else { 9 };
+        let max = if n == 0 { 64 } else { 8 };
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "runner: `max-sessions-per-client` is {n}; it must be between 1 and `max-sessions` ({max})"
+            )
+        );
+    }
 }
 
 /// A streamable HTTP server on 127.0.0.1 port 0; it stops when the test ends.
