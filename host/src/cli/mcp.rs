@@ -13,7 +13,8 @@ use witbox::{EngineOptions, Manifest};
 pub struct McpArgs {
     /// Serve the streamable HTTP transport at this address (for example
     /// `127.0.0.1:8765`; the endpoint is `http://ADDR/mcp`) instead of stdio.
-    /// Only loopback `Host` headers are accepted.
+    /// Only a loopback address is served (there is no authentication yet), and
+    /// only loopback `Host` headers are accepted.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
     /// Limits and tool grants of the `run_python` sessions.
@@ -26,6 +27,10 @@ pub async fn mcp(
     options: EngineOptions,
     args: McpArgs,
 ) -> Result<ExitCode> {
+    if let Some(addr) = args.http {
+        // Before loading and binding: a public port is never opened, not even briefly.
+        witbox::mcp::require_loopback(addr)?;
+    }
     let mut manifest = Manifest::load(manifest_path)?;
     args.session.apply(&mut manifest)?;
     let server = Server::load(&manifest, options)?;

@@ -11,6 +11,7 @@
 
 use super::guard::{self, MAX_MESSAGE_BYTES, Refusal};
 use super::{Gone, Handler};
+use anyhow::{Result, bail};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
@@ -28,10 +29,24 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::transport::{Transport, WorkerTransport};
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// Refuses to serve on an address other hosts can reach: there is no
+/// authentication yet, and whoever reaches the server can run code in it.
+pub fn require_loopback(addr: SocketAddr) -> Result<()> {
+    if addr.ip().to_canonical().is_loopback() {
+        return Ok(());
+    }
+    bail!(
+        "refusing to serve MCP over HTTP on {addr}: it is not a loopback address, and the server has no \
+         authentication yet, so anyone who can reach it could run code in its sandboxes; listen on \
+         127.0.0.1 or [::1] (auth tokens for other addresses are planned)"
+    )
+}
 
 pub(super) type Service = StreamableHttpService<Handler, Sessions>;
 

@@ -14,6 +14,7 @@ mod guard;
 mod http;
 
 pub use guard::MAX_MESSAGE_BYTES;
+pub use http::require_loopback;
 
 use crate::agent::observe;
 use crate::engine::EngineOptions;
@@ -145,13 +146,18 @@ impl Server {
     }
 
     /// Serves the streamable HTTP transport at `/mcp` on `listener` until `shutdown`.
-    /// Only loopback `Host` headers are accepted (rmcp's DNS-rebinding guard). A request body
+    /// Only a loopback listener is served ([`require_loopback`]), and only loopback
+    /// `Host` headers are accepted (rmcp's DNS-rebinding guard). A request body
     /// over [`MAX_MESSAGE_BYTES`] gets `413` and a JSON-RPC error, unread.
     pub async fn serve_http(
         self: &Arc<Self>,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
+        let addr = listener
+            .local_addr()
+            .context("failed to read the listener's address")?;
+        require_loopback(addr)?;
         let stop = CancellationToken::new();
         let server = self.clone();
         let service = http::service(move || server.handler(), stop.clone());

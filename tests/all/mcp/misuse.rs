@@ -1,7 +1,7 @@
 //! MCP misuse gets the right answer: bad lines and bodies get JSON-RPC errors
 //! (not silence), a cancel touches only the sender's own sessions, a client that
 //! goes away over HTTP has its calls stopped, one client cannot take every
-//! session slot.
+//! session slot, and HTTP is served only on loopback.
 
 use super::{Client, manifest_text, server, text};
 use crate::support::*;
@@ -302,6 +302,62 @@ fn the_session_quota_is_checked_and_defaults_to_a_quarter() {
             )
         );
     }
+}
+
+const REFUSED: &str = "refusing to serve MCP over HTTP on {addr}: it is not a loopback address, and the server has no authentication yet, so anyone who can reach it could run code in its sandboxes; listen on 127.0.0.1 or [::1] (auth tokens for other addresses are planned)";
+
+#[test]
+fn http_is_served_only_on_loopback() {
+    for addr in [
+        "0.0.0.0:8765",
+        "192.168.1.5:80",
+        "[::]:80",
+        "[2001:db8::1]:80",
+    ] {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let e = witbox::mcp::require_loopback(addr).unwrap_err();
+        assert_eq!(
+            format!("{e:#}"),
+            REFUSED.replace("{addr}", &addr.to_string())
+        );
+    }
+    for addr in [
+        "127.0.0.1:0",
+        "127.5.6.7:80",
+        "[::1]:80",
+        "[::ffff:127.0.0.1]:80",
+    ] {
+        witbox::mcp::require_loopback(addr.parse().unwrap()).unwrap();
+    }
+
+    // The CLI refuses before it loads anything or opens a port.
+    let dir = TempDir::new("mcp-public");
+    let manifest = dir.write("witbox.toml", manifest_text(""));
+    let mut child = witbox_command(&manifest)
+        .args(["mcp", "--http", "0.0.0.0:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A server that did start would serve forever: fail instead of hanging.
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("`witbox mcp --http 0.0.0.0:0` started serving");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!("error: {}\n", REFUSED.replace("{addr}", "0.0.0.0:0"))
+    );
 }
 
 /// A streamable HTTP server on 127.0.0.1 port 0; it stops when the test ends.
