@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -114,6 +115,7 @@ impl Server {
         Handler {
             server: self.clone(),
             owned: Arc::new(Mutex::new(HashSet::new())),
+            starting: AtomicUsize::new(0),
         }
     }
 
@@ -230,6 +232,17 @@ fn instructions(registry: &Registry, sessions: Option<&Sessions>) -> String {
 pub struct Handler {
     server: Arc<Server>,
     owned: Arc<Mutex<HashSet<String>>>,
+    /// Sessions being created for this client (they count against its quota:
+    /// calls run concurrently, and each would otherwise see the same count).
+    starting: AtomicUsize,
+}
+
+struct Starting<'a>(&'a AtomicUsize);
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Cancelled when a client goes away (its stream ends, its HTTP connection
@@ -357,12 +370,24 @@ impl Handler {
 
     /// Starts a session for this client, within its quota.
     async fn create(&self, sessions: &Sessions) -> Result<String, ToolError> {
-        let held = {
-            let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
-            // Sessions that expired or were closed no longer count.
-            owned.retain(|id| sessions.contains(id));
-            owned.len()
-        };
+        let _starting = self.start(sessions)?;
+        let id = sessions.create().await?;
+        self.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone());
+        Ok(id)
+    }
+
+    /// Takes a place in this client's quota for a session about to be created.
+    /// The place is counted under the same lock as the check, so two calls at
+    /// once cannot both take the last one, and given back (when the guard drops)
+    /// once the session is in `owned`, or if its creation fails or is cancelled.
+    fn start(&self, sessions: &Sessions) -> Result<Starting<'_>, ToolError> {
+        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        // Sessions that expired or were closed no longer count.
+        owned.retain(|id| sessions.contains(id));
+        let held = owned.len() + self.starting.load(Ordering::Acquire);
         if held >= self.server.per_client {
             return Err(ToolError::new(
                 ErrorKind::Denied,
@@ -374,12 +399,8 @@ impl Handler {
                 ),
             ));
         }
-        let id = sessions.create().await?;
-        self.owned
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone());
-        Ok(id)
+        self.starting.fetch_add(1, Ordering::AcqRel);
+        Ok(Starting(&self.starting))
     }
 
     /// `busy` is set to the session the run uses once it is known to be this

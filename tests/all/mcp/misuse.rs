@@ -242,7 +242,9 @@ fn quota_server() -> Arc<Server> {
     compiling(|| {
         let text = manifest_text("").replace(
             "[runner]\n",
-            "[runner]\nmax-sessions = 8\nmax-sessions-per-client = 2\nsession-ttl-s = 60\n",
+            // No warm instances: each creation waits for one, so concurrent
+            // calls overlap in it.
+            "[runner]\nmax-sessions = 8\nmax-sessions-per-client = 2\nsession-ttl-s = 60\nwarm-sessions = 0\n",
         );
         let manifest = Manifest::parse(&text, &root()).unwrap();
         Server::load(&manifest, options()).unwrap()
@@ -270,6 +272,34 @@ async fn one_client_cannot_take_every_session_slot() {
     let other = b.call("run_python", json!({"code": "1"})).await;
     assert_eq!(other["isError"], false, "{other}");
     assert_eq!(server.sessions().unwrap().len(), 3);
+
+    // Calls made at once are counted as they start: 2 of 4 get a session.
+    let mut c = Client::connect(&server).await;
+    let first = c.next + 1;
+    for _ in 0..4 {
+        c.next += 1;
+        let id = c.next;
+        c.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                      "params": {"name": "run_python", "arguments": {"code": "1"}}}))
+            .await;
+    }
+    let mut denied = 0;
+    for _ in 0..4 {
+        let answer = c.message().await;
+        let id = answer["id"].as_u64().unwrap();
+        assert!((first..first + 4).contains(&id), "{answer}");
+        if answer["result"]["isError"] == true {
+            assert!(
+                text(&answer["result"]).starts_with(
+                    "denied: too many sessions for this client: it has 2 open and its quota is 2"
+                ),
+                "{answer}"
+            );
+            denied += 1;
+        }
+    }
+    assert_eq!(denied, 2);
+    assert_eq!(server.sessions().unwrap().len(), 5);
 }
 
 #[test]
