@@ -3,12 +3,13 @@
 //! message the server will not act on, so a client is never left waiting.
 //!
 //! rmcp 3.11.0 on its own (`transport/async_rw.rs`) silently drops a line that is
-//! not JSON (it fears an error storm with a peer that echoes errors back,
-//! rust-sdk#938), drops a line over 16 MiB the same way, and answers a
-//! `tools/call` whose `arguments` is not an object with a bare `-32600 Invalid
-//! request` without its id. Here each gets an answer that says what is wrong.
-//! There is no storm: what this server sends is a valid JSON-RPC error, and an
-//! error echoed back to it parses, so it is never answered.
+//! not JSON or not UTF-8 (it fears an error storm with a peer that echoes errors
+//! back, rust-sdk#938), drops a line over 16 MiB the same way, and reads a
+//! `tools/call` whose `arguments` is not an object as a custom request (its
+//! `ClientRequest` is an untagged enum), answered `-32601` "tools/call". Here
+//! each gets an answer that says what is wrong. There is no storm: what this
+//! server sends is a valid JSON-RPC error, and an error echoed back to it
+//! parses, so it is never answered.
 //!
 //! [`check`] is shared by both transports; [`Guarded`] is the stdio (any byte
 //! stream) transport built on it; `http.rs` applies it to request bodies.
@@ -32,10 +33,10 @@ use tokio_util::sync::CancellationToken;
 /// reads: 8 MiB. A message is held whole in memory while it is parsed, so the cap
 /// bounds what one client can make the server hold per message. It is well above
 /// what a legitimate call needs: `run_python` code is refused over
-/// [`MAX_CODE_BYTES`](super::MAX_CODE_BYTES) (1 MiB) anyway, and a client that
-/// escapes every non-ASCII character as `\uXXXX` still fits 1 MiB of code in
-/// under 6 MiB, so oversized code gets that tool-level error rather than this
-/// one; a 4 MB string argument still reaches the tool and its own checks.
+/// [`MAX_CODE_BYTES`](super::MAX_CODE_BYTES) (1 MiB) anyway, and as JSON
+/// escapes a byte into at most 6 (`\u0001`), code just over that limit is at
+/// most about 6 MiB on the wire: it gets that tool-level error, not this one.
+/// A 4 MB string argument still reaches the tool and its own checks.
 pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 
 /// A message the guard answers itself instead of passing it to rmcp.

@@ -7,7 +7,12 @@
 //! is dropped before its end), or when its MCP session ends (`DELETE /mcp`, or
 //! rmcp's idle timeout). rmcp itself would let such a call run on: a closed
 //! connection cancels nothing, and a closed session cancels its calls only after
-//! waiting up to 5 s for them to finish (the drain in `service.rs`).
+//! waiting up to 5 s for them to finish (the drain in `service.rs`). hyper sees a
+//! connection close while a response streams because it reads on (half-closed
+//! connections are not allowed), so a client that shuts down its writing side
+//! counts as gone too. How soon it sees it depends on the runtime: on a single
+//! thread that a spinning guest keeps busy, tokio polls its I/O driver only
+//! every 61 ticks of the scheduler.
 
 use super::guard::{self, MAX_MESSAGE_BYTES, Refusal};
 use super::{Gone, Handler};
