@@ -68,6 +68,12 @@ pub struct RunnerEntry {
     /// The most sessions alive at once; creating one more is an error. Example: `64`.
     #[serde(default = "defaults::max_sessions")]
     pub max_sessions: usize,
+    /// The most of those sessions one MCP client may hold at once, so that one
+    /// client cannot take every slot; creating one more is an error that says so.
+    /// Between 1 and `max-sessions`; default: a quarter of `max-sessions`, at
+    /// least 1. Example: `16`.
+    #[serde(default)]
+    pub max_sessions_per_client: Option<usize>,
     /// Seconds a session may sit idle before it is closed. Example: `600`.
     #[serde(default = "defaults::session_ttl_s")]
     pub session_ttl_s: u64,
@@ -77,12 +83,21 @@ pub struct RunnerEntry {
     pub warm_sessions: usize,
 }
 
+impl RunnerEntry {
+    /// `max-sessions-per-client`, or its default.
+    pub fn sessions_per_client(&self) -> usize {
+        self.max_sessions_per_client
+            .unwrap_or_else(|| defaults::max_sessions_per_client(self.max_sessions))
+    }
+}
+
 impl Default for RunnerEntry {
     fn default() -> Self {
         Self {
             path: defaults::runner_path(),
             policy: Policy::default(),
             max_sessions: defaults::max_sessions(),
+            max_sessions_per_client: None,
             session_ttl_s: defaults::session_ttl_s(),
             warm_sessions: defaults::warm_sessions(),
         }
@@ -163,6 +178,11 @@ pub mod defaults {
     /// 64 live sessions.
     pub fn max_sessions() -> usize {
         64
+    }
+    /// A quarter of `max-sessions` for each MCP client (16 of the default 64),
+    /// at least 1: four clients can fill the server, one cannot.
+    pub fn max_sessions_per_client(max_sessions: usize) -> usize {
+        (max_sessions / 4).max(1)
     }
     /// 2 instances kept ready.
     pub fn warm_sessions() -> usize {
@@ -281,6 +301,14 @@ impl Manifest {
                 "runner: `warm-sessions` ({}) must be at most `max-sessions` ({})",
                 runner.warm_sessions,
                 runner.max_sessions
+            );
+        }
+        if let Some(n) = self.runner.max_sessions_per_client
+            && (n == 0 || n > self.runner.max_sessions)
+        {
+            bail!(
+                "runner: `max-sessions-per-client` is {n}; it must be between 1 and `max-sessions` ({})",
+                self.runner.max_sessions
             );
         }
         Ok(())

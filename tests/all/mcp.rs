@@ -516,3 +516,5 @@ async fn http_transport_serves_on_port_0_and_stops_on_its_shutdown_signal() {
         .unwrap()
         .unwrap();
 }
+
+mod misuse;

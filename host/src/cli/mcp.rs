@@ -13,7 +13,8 @@ use witbox::mcp::Server;
 pub struct McpCommand {
     /// Serve the streamable HTTP transport at this address (for example
     /// `127.0.0.1:8765`; the endpoint is `http://ADDR/mcp`) instead of stdio.
-    /// Only loopback `Host` headers are accepted.
+    /// Only a loopback address is served (there is no authentication yet), and
+    /// only loopback `Host` headers are accepted.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
     /// Limits and tool grants of the `run_python` sessions.
@@ -28,6 +29,10 @@ impl McpCommand {
 }
 
 async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
+    if let Some(addr) = args.http {
+        // Before loading and binding: a public port is never opened, not even briefly.
+        witbox::mcp::require_loopback(addr)?;
+    }
     let manifest = cx.manifest()?;
     let server = Server::load(&manifest, cx.options.clone(), &args.session.overrides())?;
     let tools = server.registry().tools().len();

@@ -36,6 +36,25 @@ impl Sessions {
         &self.runner
     }
 
+    /// The most sessions open at once (`max-sessions`).
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// How long a session may sit idle (`session-ttl-s`).
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Whether session `id` is open (idle ones past the TTL are closed first).
+    pub fn contains(&self, id: &str) -> bool {
+        self.evict_idle();
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(id)
+    }
+
     /// Starts a session and returns its id.
     pub async fn create(&self) -> Result<String, ToolError> {
         self.evict_idle();

@@ -3,8 +3,18 @@
 //!
 //! Tools are discovered at run time, so [`Handler`] implements `list_tools` and
 //! `call_tool` itself. Each client gets its own handler: the Python sessions it
-//! creates are its own, no other client can use them, and they close when the
+//! creates are its own, no other client can use (or cancel) them, they count
+//! against its quota (`max-sessions-per-client`), and they close when the
 //! client goes away.
+//!
+//! Between the client and rmcp: [`guard`] (a size cap and a JSON-RPC answer for
+//! every message the server will not act on) and, on HTTP, [`http`].
+
+mod guard;
+mod http;
+
+pub use guard::MAX_MESSAGE_BYTES;
+pub use http::require_loopback;
 
 use crate::engine::EngineOptions;
 use crate::error::{ErrorKind, ToolError};
@@ -13,9 +23,9 @@ use crate::python::{Overrides, Runner, Sessions, observe};
 use crate::tools::Registry;
 use anyhow::{Context, Result};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities,
-    ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
+    CustomResult, ErrorCode, Implementation, JsonObject, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt};
@@ -23,11 +33,10 @@ use serde_json::{Value, json};
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::future::Future;
-use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{self, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 /// The Python tool's name.
@@ -41,6 +50,8 @@ pub const MAX_CODE_BYTES: usize = crate::limits::MAX_CODE_BYTES;
 pub struct Server {
     registry: Arc<Registry>,
     sessions: Option<Arc<Sessions>>,
+    /// The most sessions one client may hold at once.
+    per_client: usize,
     instructions: String,
 }
 
@@ -67,15 +78,31 @@ impl Server {
         } else {
             None
         };
-        Ok(Self::new(registry, sessions))
+        let per_client = entry.sessions_per_client();
+        Ok(Self::with_quota(registry, sessions, per_client))
     }
 
-    /// A server over a registry and (optionally) a session manager.
+    /// A server over a registry and (optionally) a session manager, each client
+    /// limited to the default share of its sessions (see
+    /// [`defaults::max_sessions_per_client`](crate::manifest::defaults::max_sessions_per_client)).
     pub fn new(registry: Arc<Registry>, sessions: Option<Arc<Sessions>>) -> Arc<Self> {
+        let per_client = crate::manifest::defaults::max_sessions_per_client(
+            sessions.as_ref().map_or(1, |s| s.max()),
+        );
+        Self::with_quota(registry, sessions, per_client)
+    }
+
+    /// A server whose clients may each hold up to `per_client` sessions.
+    pub fn with_quota(
+        registry: Arc<Registry>,
+        sessions: Option<Arc<Sessions>>,
+        per_client: usize,
+    ) -> Arc<Self> {
         let instructions = instructions(&registry, sessions.as_deref());
         Arc::new(Self {
             registry,
             sessions,
+            per_client,
             instructions,
         })
     }
@@ -95,12 +122,15 @@ impl Server {
         Handler {
             server: self.clone(),
             owned: Arc::new(Mutex::new(HashSet::new())),
-            gone: CancellationToken::new(),
+            starting: AtomicUsize::new(0),
         }
     }
 
     /// Serves one client over a byte stream (stdio, or `tokio::io::duplex` in tests)
-    /// until it disconnects or `shutdown` completes.
+    /// until it disconnects or `shutdown` completes. Each line is one message of
+    /// at most [`MAX_MESSAGE_BYTES`]; a line the server will not act on (too long,
+    /// not UTF-8, not JSON, not an MCP message) is answered with a JSON-RPC error
+    /// and the server reads on.
     pub async fn serve<R, W>(
         self: &Arc<Self>,
         transport: (R, W),
@@ -110,13 +140,10 @@ impl Server {
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
     {
-        let handler = self.handler();
-        let reader = Watched {
-            inner: transport.0,
-            gone: handler.gone.clone(),
-        };
-        let running = handler
-            .serve((reader, transport.1))
+        let transport = guard::Guarded::new(transport.0, transport.1, CancellationToken::new());
+        let running = self
+            .handler()
+            .serve(transport)
             .await
             .context("the MCP handshake failed")?;
         let cancel = running.cancellation_token();
@@ -128,24 +155,21 @@ impl Server {
     }
 
     /// Serves the streamable HTTP transport at `/mcp` on `listener` until `shutdown`.
-    /// Only loopback `Host` headers are accepted (rmcp's DNS-rebinding guard).
+    /// Only a loopback listener is served ([`require_loopback`]), and only loopback
+    /// `Host` headers are accepted (rmcp's DNS-rebinding guard). A request body
+    /// over [`MAX_MESSAGE_BYTES`] gets `413` and a JSON-RPC error, unread.
     pub async fn serve_http(
         self: &Arc<Self>,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
-        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-        use rmcp::transport::streamable_http_server::{
-            StreamableHttpServerConfig, StreamableHttpService,
-        };
-        let config = StreamableHttpServerConfig::default();
-        let stop = config.cancellation_token.clone();
+        let addr = listener
+            .local_addr()
+            .context("failed to read the listener's address")?;
+        require_loopback(addr)?;
+        let stop = CancellationToken::new();
         let server = self.clone();
-        let service = StreamableHttpService::new(
-            move || Ok(server.handler()),
-            Arc::new(LocalSessionManager::default()),
-            config,
-        );
+        let service = http::service(move || server.handler(), stop.clone());
         let accept = async {
             loop {
                 let (stream, _) = match listener.accept().await {
@@ -156,7 +180,13 @@ impl Server {
                         continue;
                     }
                 };
-                let service = hyper_util::service::TowerToHyperService::new(service.clone());
+                let service = service.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let service = service.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(http::handle(&service, request).await)
+                    }
+                });
                 tokio::spawn(async move {
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -209,32 +239,25 @@ fn instructions(registry: &Registry, sessions: Option<&Sessions>) -> String {
 pub struct Handler {
     server: Arc<Server>,
     owned: Arc<Mutex<HashSet<String>>>,
-    /// Cancelled when the client's stream ends, so its calls stop at once.
-    gone: CancellationToken,
+    /// Sessions being created for this client (they count against its quota:
+    /// calls run concurrently, and each would otherwise see the same count).
+    starting: AtomicUsize,
 }
 
-/// A client's byte stream that cancels `gone` when it ends (EOF or an error).
-struct Watched<R> {
-    inner: R,
-    gone: CancellationToken,
-}
+struct Starting<'a>(&'a AtomicUsize);
 
-impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut task::Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        match &result {
-            Poll::Ready(Ok(())) if buf.filled().len() == before => self.gone.cancel(),
-            Poll::Ready(Err(_)) => self.gone.cancel(),
-            _ => {}
-        }
-        result
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// Cancelled when a client goes away (its stream ends, its HTTP connection
+/// closes, its MCP session ends), so its calls stop at the next epoch tick.
+/// The transports put one on each request's extensions (on HTTP, one for the
+/// connection on the request's `http::request::Parts`, one for the session).
+#[derive(Clone)]
+pub(crate) struct Gone(pub(crate) CancellationToken);
 
 impl Drop for Handler {
     fn drop(&mut self) {
@@ -352,7 +375,44 @@ impl Handler {
             .remove(id);
     }
 
-    async fn run_python(&self, args: &JsonObject) -> CallToolResult {
+    /// Starts a session for this client, within its quota.
+    async fn create(&self, sessions: &Sessions) -> Result<String, ToolError> {
+        let _starting = self.start(sessions)?;
+        let id = sessions.create().await?;
+        self.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone());
+        Ok(id)
+    }
+
+    /// Takes a place in this client's quota for a session about to be created.
+    /// The place is counted under the same lock as the check, so two calls at
+    /// once cannot both take the last one, and given back (when the guard drops)
+    /// once the session is in `owned`, or if its creation fails or is cancelled.
+    fn start(&self, sessions: &Sessions) -> Result<Starting<'_>, ToolError> {
+        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        // Sessions that expired or were closed no longer count.
+        owned.retain(|id| sessions.contains(id));
+        let held = owned.len() + self.starting.load(Ordering::Acquire);
+        if held >= self.server.per_client {
+            return Err(ToolError::new(
+                ErrorKind::Denied,
+                format!(
+                    "too many sessions for this client: it has {held} open and its quota is {} (`max-sessions-per-client`, so that no client takes all {} of `max-sessions`); pass the `session_id` of one it has to reuse it (`{RESET_SESSION}` clears it), or wait {} s for idle ones to expire",
+                    self.server.per_client,
+                    sessions.max(),
+                    sessions.ttl().as_secs()
+                ),
+            ));
+        }
+        self.starting.fetch_add(1, Ordering::AcqRel);
+        Ok(Starting(&self.starting))
+    }
+
+    /// `busy` is set to the session the run uses once it is known to be this
+    /// client's, so a cancel can close it.
+    async fn run_python(&self, args: &JsonObject, busy: &Mutex<Option<String>>) -> CallToolResult {
         let Some(sessions) = self.server.sessions.clone() else {
             return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
         };
@@ -379,14 +439,8 @@ impl Handler {
             ));
         }
         let id = match args.get("session_id") {
-            None | Some(Value::Null) => match sessions.create().await {
-                Ok(id) => {
-                    self.owned
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id.clone());
-                    id
-                }
+            None | Some(Value::Null) => match self.create(&sessions).await {
+                Ok(id) => id,
                 Err(e) => return tool_error(&e),
             },
             Some(Value::String(id)) => match self.check_owned(id) {
@@ -400,6 +454,7 @@ impl Handler {
                 ));
             }
         };
+        *busy.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
         match sessions.run(&id, code).await {
             Ok(outcome) => {
                 let text = format!("{}[session_id: {id}]", observe(&outcome));
@@ -411,7 +466,11 @@ impl Handler {
         }
     }
 
-    async fn reset_session(&self, args: &JsonObject) -> CallToolResult {
+    async fn reset_session(
+        &self,
+        args: &JsonObject,
+        busy: &Mutex<Option<String>>,
+    ) -> CallToolResult {
         let Some(sessions) = self.server.sessions.clone() else {
             return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
         };
@@ -424,6 +483,7 @@ impl Handler {
         if let Err(e) = self.check_owned(id) {
             return tool_error(&e);
         }
+        *busy.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
         match sessions.reset(id).await {
             Ok(()) => text_result(
                 format!("session `{id}` was reset: its variables are gone"),
@@ -434,10 +494,17 @@ impl Handler {
         }
     }
 
-    async fn call(&self, name: &str, args: JsonObject) -> Result<CallToolResult, ErrorData> {
+    async fn call(
+        &self,
+        name: &str,
+        args: JsonObject,
+        busy: &Mutex<Option<String>>,
+    ) -> Result<CallToolResult, ErrorData> {
         match name {
-            RUN_PYTHON if self.server.sessions.is_some() => Ok(self.run_python(&args).await),
-            RESET_SESSION if self.server.sessions.is_some() => Ok(self.reset_session(&args).await),
+            RUN_PYTHON if self.server.sessions.is_some() => Ok(self.run_python(&args, busy).await),
+            RESET_SESSION if self.server.sessions.is_some() => {
+                Ok(self.reset_session(&args, busy).await)
+            }
             _ if self.server.registry.tool(name).is_some() => {
                 match self.server.registry.call(name, &Value::Object(args)).await {
                     Ok(v) => {
@@ -486,22 +553,48 @@ impl ServerHandler for Handler {
         Ok(ListToolsResult::with_all_items(self.tools()))
     }
 
+    /// rmcp reads a standard request whose params do not fit its type (a
+    /// `tools/call` without a `name`) as a custom one, which would be answered
+    /// "method not found": the method is there, its params are wrong.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        if request.method != "tools/call" {
+            return Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("method not found: `{}`", request.method),
+                None,
+            ));
+        }
+        let why = match request.params_as::<CallToolRequestParams>() {
+            Ok(None) => "`params` with the tool's `name` are required".to_string(),
+            Ok(Some(_)) => "they do not match the MCP schema".to_string(),
+            Err(e) => guard::shorten(&e.to_string(), 300),
+        };
+        Err(ErrorData::invalid_params(
+            format!("invalid params for `tools/call`: {why}"),
+            None,
+        ))
+    }
+
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.unwrap_or_default();
-        let session = args
-            .get("session_id")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let busy = Mutex::new(None);
         tokio::select! {
-            result = self.call(&request.name, args) => result.map(CallToolResponse::from),
-            () = cancelled(&context, &self.gone) => {
+            result = self.call(&request.name, args, &busy) => result.map(CallToolResponse::from),
+            () = cancelled(&context) => {
                 // The client cancelled or went away mid-call: the session's
-                // instance was stopped mid-run, so it is closed, not reused.
-                if let (Some(sessions), Some(id)) = (&self.server.sessions, session) {
+                // instance was stopped mid-run, so it is closed, not reused. Only
+                // a session this client owns is ever in `busy`: a cancel never
+                // touches another client's, whatever the call's arguments name.
+                let busy = busy.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let (Some(sessions), Some(id)) = (&self.server.sessions, busy) {
                     sessions.close(&id);
                     self.forget(&id);
                 }
@@ -511,10 +604,29 @@ impl ServerHandler for Handler {
     }
 }
 
-/// Completes when the client cancels the request or goes away.
-async fn cancelled(context: &RequestContext<RoleServer>, gone: &CancellationToken) {
+/// Completes when the client cancels the request (`notifications/cancelled`,
+/// which rmcp maps to `context.ct` for the sender's own request ids only) or
+/// goes away (a [`Gone`] of the request's transport).
+async fn cancelled(context: &RequestContext<RoleServer>) {
+    let gone = |token: Option<&Gone>| {
+        let token = token.map(|g| g.0.clone());
+        async move {
+            match token {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        }
+    };
+    let session = gone(context.extensions.get::<Gone>());
+    let connection = gone(
+        context
+            .extensions
+            .get::<::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Gone>()),
+    );
     tokio::select! {
         () = context.ct.cancelled() => {}
-        () = gone.cancelled() => {}
+        () = session => {}
+        () = connection => {}
     }
 }
