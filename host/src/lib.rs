@@ -22,6 +22,7 @@ pub mod compose;
 pub mod embed;
 pub mod engine;
 pub mod error;
+mod fs;
 pub mod manifest;
 pub mod mcp;
 pub mod net;

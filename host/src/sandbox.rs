@@ -38,6 +38,8 @@ pub struct Sandbox {
     /// Secret values, longest first: redacted from everything the guest gives back.
     secrets: Vec<String>,
     dirs: Vec<(PathBuf, String, DirMode)>,
+    /// The same folders, for the guarded filesystem (`fs`): their quotas.
+    grants: Arc<crate::fs::Grants>,
     call_tools: Vec<glob::Pattern>,
     config: Vec<(String, String)>,
     /// Linear memory cap in bytes.
@@ -60,7 +62,7 @@ impl Sandbox {
         config: &std::collections::BTreeMap<String, String>,
         manifest: &Manifest,
     ) -> Result<Self> {
-        let dirs = policy
+        let dirs: Vec<(PathBuf, String, DirMode)> = policy
             .dirs
             .iter()
             .map(|d| {
@@ -73,6 +75,13 @@ impl Sandbox {
                 Ok((host, d.guest.clone(), d.mode))
             })
             .collect::<Result<_>>()?;
+        let grants =
+            crate::fs::Grants::new(dirs.iter().zip(&policy.dirs).map(|((host, ..), d)| {
+                (
+                    host.clone(),
+                    d.quota_mb.map(|mb| mb.saturating_mul(1 << 20)),
+                )
+            }));
         let call_tools = policy
             .call_tools
             .iter()
@@ -105,6 +114,7 @@ impl Sandbox {
             env,
             secrets,
             dirs,
+            grants,
             call_tools,
             config: config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             memory_bytes: usize::try_from(policy.memory_mb << 20).unwrap_or(usize::MAX),
@@ -178,6 +188,7 @@ impl Sandbox {
         let state = State {
             wasi: wasi.build(),
             table: ResourceTable::new(),
+            fs: self.grants.for_store()?,
             http: WasiHttpCtx::new(),
             hooks: HttpPolicy::new(self.allow_http.clone()),
             config: WasiConfigVariables::from_iter(self.config.iter().cloned()),
@@ -226,6 +237,7 @@ impl Sandbox {
 pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
+    fs: crate::fs::Tracker,
     http: WasiHttpCtx,
     hooks: HttpPolicy,
     pub(crate) config: WasiConfigVariables,
@@ -265,6 +277,19 @@ impl State {
             .lock()
             .map(|d| d.clone())
             .unwrap_or_default()
+    }
+}
+
+impl State {
+    /// wasmtime-wasi's filesystem with this store's grants, for `fs::Guarded`.
+    pub(crate) fn guarded_fs(&mut self) -> crate::fs::GuardedFs<'_> {
+        crate::fs::GuardedFs {
+            fs: wasmtime_wasi::filesystem::WasiFilesystemCtxView {
+                ctx: self.wasi.filesystem(),
+                table: &mut self.table,
+            },
+            tracker: &mut self.fs,
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! component that imports them gets functions that trap with a clear message
 //! when called, and loads as usual.
 
+use crate::fs::Guarded;
 use crate::sandbox::State;
 use anyhow::{Context, Result};
 use std::borrow::Cow;
@@ -14,7 +15,6 @@ use wasmtime::component::{Component, HasData, Linker, ResourceTable, ResourceTyp
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
-use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::random::WasiRandom;
 
@@ -28,8 +28,8 @@ pub(crate) fn link(l: &mut Linker<State>) -> Result<()> {
         io::streams::add_to_linker::<_, Io>(l, |t| t.ctx().table)?;
         clocks::wall_clock::add_to_linker::<_, WasiClocks>(l, State::clocks)?;
         clocks::monotonic_clock::add_to_linker::<_, WasiClocks>(l, State::clocks)?;
-        filesystem::types::add_to_linker::<_, WasiFilesystem>(l, State::filesystem)?;
-        filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, State::filesystem)?;
+        filesystem::types::add_to_linker::<_, Guarded>(l, State::guarded_fs)?;
+        filesystem::preopens::add_to_linker::<_, Guarded>(l, State::guarded_fs)?;
         random::random::add_to_linker::<_, WasiRandom>(l, |t| t.ctx().ctx.random())?;
         random::insecure::add_to_linker::<_, WasiRandom>(l, |t| t.ctx().ctx.random())?;
         random::insecure_seed::add_to_linker::<_, WasiRandom>(l, |t| t.ctx().ctx.random())?;
