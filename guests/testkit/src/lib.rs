@@ -130,10 +130,6 @@ impl probe::Guest for Testkit {
         }
         std::fs::metadata(&path).map(|m| m.len()).map_err(show)
     }
-
-    fn remove_file(path: String) -> Result<(), String> {
-        std::fs::remove_file(path).map_err(|e| e.to_string())
-    }
 }
 
 /// The file at `path` (created if needed), straight through `wasi:filesystem`.
