@@ -14,7 +14,7 @@
 //! - [`engine`], `cache`: wasmtime's configuration and epoch ticker; compiling,
 //!   and the on-disk cache of compiled components.
 //! - [`net`]: the outbound HTTP allow-list, the one network choke point.
-//! - `wasi`: WASI without sockets. [`schedule`]: how running guests share the cores.
+//! - `wasi`: WASI without sockets; `fs`: granted folders that stay closed (`quota-mb`). [`schedule`]: how running guests share the cores.
 //! - [`store`]: the data of one store, and [`store::ToolHost`], the guests' way
 //!   to other tools. `guest_api`: what a guest may ask of the host. `linker`: the
 //!   host linker every guest is instantiated with.
@@ -46,6 +46,7 @@ pub mod compose;
 pub mod embed;
 pub mod engine;
 pub mod error;
+mod fs;
 mod guest_api;
 pub mod limits;
 mod linker;

@@ -67,6 +67,9 @@ pub const MAX_OUTPUT_BYTES: RangeInclusive<u64> = 1..=(1 << 30);
 /// front; 1024 sessions reserve about 8 TiB of the 128 TiB a process has.
 pub const MAX_SESSIONS: RangeInclusive<u64> = 1..=1024;
 
+/// `quota-mb` of a granted folder: at most 1 TiB (the count is in bytes, in a u64).
+pub const QUOTA_MB: RangeInclusive<u64> = 1..=(1 << 20);
+
 /// `session-ttl-s`: at most a week.
 pub const SESSION_TTL_S: RangeInclusive<u64> = 1..=604_800;
 

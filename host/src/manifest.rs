@@ -124,7 +124,8 @@ pub struct Policy {
     /// value of the host's `$WEATHER_API_KEY`.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
-    /// Host folders the component sees. Example: `[{ host = "data", guest = "/data", mode = "ro" }]`.
+    /// Host folders the component sees. Example: `[{ host = "data", guest = "/data", mode = "ro" }]`,
+    /// or `[{ host = "out", guest = "/out", mode = "rw", quota-mb = 10 }]`.
     #[serde(default)]
     pub dirs: Vec<DirGrant>,
     /// Tools the component may call through `host.call-tool`; `*` globs allowed.
@@ -221,6 +222,15 @@ impl Policy {
             if !d.guest.starts_with('/') {
                 bail!("the guest path `{}` of a dir must be absolute", d.guest);
             }
+            if let Some(quota) = d.quota_mb {
+                crate::limits::check_range("quota-mb", quota, &crate::limits::QUOTA_MB)?;
+            }
+            if d.quota_mb.is_some() && d.mode != DirMode::Rw {
+                bail!(
+                    "the dir `{}` has a `quota-mb` but is read only: a quota needs `mode = \"rw\"`",
+                    d.guest
+                );
+            }
         }
         Ok(())
     }
@@ -237,6 +247,12 @@ pub struct DirGrant {
     /// `ro` (read only, the default) or `rw`.
     #[serde(default)]
     pub mode: DirMode,
+    /// How large the folder may grow through this grant, in MiB (only with `mode = "rw"`):
+    /// the sizes of its files, measured when a store is made, plus what the guest adds
+    /// may not pass it; what would is not written, and the write fails with WASI's
+    /// `insufficient-space`. Absent: no cap. Example: `10`.
+    #[serde(default, rename = "quota-mb")]
+    pub quota_mb: Option<u64>,
 }
 
 /// Whether a granted folder may be written.

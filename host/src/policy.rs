@@ -28,6 +28,9 @@ pub struct Sandbox {
     pub(crate) allow_http: Arc<AllowList>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) dirs: Vec<(PathBuf, String, DirMode)>,
+    /// The same folders, for the guarded filesystem (`fs`): their quotas, shared
+    /// by every store of this policy.
+    pub(crate) grants: Arc<crate::fs::Grants>,
     call_tools: Vec<glob::Pattern>,
     pub(crate) config: Vec<(String, String)>,
     /// Its limits.
@@ -44,7 +47,7 @@ impl Sandbox {
         config: &BTreeMap<String, String>,
         manifest: &Manifest,
     ) -> Result<Self> {
-        let dirs = policy
+        let dirs: Vec<(PathBuf, String, DirMode)> = policy
             .dirs
             .iter()
             .map(|d| {
@@ -57,6 +60,9 @@ impl Sandbox {
                 Ok((host, d.guest.clone(), d.mode))
             })
             .collect::<Result<_>>()?;
+        let grants = crate::fs::Grants::new(dirs.iter().zip(&policy.dirs).map(|((host, ..), d)| {
+            (host.clone(), d.quota_mb.map(|mb| mb.saturating_mul(1 << 20)))
+        }));
         let call_tools = policy
             .call_tools
             .iter()
@@ -87,6 +93,7 @@ impl Sandbox {
             allow_http: Arc::new(AllowList::parse(&policy.allow_http)?),
             env,
             dirs,
+            grants,
             call_tools,
             config: config.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             limits: Limits::new(policy)?,

@@ -80,6 +80,7 @@ pub enum Reply {
 pub struct State {
     wasi: WasiCtx,
     table: ResourceTable,
+    fs: crate::fs::Tracker,
     http: WasiHttpCtx,
     hooks: HttpPolicy,
     pub(crate) config: WasiConfigVariables,
@@ -132,6 +133,7 @@ pub(crate) fn new(
     let state = State {
         wasi: wasi.build(),
         table: ResourceTable::new(),
+        fs: sandbox.grants.for_store()?,
         http: WasiHttpCtx::new(),
         hooks: HttpPolicy::new(sandbox.allow_http.clone()),
         config: WasiConfigVariables::from_iter(sandbox.config.iter().cloned()),
@@ -202,6 +204,18 @@ impl State {
             .lock()
             .map(|d| d.clone())
             .unwrap_or_default()
+    }
+}
+
+impl crate::fs::FsView for State {
+    fn guarded_fs(&mut self) -> crate::fs::GuardedFs<'_> {
+        crate::fs::GuardedFs {
+            fs: wasmtime_wasi::filesystem::WasiFilesystemCtxView {
+                ctx: self.wasi.filesystem(),
+                table: &mut self.table,
+            },
+            tracker: &mut self.fs,
+        }
     }
 }
 

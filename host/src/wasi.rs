@@ -1,4 +1,5 @@
-//! The WASI a guest gets: all of WASI 0.2 except `wasi:sockets`.
+//! The WASI a guest gets: all of WASI 0.2 except `wasi:sockets`, with the
+//! filesystem guarded (`fs.rs`).
 //!
 //! `wasi:sockets` (TCP, UDP and `ip-name-lookup`) is never linked, whatever a
 //! policy says: network access is `wasi:http` through the allow-list only. Many
@@ -6,6 +7,7 @@
 //! component that imports them gets functions that trap with a clear message
 //! when called, and loads as usual.
 
+use crate::fs::{FsView, Guarded};
 use anyhow::{Context, Result};
 use std::borrow::Cow;
 use wasmtime::component::types::ComponentItem;
@@ -13,22 +15,22 @@ use wasmtime::component::{Component, HasData, Linker, ResourceTable, ResourceTyp
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
-use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::random::WasiRandom;
 
 /// Links every WASI 0.2 interface but `wasi:sockets/*`
 /// (what `wasmtime_wasi::p2::add_to_linker_async` does, minus sockets).
-pub(crate) fn link<T: WasiView + 'static>(l: &mut Linker<T>) -> Result<()> {
-    fn go<T: WasiView + 'static>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+pub(crate) fn link<T: WasiView + FsView + 'static>(l: &mut Linker<T>) -> Result<()> {
+    fn go<T: WasiView + FsView + 'static>(l: &mut Linker<T>) -> wasmtime::Result<()> {
         use wasmtime_wasi_io::bindings::wasi::io;
         io::error::add_to_linker::<T, Io>(l, |t| t.ctx().table)?;
         io::poll::add_to_linker::<T, Io>(l, |t| t.ctx().table)?;
         io::streams::add_to_linker::<T, Io>(l, |t| t.ctx().table)?;
         clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
         clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
-        filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
-        filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+        // The guarded filesystem (`fs.rs`): no link out of a grant, `quota-mb`.
+        filesystem::types::add_to_linker::<T, Guarded>(l, T::guarded_fs)?;
+        filesystem::preopens::add_to_linker::<T, Guarded>(l, T::guarded_fs)?;
         random::random::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
         random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
         random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;

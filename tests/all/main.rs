@@ -12,6 +12,7 @@ mod audit;
 mod bypass;
 mod cli;
 mod compose;
+mod dirs;
 mod limits;
 mod malformed;
 mod mcp;

@@ -65,7 +65,9 @@ impl probe::Guest for Testkit {
     }
 
     fn connect(addr: String) -> Result<String, String> {
-        std::net::TcpStream::connect(addr.as_str()).map(|_| "connected".to_string()).map_err(|e| e.to_string())
+        std::net::TcpStream::connect(addr.as_str())
+            .map(|_| "connected".to_string())
+            .map_err(|e| e.to_string())
     }
 
     fn fetch(url: String) -> Result<String, String> {
@@ -81,6 +83,115 @@ impl probe::Guest for Testkit {
         let tried = format!("from-list: {from_list:?}, set: {set:?}, append: {append:?}");
         fetch(&url, fields).map(|r| format!("{tried}\n{r}"))
     }
+
+    #[allow(
+        deprecated,
+        reason = "`soft_link` is the only stable symlink call on WASI"
+    )]
+    fn symlink(target: String, link: String) -> Result<(), String> {
+        std::fs::soft_link(target, link).map_err(|e| e.to_string())
+    }
+
+    fn hard_link(existing: String, link: String) -> Result<(), String> {
+        std::fs::hard_link(existing, link).map_err(|e| e.to_string())
+    }
+
+    fn rename(existing: String, new_name: String) -> Result<(), String> {
+        std::fs::rename(existing, new_name).map_err(|e| e.to_string())
+    }
+
+    fn write_file(path: String, bytes: u64, how: probe::WriteHow) -> Result<u64, String> {
+        use probe::WriteHow;
+        let data = vec![b'x'; bytes as usize];
+        let show = |e: std::io::Error| e.to_string();
+        match how {
+            WriteHow::Create => std::fs::write(&path, &data).map_err(show)?,
+            WriteHow::Append => std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(&data))
+                .map_err(show)?,
+            WriteHow::AtEnd => write_at_end(&path, &data)?,
+            WriteHow::StreamAtEnd => stream_at_end(&path, &data)?,
+            WriteHow::Grow => std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .and_then(|f| f.set_len(f.metadata()?.len() + bytes))
+                .map_err(show)?,
+            WriteHow::Removed => {
+                let mut f = std::fs::File::create(&path).map_err(show)?;
+                std::fs::remove_file(&path).map_err(show)?;
+                f.write_all(&data).map_err(show)?;
+                return Ok(f.metadata().map_err(show)?.len());
+            }
+        }
+        std::fs::metadata(&path).map(|m| m.len()).map_err(show)
+    }
+}
+
+/// The file at `path` (created if needed), straight through `wasi:filesystem`.
+fn open(path: &str) -> Result<wasip2::filesystem::types::Descriptor, String> {
+    use wasip2::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+    let (dir, rel) = wasip2::filesystem::preopens::get_directories()
+        .into_iter()
+        .filter_map(|(d, root)| {
+            Some((
+                d,
+                path.strip_prefix(&root)?
+                    .trim_start_matches('/')
+                    .to_string(),
+            ))
+        })
+        .next()
+        .ok_or("no preopen holds the path")?;
+    let flags = DescriptorFlags::READ | DescriptorFlags::WRITE;
+    dir.open_at(PathFlags::empty(), &rel, OpenFlags::CREATE, flags)
+        .map_err(|e| e.name().to_string())
+}
+
+/// `descriptor.write` at the end of the file (the standard library writes through
+/// streams); errors are WASI's names.
+fn write_at_end(path: &str, data: &[u8]) -> Result<(), String> {
+    let file = open(path)?;
+    let mut at = file.stat().map_err(|e| e.name().to_string())?.size;
+    let mut left = data;
+    while !left.is_empty() {
+        let n = file.write(left, at).map_err(|e| e.name().to_string())?;
+        if n == 0 {
+            return Err("the write wrote nothing".into());
+        }
+        left = &left[n as usize..];
+        at += n;
+    }
+    Ok(())
+}
+
+/// `write-via-stream` at the end of the file; a failed write is reported with the
+/// code `filesystem-error-code` gives (wasi-libc, under the standard library,
+/// turns every failed stream write into `EIO`).
+fn stream_at_end(path: &str, data: &[u8]) -> Result<(), String> {
+    use wasip2::io::streams::StreamError;
+    let file = open(path)?;
+    let at = file.stat().map_err(|e| e.name().to_string())?.size;
+    let stream = file
+        .write_via_stream(at)
+        .map_err(|e| e.name().to_string())?;
+    for chunk in data.chunks(4096) {
+        match stream.blocking_write_and_flush(chunk) {
+            Ok(()) => {}
+            Err(StreamError::Closed) => return Err("closed".into()),
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(match wasip2::filesystem::types::filesystem_error_code(&e) {
+                    Some(code) => code.name().to_string(),
+                    None => e.to_debug_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 impl types::Guest for Testkit {
@@ -108,9 +219,15 @@ fn fetch(url: &str, headers: Fields) -> Result<String, String> {
         "https" => Scheme::Https,
         other => Scheme::Other(other.to_string()),
     };
-    request.set_scheme(Some(&scheme)).map_err(|()| "bad scheme")?;
-    request.set_authority(Some(authority)).map_err(|()| "bad authority")?;
-    request.set_path_with_query(Some(path)).map_err(|()| "bad path")?;
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|()| "bad scheme")?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| "bad authority")?;
+    request
+        .set_path_with_query(Some(path))
+        .map_err(|()| "bad path")?;
     let response = wasip2::http::outgoing_handler::handle(request, None).map_err(show)?;
     response.subscribe().block();
     let response = response
