@@ -131,7 +131,7 @@ pub fn build() -> Result<(), String> {
     }
 
     step("building the host (witbox)");
-    run(Command::new("cargo")
+    run(toolchain::cargo()
         .current_dir(&root)
         .args(["build", "-p", "witbox"]))?;
     Ok(())

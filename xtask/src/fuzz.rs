@@ -3,7 +3,7 @@
 use crate::build::{GUESTS, Kind};
 use crate::pins::CARGO_FUZZ;
 use crate::{artifacts, output, root, run, step};
-use std::process::Command;
+use crate::toolchain;
 
 /// The fuzz targets in `fuzz/fuzz_targets/`.
 const FUZZ_TARGETS: [&str; 3] = ["json_value", "manifest", "load"];
@@ -47,10 +47,10 @@ pub fn smoke() -> Result<(), String> {
 /// `fuzz/artifacts/TARGET/`.
 fn fuzz_run(targets: &[&str], seconds: u64, corpus: Corpus) -> Result<(), String> {
     let root = root();
-    let have = output(Command::new("cargo").args(["fuzz", "--version"])).unwrap_or_default();
+    let have = output(toolchain::cargo().args(["fuzz", "--version"])).unwrap_or_default();
     if !have.contains(CARGO_FUZZ) {
         step(&format!("installing cargo-fuzz {CARGO_FUZZ}"));
-        run(Command::new("cargo").args([
+        run(toolchain::cargo().args([
             "install",
             "cargo-fuzz",
             "--locked",
@@ -60,7 +60,7 @@ fn fuzz_run(targets: &[&str], seconds: u64, corpus: Corpus) -> Result<(), String
     }
     let fuzz = root.join("fuzz");
     step("building the fuzz targets");
-    run(Command::new("cargo")
+    run(toolchain::cargo()
         .current_dir(&fuzz)
         .args(["fuzz", "build", "-s", "none", "-O"]))?;
     for target in targets {
@@ -82,7 +82,7 @@ fn fuzz_run(targets: &[&str], seconds: u64, corpus: Corpus) -> Result<(), String
         }
         step(&format!("fuzzing `{target}` for {seconds} s"));
         let regressions = fuzz.join("regressions").join(target);
-        let mut cmd = Command::new("cargo");
+        let mut cmd = toolchain::cargo();
         cmd.current_dir(&fuzz)
             .args(["fuzz", "run", "-s", "none", "-O", target])
             .arg(&dir)

@@ -106,7 +106,7 @@ fn step(what: &str) {
 fn test(extra: &[String]) -> Result<(), String> {
     build::python_test_deps(&root())?;
     step("running the tests");
-    run(Command::new("cargo")
+    run(toolchain::cargo()
         .current_dir(root())
         .args(["test", "-p", "witbox"])
         .args(extra))?;
@@ -118,11 +118,11 @@ fn test(extra: &[String]) -> Result<(), String> {
 
 fn load(extra: &[String]) -> Result<(), String> {
     step("building the release host for `witbox mcp --http`");
-    run(Command::new("cargo")
+    run(toolchain::cargo()
         .current_dir(root())
         .args(["build", "--release", "-p", "witbox"]))?;
     step("running the load test (release build)");
-    run(Command::new("cargo")
+    run(toolchain::cargo()
         .current_dir(root())
         .args(["bench", "-p", "witbox", "--bench", "load", "--"])
         .args(extra))
@@ -130,7 +130,7 @@ fn load(extra: &[String]) -> Result<(), String> {
 
 fn bench(extra: &[String]) -> Result<(), String> {
     step("running the bench (release build)");
-    run(Command::new("cargo")
+    run(toolchain::cargo()
         .current_dir(root())
         .args(["bench", "-p", "witbox", "--bench", "witbox"])
         .args(extra))

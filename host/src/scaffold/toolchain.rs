@@ -52,12 +52,37 @@ pub fn ensure_target(log: &mut dyn FnMut(&str)) -> Result<(), String> {
     run(Command::new("rustup").args(["target", "add", TARGET]), log)
 }
 
+/// `cargo`, without the variables `cargo run` sets for the program it runs (the
+/// xtask): ring's build script reads `CARGO_MANIFEST_DIR`, so with the xtask's it
+/// would be rebuilt (and everything above it) whenever cargo is next run directly.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    for (key, _) in std::env::vars_os() {
+        let set_by_cargo_run = key.to_str().is_some_and(|k| {
+            k.starts_with("CARGO_PKG_")
+                || matches!(
+                    k,
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_MANIFEST_LINKS"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_BIN_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                )
+        });
+        if set_by_cargo_run {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd
+}
+
 /// `cargo build --release --target wasm32-wasip2` of the package or workspace
 /// whose `Cargo.toml` is `manifest`; returns the folder the `.wasm` files land in
 /// (under `$CARGO_TARGET_DIR` when it is set, as cargo does).
 pub fn cargo_build(manifest: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf, String> {
     run(
-        Command::new("cargo")
+        cargo()
             .args(["build", "--release", "--target", TARGET, "--manifest-path"])
             .arg(manifest),
         log,
