@@ -21,6 +21,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap};
 
+/// The native stack a Python run may use. CPython 3.14 ends deep C recursion
+/// (`repr`, `==`, `json`, `pickle`, the compiler) with a `RecursionError` when the
+/// stack it sees, the 1 MiB shadow stack in linear memory, is nearly full. The
+/// same calls compiled by Cranelift take up to 30 times more native stack (a
+/// nested `json.loads` needs 28-32 MiB before Python's check fires), so with
+/// wasmtime's default of 512 KiB the wasm stack ran out first and trapped the
+/// instance. This is twice the worst case measured; a wasm stack is reserved, not
+/// committed, so only a run that recurses this deep touches it.
+const PYTHON_WASM_STACK: usize = 64 << 20;
+
 /// The code-runner component, compiled and linked, with the policy its sessions get.
 ///
 /// It keeps a few fresh instances ready (`warm-sessions`), so a new session does not
@@ -49,6 +59,7 @@ impl Runner {
         let engine = Engine::new(EngineOptions {
             full_reset: true,
             max_instances: 2 * (entry.max_sessions + entry.warm_sessions) as u32 + 4,
+            max_wasm_stack: PYTHON_WASM_STACK,
             ..registry.engine().options().clone()
         })?;
         let path = manifest.resolve(&entry.path);
@@ -442,9 +453,15 @@ impl Session {
                 ),
             ),
             trap => {
-                let what = trap
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|| e.root_cause().to_string());
+                let what = match trap {
+                    // CPython checks the depth of most recursion, not all of it.
+                    Some(Trap::StackOverflow) => "its call stack overflowed in C code that \
+                        Python does not guard (such as `hash()` of deeply nested tuples, a long \
+                        chain of nested iterators, or freeing data nested over 100000 levels deep)"
+                        .to_string(),
+                    Some(t) => t.to_string(),
+                    None => e.root_cause().to_string(),
+                };
                 let mut message = format!("the interpreter crashed: {what}");
                 let stderr = tail(&self.store.data().stderr, 2000);
                 if !stderr.is_empty() {
