@@ -17,6 +17,7 @@ mod malformed;
 mod mcp;
 mod python;
 mod quadratic;
+mod robust;
 mod sandbox;
 mod scaffold;
 mod schedule;
