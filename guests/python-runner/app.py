@@ -8,6 +8,7 @@ like a notebook, and `reset` forgets them.
 
 import ast
 import builtins
+import collections
 import importlib
 import inspect
 import io
@@ -148,13 +149,27 @@ class _Capture(io.TextIOBase):
     def write(self, s):
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        chars = len(s)
+        if type(s) is not str:  # a subclass's methods are the user's code
+            s = str.__str__(s)
         b = self._budget
         if b.hit:
             raise _OutputLimit()
-        n = len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
+        unsendable = None
+        if s.isascii():
+            n = len(s)
+        else:
+            try:
+                n = len(s.encode("utf-8"))
+            except UnicodeEncodeError as e:
+                # The host takes UTF-8, which has no lone surrogates. The text still
+                # shows, escaped, and the code gets what a strict UTF-8 stream raises.
+                unsendable = e
+                s = _sendable(s)
+                n = len(s.encode("utf-8"))
         if b.used + n > b.limit:
             room = b.limit - b.used
-            head = s.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
+            head = s.encode("utf-8")[:room].decode("utf-8", "ignore")
             self._parts.append(head)
             self._parts.append(_MARKER.format(b.limit))
             b.used = b.limit
@@ -162,7 +177,9 @@ class _Capture(io.TextIOBase):
             raise _OutputLimit()
         b.used += n
         self._parts.append(s)
-        return len(s)
+        if unsendable is not None:
+            raise unsendable
+        return chars
 
     def text(self):
         return "".join(self._parts)
@@ -188,9 +205,13 @@ def final_answer(answer):
     """Ends the run with `answer` as its final answer (JSON if it can be, else its repr)."""
     if _run.final is None:
         try:
-            _run.final = json.dumps(answer, ensure_ascii=False)
+            text = json.dumps(answer, ensure_ascii=False)
         except (TypeError, ValueError):
-            _run.final = json.dumps(repr(answer), ensure_ascii=False)
+            text = json.dumps(repr(answer), ensure_ascii=False)
+        # The host reads the answer as UTF-8 JSON, which cannot hold a lone
+        # surrogate: the call raises UnicodeEncodeError, so the code can react.
+        text.encode("utf-8")
+        _run.final = text
     raise _FinalAnswer()
 
 
@@ -312,34 +333,171 @@ def _fresh_globals():
 _fresh_globals()
 
 
+# Of a deeper traceback (a recursion under a raised recursion limit) only the
+# first and last this many frames are shown: extracting a million frames would
+# take longer than the run may, and memory the run may not have left.
+_KEEP_FRAMES = 500
+
+
 def _user_frames(tb):
-    """The traceback without the runner's own frames."""
-    frames = traceback.extract_tb(tb)
-    return [f for f in frames if f.filename != _RUNNER_FILE]
+    """The traceback without the runner's own frames, as (the first frames, how
+    many were left out, the last frames)."""
+    head, tail, left_out = [], collections.deque(maxlen=_KEEP_FRAMES), 0
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename != _RUNNER_FILE:
+            if len(head) < _KEEP_FRAMES:
+                head.append(tb)
+            else:
+                left_out += len(tail) == _KEEP_FRAMES
+                tail.append(tb)
+        tb = tb.tb_next
+    return _extract(head), left_out, _extract(tail)
+
+
+def _extract(entries):
+    chain = None
+    for tb in reversed(entries):
+        chain = types.TracebackType(chain, tb.tb_frame, tb.tb_lasti, tb.tb_lineno)
+    return traceback.extract_tb(chain)
+
+
+def _cell_line(frames):
+    """The line of the innermost frame in a cell, if any."""
+    head, _, tail = frames
+    cells = [f for f in [*head, *tail] if f.filename.startswith("<cell")]
+    return _u32(cells[-1].lineno) if cells else None
+
+
+def _sendable(text):
+    """`text` as the host can take it: WIT strings are UTF-8, which has no lone
+    surrogates (`'\\udcff'` from `surrogateescape`, or `chr(0xD800)`), and handing
+    one over traps the whole instance. They are written as escapes instead."""
+    if type(text) is not str:
+        text = str.__str__(text)
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _u32(n):
+    """A line or column the host can take (`option<u32>`), or None."""
+    return n if type(n) is int and 0 <= n < 1 << 32 else None
+
+
+def _type_name(exc):
+    # Past any metaclass that overrides `__name__`: the name must be a plain str.
+    return _sendable(type.__dict__["__name__"].__get__(type(exc)))
 
 
 def _error(exc):
-    if isinstance(exc, SyntaxError) and (exc.filename or "").startswith("<cell"):
-        lines = traceback.format_exception_only(type(exc), exc)
-        return RunError(
-            type=type(exc).__name__,
-            message=exc.msg or str(exc),
-            traceback="".join(lines),
-            line=exc.lineno,
-            column=exc.offset,
-        )
-    frames = _user_frames(exc.__traceback__)
-    cells = [f for f in frames if f.filename.startswith("<cell")]
-    text = "Traceback (most recent call last):\n" if frames else ""
-    text += "".join(traceback.format_list(frames))
-    text += "".join(traceback.format_exception_only(type(exc), exc))
+    """The run's error for `exc`. Never raises: user code decides what `str(exc)`
+    does, and an exception that escaped `run` would trap the instance. When
+    describing `exc` raises (its `__str__` raises, recurses forever or returns a
+    non-str), the error is what describing it raised, after `exc` in the traceback,
+    as Python shows an exception raised while handling another."""
+    first = exc
+    for _ in range(3):
+        try:
+            return _describe(exc, None if exc is first else first)
+        except BaseException as e:  # noqa: BLE001 - each step tells the next
+            exc = e
     return RunError(
-        type=type(exc).__name__,
-        message=str(exc),
-        traceback=text,
-        line=cells[-1].lineno if cells else None,
+        type=_type_name(exc),
+        message="<the error could not be described>",
+        traceback="",
+        line=None,
         column=None,
     )
+
+
+def _describe(exc, during):
+    """`exc` as a RunError; `during` is the exception whose description raised it."""
+    filename = getattr(exc, "filename", None) if isinstance(exc, SyntaxError) else None
+    if type(filename) is str and filename.startswith("<cell"):
+        lines = traceback.format_exception_only(type(exc), exc)
+        msg = exc.msg
+        return RunError(
+            type=_type_name(exc),
+            message=_sendable(msg if type(msg) is str and msg else str(exc)),
+            traceback=_sendable("".join(lines)),
+            line=_u32(exc.lineno),
+            column=_u32(exc.offset),
+        )
+    message = str(exc)
+    frames = _user_frames(exc.__traceback__)
+    line = _cell_line(frames)
+    text = ""
+    if during is not None:
+        before = _user_frames(during.__traceback__)
+        text = _traceback_text(during, before)
+        text += "\nDuring handling of the above exception, another exception occurred:\n\n"
+        if line is None:  # raised by str() itself (a non-str result): point at the raise
+            line = _cell_line(before)
+    text += _traceback_text(exc, frames)
+    return RunError(
+        type=_type_name(exc),
+        message=_sendable(message),
+        traceback=_sendable(text),
+        line=line,
+        column=None,
+    )
+
+
+def _traceback_text(exc, frames):
+    head, left_out, tail = frames
+    text = "Traceback (most recent call last):\n" if head else ""
+    text += _format_frames(head)
+    if left_out:
+        text += f"  [... {left_out} more frames ...]\n"
+    text += _format_frames(tail)
+    # format_exception_only survives a failing `__str__` (`<exception str() failed>`).
+    return text + "".join(_collapse(traceback.format_exception_only(type(exc), exc)))
+
+
+def _format_frames(frames):
+    """`traceback.format_list`, but each distinct frame is formatted once and a
+    run of one frame is shown three times, as Python shows it: formatting a frame
+    parses its line (for the `^^^` marks), a millisecond each here."""
+    out, seen, last, count = [], {}, None, 0
+    for f in frames:
+        key = (f.filename, f.lineno, f.end_lineno, f.colno, f.end_colno, f.name)
+        if key != last:
+            if count > 3:
+                out.append(_repeated(count - 3))
+            last, count = key, 0
+        count += 1
+        if count <= 3:
+            if key not in seen:
+                seen[key] = "".join(traceback.format_list([f]))
+            out.append(seen[key])
+    if count > 3:
+        out.append(_repeated(count - 3))
+    return "".join(out)
+
+
+def _repeated(n):
+    return f"  [Previous line repeated {n} more time{'s' if n > 1 else ''}]\n"
+
+
+def _collapse(lines):
+    """Runs of one repeated line shown once with a count, as tracebacks show frames:
+    json adds a note for each level of nesting it unwinds, thousands of them."""
+    out, last, repeats = [], None, 0
+    for line in lines:
+        if line == last:
+            repeats += 1
+            continue
+        if repeats:
+            out.append(f"[Previous line repeated {repeats} more times]\n")
+        out.append(line)
+        last, repeats = line, 0
+    if repeats:
+        out.append(f"[Previous line repeated {repeats} more times]\n")
+    return out
 
 
 def _compile(code, filename):
@@ -362,8 +520,10 @@ def _execute(code, filename):
     if not code or code.isspace():
         return None, None
     try:
+        # Deeply nested source fails here too: MemoryError from the parser, or
+        # RecursionError from the compiler.
         body, last = _compile(code, filename)
-    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as e:
+    except BaseException as e:  # noqa: BLE001 - every user error is a result
         return None, _error(e)
     try:
         if body is not None:
@@ -371,14 +531,31 @@ def _execute(code, filename):
         if last is not None:
             value = eval(last, _globals)
             if value is not None:
-                return repr(value), None
+                return _value(repr(value))
         return None, None
     except _Stop:  # final_answer, or the output limit (which `run` reports)
         return None, None
     except BaseException as e:  # noqa: BLE001 - every user error is a result
         if _run.final is not None:
             return None, None
-        return None, _error(e)
+        error = _error(e)
+        # Describing it ran user code, which may have given the answer.
+        return None, None if _run.final is not None else error
+
+
+def _value(text):
+    """The repr of a trailing expression, and the error if it cannot go as it is."""
+    if type(text) is not str:
+        text = str.__str__(text)
+    sendable = _sendable(text)
+    if sendable is text:
+        return text, None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        e.add_note("(raised by the repr of the cell's last expression; `value` shows it escaped)")
+        return sendable, _error(e)
+    return sendable, None
 
 
 class Runner(exports.Runner):

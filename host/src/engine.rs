@@ -27,6 +27,8 @@ pub struct EngineOptions {
     /// How many component instances may be alive at once (0: 1000). The pool's
     /// stacks, memories and tables are reserved up front for this many.
     pub max_instances: u32,
+    /// The most native stack one call's wasm code may use (0: wasmtime's 512 KiB).
+    pub max_wasm_stack: usize,
     /// Where every tool call and code run is recorded, if anywhere.
     pub audit: Option<std::sync::Arc<crate::audit::AuditLog>>,
 }
@@ -47,6 +49,12 @@ impl Engine {
         config.consume_fuel(options.fuel);
         config.wasm_component_model(true);
         config.parallel_compilation(true);
+        if options.max_wasm_stack > 0 {
+            config.max_wasm_stack(options.max_wasm_stack);
+            // Host functions the guest calls run on the same fiber stack, above its
+            // wasm frames: keep at least wasmtime's default room (1.5 MiB) for them.
+            config.async_stack_size(options.max_wasm_stack + (2 << 20));
+        }
         let mut pool = PoolingAllocationConfig::new();
         // A componentize-py component holds a dozen core instances and two tables;
         // a tool, one or two of each.

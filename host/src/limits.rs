@@ -73,6 +73,16 @@ pub const QUOTA_MB: RangeInclusive<u64> = 1..=(1 << 20);
 /// `session-ttl-s`: at most a week.
 pub const SESSION_TTL_S: RangeInclusive<u64> = 1..=604_800;
 
+/// The native stack a Python run may use. CPython 3.14 ends deep C recursion
+/// (`repr`, `==`, `json`, `pickle`, the compiler) with a `RecursionError` when the
+/// stack it sees, the 1 MiB shadow stack in linear memory, is nearly full. The
+/// same calls compiled by Cranelift take up to 30 times more native stack (a
+/// nested `json.loads` needs 28-32 MiB before Python's check fires), so with
+/// wasmtime's default of 512 KiB the wasm stack ran out first and trapped the
+/// instance. This is twice the worst case measured; a wasm stack is reserved, not
+/// committed, so only a run that recurses this deep touches it.
+pub const PYTHON_WASM_STACK: usize = 64 << 20;
+
 /// Checks that a manifest number is in its range; the error names the key.
 pub fn check_range(key: &str, value: u64, range: &RangeInclusive<u64>) -> Result<()> {
     if !range.contains(&value) {
@@ -282,6 +292,8 @@ pub enum Hit {
     Fuel,
     /// A memory grow past `memory-mb` was refused, and the guest died of it.
     Memory,
+    /// The guest's native stack ran out (deep recursion its code does not guard).
+    StackOverflow,
     /// Anything else: the trap (or the host error) in words.
     Crash(String),
 }
@@ -294,6 +306,7 @@ pub fn classify(error: &wasmtime::Error, memory_hit: bool) -> Hit {
         Some(Trap::Interrupt) => Hit::Timeout,
         Some(Trap::OutOfFuel) => Hit::Fuel,
         _ if memory_hit => Hit::Memory,
+        Some(Trap::StackOverflow) => Hit::StackOverflow,
         // The trap itself (not the whole wasm backtrace), or the host's own error.
         Some(trap) => Hit::Crash(trap.to_string()),
         None => Hit::Crash(error.root_cause().to_string()),

@@ -60,9 +60,13 @@ impl Sandbox {
                 Ok((host, d.guest.clone(), d.mode))
             })
             .collect::<Result<_>>()?;
-        let grants = crate::fs::Grants::new(dirs.iter().zip(&policy.dirs).map(|((host, ..), d)| {
-            (host.clone(), d.quota_mb.map(|mb| mb.saturating_mul(1 << 20)))
-        }));
+        let grants =
+            crate::fs::Grants::new(dirs.iter().zip(&policy.dirs).map(|((host, ..), d)| {
+                (
+                    host.clone(),
+                    d.quota_mb.map(|mb| mb.saturating_mul(1 << 20)),
+                )
+            }));
         let call_tools = policy
             .call_tools
             .iter()

@@ -19,6 +19,7 @@ mod mcp;
 mod net;
 mod python;
 mod quadratic;
+mod robust;
 mod sandbox;
 mod scaffold;
 mod schedule;

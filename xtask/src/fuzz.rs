@@ -2,8 +2,8 @@
 
 use crate::build::{GUESTS, Kind};
 use crate::pins::CARGO_FUZZ;
-use crate::{artifacts, output, root, run, step};
 use crate::toolchain;
+use crate::{artifacts, output, root, run, step};
 
 /// The fuzz targets in `fuzz/fuzz_targets/`.
 const FUZZ_TARGETS: [&str; 3] = ["json_value", "manifest", "load"];

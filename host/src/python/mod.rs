@@ -95,6 +95,7 @@ impl Runner {
         let engine = Engine::new(EngineOptions {
             full_reset: true,
             max_instances: 2 * (entry.max_sessions + entry.warm_sessions) as u32 + 4,
+            max_wasm_stack: crate::limits::PYTHON_WASM_STACK,
             ..registry.engine().options().clone()
         })?;
         let path = manifest.resolve(&entry.path);

@@ -210,11 +210,16 @@ impl Session {
                     limits.memory_mb()
                 ),
             ),
-            Hit::Crash(what) => {
-                let mut message = format!(
-                    "the interpreter crashed: {}",
-                    sandbox.redactor.redact(&what)
-                );
+            Hit::StackOverflow | Hit::Crash(_) => {
+                let what = match hit {
+                    Hit::Crash(what) => sandbox.redactor.redact(&what).into_owned(),
+                    // CPython checks the depth of most recursion, not all of it.
+                    _ => "its call stack overflowed in C code that Python does not guard \
+                        (such as `hash()` of deeply nested tuples, a long chain of nested \
+                        iterators, or freeing data nested over 100000 levels deep)"
+                        .to_string(),
+                };
+                let mut message = format!("the interpreter crashed: {what}");
                 let stderr = self.store.data().stderr_tail();
                 if !stderr.is_empty() {
                     message.push_str(&format!("\nguest stderr:\n{stderr}"));

@@ -194,7 +194,11 @@ fn hit_error(name: &str, sandbox: &Sandbox, state: &State, hit: Hit) -> ToolErro
                 limits.memory_mb()
             ),
         ),
-        Hit::Crash(what) => {
+        Hit::StackOverflow | Hit::Crash(_) => {
+            let what = match hit {
+                Hit::Crash(what) => what,
+                _ => wasmtime::Trap::StackOverflow.to_string(),
+            };
             let mut message = format!("`{name}` crashed: {what}");
             let stderr = state.stderr_tail();
             if !stderr.is_empty() {
