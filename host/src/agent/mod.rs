@@ -11,13 +11,21 @@
 //!
 //! Every [`Agent::run`] has its own Python session: two runs share nothing.
 
+mod event;
 pub mod model;
 pub mod offline;
 pub mod openai;
+mod prompt;
+mod reply;
 
+pub use event::{Answer, Event};
 pub use model::{Message, Model, Request, Role, ToolCall, ToolSpec};
 pub use offline::Offline;
 pub use openai::OpenAi;
+pub use prompt::{FINAL_ANSWER, final_answer_spec};
+pub use reply::split_code;
+
+use reply::final_answer_of;
 
 use crate::engine::EngineOptions;
 use crate::manifest::Manifest;
@@ -83,64 +91,6 @@ impl Default for Limits {
         }
     }
 }
-
-/// What happens during a run, as it happens (`--json` prints one per line).
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    Start {
-        task: String,
-        mode: Mode,
-        model: String,
-        tools: Vec<String>,
-    },
-    /// The model's text that is not code or a call.
-    Thought { step: u32, text: String },
-    /// The Python the model wrote (`code` mode).
-    Code { step: u32, code: String },
-    /// A tool call the model made (`tools` mode); `arguments` as the model wrote them.
-    ToolCall {
-        step: u32,
-        id: String,
-        name: String,
-        arguments: String,
-    },
-    /// What the model is told about its code or call.
-    Observation {
-        step: u32,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        tool_call_id: Option<String>,
-        text: String,
-        error: bool,
-        duration_ms: f64,
-    },
-    Answer {
-        answer: String,
-        steps: u32,
-        duration_ms: f64,
-    },
-    Failed {
-        error: String,
-        steps: u32,
-        duration_ms: f64,
-    },
-}
-
-/// The end of a task.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// The answer as text: a string as it is, anything else as JSON.
-    pub text: String,
-    /// The answer as JSON (`final_answer`'s value, or the model's text).
-    pub value: Value,
-    /// Model replies it took.
-    pub steps: u32,
-    pub duration: Duration,
-}
-
-/// The system prompts; `{tools}` is replaced by the tools.
-const TOOLS_PROMPT: &str = include_str!("../../prompts/tools.md");
-const CODE_PROMPT: &str = include_str!("../../prompts/code.md");
 
 /// A model, the tools it may use, and (in `code` mode) the Python runner.
 pub struct Agent {
@@ -219,25 +169,7 @@ impl Agent {
 
     /// The system prompt of this agent's mode, with its tools.
     pub fn system_prompt(&self) -> String {
-        match self.mode {
-            Mode::Tools => {
-                let names: Vec<String> = self
-                    .tools
-                    .iter()
-                    .map(|t| format!("- `{}`", t.name))
-                    .collect();
-                TOOLS_PROMPT.replace("{tools}", &names.join("\n"))
-            }
-            Mode::Code => {
-                let defs: Vec<String> = self.tools.iter().map(python_signature).collect();
-                let tools = if defs.is_empty() {
-                    "(no tools: plain Python only)".to_string()
-                } else {
-                    defs.join("\n\n")
-                };
-                CODE_PROMPT.replace("{tools}", &tools)
-            }
-        }
+        prompt::system(self.mode, &self.tools)
     }
 
     /// Runs one task to its answer, telling `on_event` each step as it happens.
@@ -523,140 +455,5 @@ impl Agent {
                 format!("{}; the call was cancelled", budget(deadline)),
             ),
         }
-    }
-}
-
-/// The tool `tools` mode adds to end a task.
-pub const FINAL_ANSWER: &str = "final_answer";
-
-/// The `final_answer` tool's spec, which `tools` mode adds to the registry's.
-pub fn final_answer_spec() -> ToolSpec {
-    ToolSpec {
-        name: FINAL_ANSWER.into(),
-        description:
-            "Give the final answer to the task. Call it once you know the answer; the task ends."
-                .into(),
-        parameters: json!({
-            "type": "object",
-            "properties": {"answer": {"type": "string", "description": "The answer to the task, in words."}},
-            "required": ["answer"],
-            "additionalProperties": false
-        }),
-    }
-}
-
-fn final_answer_of(arguments: &str) -> Option<Value> {
-    let v: Value = serde_json::from_str(arguments).ok()?;
-    v.get("answer").cloned()
-}
-
-/// Python for one tool, as the code prompt shows it.
-fn python_signature(tool: &ToolSpec) -> String {
-    let props = tool.parameters["properties"].as_object();
-    let required: Vec<&str> = tool.parameters["required"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let mut params = Vec::new();
-    let mut keyword_only = false;
-    let mut docs = Vec::new();
-    for (name, schema) in props.into_iter().flatten() {
-        let ty = match schema["type"].as_str() {
-            Some("integer") => "int",
-            Some("number") => "float",
-            Some("string") => "str",
-            Some("boolean") => "bool",
-            Some("array") => "list",
-            Some("object") => "dict",
-            _ => "Any",
-        };
-        if required.contains(&name.as_str()) {
-            params.push(format!("{name}: {ty}"));
-        } else {
-            if !keyword_only {
-                params.push("*".into());
-                keyword_only = true;
-            }
-            params.push(format!("{name}: {ty} | None = None"));
-        }
-        if let Some(d) = schema["description"].as_str() {
-            docs.push(format!("        {name}: {d}"));
-        }
-    }
-    let mut out = format!("def {}({}):\n    \"\"\"", tool.name, params.join(", "));
-    for (i, line) in tool.description.lines().enumerate() {
-        if i > 0 && !line.is_empty() {
-            out.push_str("    ");
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    if !docs.is_empty() {
-        out.push_str("\n    Arguments:\n");
-        out.push_str(&docs.join("\n"));
-        out.push('\n');
-    }
-    out.push_str("    \"\"\"");
-    out
-}
-
-/// The thought before the code, and the code of the reply's fenced Python
-/// blocks (or `<code>` blocks), joined; `None` when there is none.
-pub fn split_code(reply: &str) -> (String, Option<String>) {
-    let mut tagged = Vec::new();
-    let mut untagged = Vec::new();
-    let mut thought = None;
-    let mut rest = reply;
-    while let Some(open) = rest.find("```") {
-        thought.get_or_insert_with(|| reply[..reply.len() - rest.len() + open].trim().to_string());
-        let after = &rest[open + 3..];
-        let line_end = after.find('\n').unwrap_or(after.len());
-        let lang = after[..line_end].trim().to_lowercase();
-        let body = &after[(line_end + 1).min(after.len())..];
-        let close = body.find("```").unwrap_or(body.len());
-        let code = body[..close].to_string();
-        match lang.as_str() {
-            "python" | "py" | "python3" => tagged.push(code),
-            "" => untagged.push(code),
-            _ => {}
-        }
-        rest = &body[(close + 3).min(body.len())..];
-    }
-    if tagged.is_empty() && untagged.is_empty() {
-        if let Some((before, after)) = reply.split_once("<code>") {
-            let code = after.split("</code>").next().unwrap_or(after);
-            return (
-                before.trim().to_string(),
-                Some(code.trim_matches('\n').to_string() + "\n"),
-            );
-        }
-        return (reply.trim().to_string(), None);
-    }
-    let blocks = if tagged.is_empty() { untagged } else { tagged };
-    (thought.unwrap_or_default(), Some(blocks.join("\n")))
-}
-
-/// What the model is told about one run of its code.
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn code_blocks_are_found() {
-        let (thought, code) =
-            split_code("Let me see.\n```python\nx = 1\n```\nand\n```py\nprint(x)\n```");
-        assert_eq!(thought, "Let me see.");
-        assert_eq!(code.as_deref(), Some("x = 1\n\nprint(x)\n"));
-        assert_eq!(split_code("```\n1 + 1\n```").1.as_deref(), Some("1 + 1\n"));
-        assert_eq!(
-            split_code("Thought: go\n<code>\nfinal_answer(2)\n</code>")
-                .1
-                .as_deref(),
-            Some("final_answer(2)\n")
-        );
-        assert_eq!(split_code("The answer is 4.").1, None);
-        assert_eq!(split_code("```json\n{}\n```").1, None);
     }
 }

@@ -1,0 +1,60 @@
+//! What an agent run reports: its [`Event`]s as they happen, and the [`Answer`].
+
+use super::Mode;
+use serde::Serialize;
+use serde_json::Value;
+use std::time::Duration;
+
+/// What happens during a run, as it happens (`--json` prints one per line).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Start {
+        task: String,
+        mode: Mode,
+        model: String,
+        tools: Vec<String>,
+    },
+    /// The model's text that is not code or a call.
+    Thought { step: u32, text: String },
+    /// The Python the model wrote (`code` mode).
+    Code { step: u32, code: String },
+    /// A tool call the model made (`tools` mode); `arguments` as the model wrote them.
+    ToolCall {
+        step: u32,
+        id: String,
+        name: String,
+        arguments: String,
+    },
+    /// What the model is told about its code or call.
+    Observation {
+        step: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tool_call_id: Option<String>,
+        text: String,
+        error: bool,
+        duration_ms: f64,
+    },
+    Answer {
+        answer: String,
+        steps: u32,
+        duration_ms: f64,
+    },
+    Failed {
+        error: String,
+        steps: u32,
+        duration_ms: f64,
+    },
+}
+
+/// The end of a task.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The answer as text: a string as it is, anything else as JSON.
+    pub text: String,
+    /// The answer as JSON (`final_answer`'s value, or the model's text).
+    pub value: Value,
+    /// Model replies it took.
+    pub steps: u32,
+    pub duration: Duration,
+}

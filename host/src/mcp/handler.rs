@@ -1,0 +1,419 @@
+//! One client's view of the server ([`Handler`]): the tools it sees, its own
+//! Python sessions (its quota, ownership, cancellation), and rmcp's
+//! `ServerHandler` for it.
+
+use super::{Gone, MAX_CODE_BYTES, RESET_SESSION, RUN_PYTHON, Server, guard};
+use crate::error::{ErrorKind, ToolError};
+use crate::python::{Sessions, observe};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
+    CustomResult, ErrorCode, Implementation, JsonObject, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One client's view of the server: its own sessions.
+pub struct Handler {
+    server: Arc<Server>,
+    owned: Arc<Mutex<HashSet<String>>>,
+    /// Sessions being created for this client (they count against its quota:
+    /// calls run concurrently, and each would otherwise see the same count).
+    starting: AtomicUsize,
+}
+
+impl Handler {
+    /// A handler for one new client of `server`.
+    pub(super) fn new(server: Arc<Server>) -> Self {
+        Self {
+            server,
+            owned: Arc::new(Mutex::new(HashSet::new())),
+            starting: AtomicUsize::new(0),
+        }
+    }
+}
+
+struct Starting<'a>(&'a AtomicUsize);
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        // The client is gone: its sessions go with it.
+        if let Some(sessions) = &self.server.sessions {
+            for id in self.owned.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+                sessions.close(&id);
+            }
+        }
+    }
+}
+
+fn object(v: Value) -> Arc<JsonObject> {
+    match v {
+        Value::Object(map) => Arc::new(map),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+fn text_result(text: String, structured: Value, is_error: bool) -> CallToolResult {
+    let mut result = if is_error {
+        CallToolResult::error(vec![ContentBlock::text(text)])
+    } else {
+        CallToolResult::success(vec![ContentBlock::text(text)])
+    };
+    result.structured_content = Some(structured);
+    result
+}
+
+fn tool_error(e: &ToolError) -> CallToolResult {
+    text_result(format!("{}: {}", e.kind, e.message), e.to_json(), true)
+}
+
+impl Handler {
+    fn tools(&self) -> Vec<Tool> {
+        let mut tools: Vec<Tool> = self
+            .server
+            .registry
+            .tools()
+            .iter()
+            .map(|t| {
+                Tool::new(
+                    t.name.clone(),
+                    t.description.clone(),
+                    object(t.parameters.clone()),
+                )
+            })
+            .collect();
+        if self.server.sessions.is_some() {
+            tools.push(Tool::new(
+                RUN_PYTHON,
+                "Runs Python code in a sandboxed session and returns what it printed (stdout, stderr), \
+                 the repr of a trailing expression, the error with its traceback, and the value given to \
+                 `final_answer(x)`. Variables persist between calls with the same `session_id`; without \
+                 one, a new session starts and its id is returned.",
+                object(json!({
+                    "type": "object",
+                    "properties": {
+                        "code": {"type": "string", "description": "The Python code to run."},
+                        "session_id": {"type": "string", "description": "A session id a previous `run_python` returned; leave it out to start a new session."}
+                    },
+                    "required": ["code"],
+                    "additionalProperties": false
+                })),
+            ));
+            tools.push(Tool::new(
+                RESET_SESSION,
+                "Clears every variable of a Python session, as if it had just started.",
+                object(json!({
+                    "type": "object",
+                    "properties": {
+                        "session_id": {"type": "string", "description": "The session to clear."}
+                    },
+                    "required": ["session_id"],
+                    "additionalProperties": false
+                })),
+            ));
+        }
+        tools
+    }
+
+    /// A session a client names must be one it created.
+    fn check_owned(&self, id: &str) -> Result<(), ToolError> {
+        let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        if owned.contains(id) {
+            return Ok(());
+        }
+        Err(ToolError::new(
+            ErrorKind::NotFound,
+            format!(
+                "unknown session `{id}`: this client did not create it; call `{RUN_PYTHON}` without `session_id` to start one"
+            ),
+        ))
+    }
+
+    /// The session manager's `not-found` for a session this client created means
+    /// it expired (the manager evicts idle sessions on every lookup).
+    fn expired(&self, id: &str, e: ToolError) -> ToolError {
+        if e.kind != ErrorKind::NotFound {
+            return e;
+        }
+        self.forget(id);
+        ToolError::new(
+            ErrorKind::NotFound,
+            format!(
+                "session `{id}` has expired: it sat idle for more than its TTL and its variables are gone; call `{RUN_PYTHON}` without `session_id` to start a new one"
+            ),
+        )
+    }
+
+    fn forget(&self, id: &str) {
+        self.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Starts a session for this client, within its quota.
+    async fn create(&self, sessions: &Sessions) -> Result<String, ToolError> {
+        let _starting = self.start(sessions)?;
+        let id = sessions.create().await?;
+        self.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone());
+        Ok(id)
+    }
+
+    /// Takes a place in this client's quota for a session about to be created.
+    /// The place is counted under the same lock as the check, so two calls at
+    /// once cannot both take the last one, and given back (when the guard drops)
+    /// once the session is in `owned`, or if its creation fails or is cancelled.
+    fn start(&self, sessions: &Sessions) -> Result<Starting<'_>, ToolError> {
+        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        // Sessions that expired or were closed no longer count.
+        owned.retain(|id| sessions.contains(id));
+        let held = owned.len() + self.starting.load(Ordering::Acquire);
+        if held >= self.server.per_client {
+            return Err(ToolError::new(
+                ErrorKind::Denied,
+                format!(
+                    "too many sessions for this client: it has {held} open and its quota is {} (`max-sessions-per-client`, so that no client takes all {} of `max-sessions`); pass the `session_id` of one it has to reuse it (`{RESET_SESSION}` clears it), or wait {} s for idle ones to expire",
+                    self.server.per_client,
+                    sessions.max(),
+                    sessions.ttl().as_secs()
+                ),
+            ));
+        }
+        self.starting.fetch_add(1, Ordering::AcqRel);
+        Ok(Starting(&self.starting))
+    }
+
+    /// `busy` is set to the session the run uses once it is known to be this
+    /// client's, so a cancel can close it.
+    async fn run_python(&self, args: &JsonObject, busy: &Mutex<Option<String>>) -> CallToolResult {
+        let Some(sessions) = self.server.sessions.clone() else {
+            return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
+        };
+        let invalid = |m: String| tool_error(&ToolError::new(ErrorKind::InvalidArguments, m));
+        if let Some(extra) = args.keys().find(|k| *k != "code" && *k != "session_id") {
+            return invalid(format!(
+                "`{RUN_PYTHON}` has no argument `{extra}` (it takes `code` and `session_id`)"
+            ));
+        }
+        let code = match args.get("code") {
+            Some(Value::String(s)) => s.as_str(),
+            Some(other) => {
+                return invalid(format!(
+                    "`code` must be a string, got {}",
+                    crate::value::kind(other)
+                ));
+            }
+            None => return invalid("`code` is required".into()),
+        };
+        if code.len() > MAX_CODE_BYTES {
+            return invalid(format!(
+                "the code is {} bytes; the limit is {MAX_CODE_BYTES}",
+                code.len()
+            ));
+        }
+        let id = match args.get("session_id") {
+            None | Some(Value::Null) => match self.create(&sessions).await {
+                Ok(id) => id,
+                Err(e) => return tool_error(&e),
+            },
+            Some(Value::String(id)) => match self.check_owned(id) {
+                Ok(()) => id.clone(),
+                Err(e) => return tool_error(&e),
+            },
+            Some(other) => {
+                return invalid(format!(
+                    "`session_id` must be a string, got {}",
+                    crate::value::kind(other)
+                ));
+            }
+        };
+        *busy.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+        match sessions.run(&id, code).await {
+            Ok(outcome) => {
+                let text = format!("{}[session_id: {id}]", observe(&outcome));
+                let mut structured = serde_json::to_value(&outcome).unwrap_or_default();
+                structured["session_id"] = json!(id);
+                text_result(text, structured, outcome.error.is_some())
+            }
+            Err(e) => tool_error(&self.expired(&id, e)),
+        }
+    }
+
+    async fn reset_session(
+        &self,
+        args: &JsonObject,
+        busy: &Mutex<Option<String>>,
+    ) -> CallToolResult {
+        let Some(sessions) = self.server.sessions.clone() else {
+            return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
+        };
+        let Some(Value::String(id)) = args.get("session_id") else {
+            return tool_error(&ToolError::new(
+                ErrorKind::InvalidArguments,
+                "`session_id` (a string) is required",
+            ));
+        };
+        if let Err(e) = self.check_owned(id) {
+            return tool_error(&e);
+        }
+        *busy.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+        match sessions.reset(id).await {
+            Ok(()) => text_result(
+                format!("session `{id}` was reset: its variables are gone"),
+                json!({"session_id": id}),
+                false,
+            ),
+            Err(e) => tool_error(&self.expired(id, e)),
+        }
+    }
+
+    async fn call(
+        &self,
+        name: &str,
+        args: JsonObject,
+        busy: &Mutex<Option<String>>,
+    ) -> Result<CallToolResult, ErrorData> {
+        match name {
+            RUN_PYTHON if self.server.sessions.is_some() => Ok(self.run_python(&args, busy).await),
+            RESET_SESSION if self.server.sessions.is_some() => {
+                Ok(self.reset_session(&args, busy).await)
+            }
+            _ if self.server.registry.tool(name).is_some() => {
+                match self.server.registry.call(name, &Value::Object(args)).await {
+                    Ok(v) => {
+                        let text = serde_json::to_string(&v).unwrap_or_default();
+                        let structured = match v {
+                            Value::Object(_) => v,
+                            other => json!({ "result": other }),
+                        };
+                        Ok(text_result(text, structured, false))
+                    }
+                    Err(e) => Ok(tool_error(&e)),
+                }
+            }
+            _ => Err(ErrorData::invalid_params(
+                format!("unknown tool `{name}`"),
+                Some(
+                    json!({"tools": self.tools().iter().map(|t| t.name.to_string()).collect::<Vec<_>>()}),
+                ),
+            )),
+        }
+    }
+}
+
+/// The newest protocol revision served. `2026-07-28` made HTTP stateless (no
+/// `initialize`, no `Mcp-Session-Id`), so a server could no longer tell whose
+/// Python session a call names; clients negotiate down to this one.
+const PROTOCOL: ProtocolVersion = ProtocolVersion::V_2025_11_25;
+
+impl ServerHandler for Handler {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_protocol_version(PROTOCOL)
+            .with_server_info(Implementation::new("witbox", env!("CARGO_PKG_VERSION")))
+            .with_instructions(self.server.instructions.clone())
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&PROTOCOL))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.tools()))
+    }
+
+    /// rmcp reads a standard request whose params do not fit its type (a
+    /// `tools/call` without a `name`) as a custom one, which would be answered
+    /// "method not found": the method is there, its params are wrong.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        if request.method != "tools/call" {
+            return Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("method not found: `{}`", request.method),
+                None,
+            ));
+        }
+        let why = match request.params_as::<CallToolRequestParams>() {
+            Ok(None) => "`params` with the tool's `name` are required".to_string(),
+            Ok(Some(_)) => "they do not match the MCP schema".to_string(),
+            Err(e) => guard::shorten(&e.to_string(), 300),
+        };
+        Err(ErrorData::invalid_params(
+            format!("invalid params for `tools/call`: {why}"),
+            None,
+        ))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let args = request.arguments.unwrap_or_default();
+        let busy = Mutex::new(None);
+        tokio::select! {
+            result = self.call(&request.name, args, &busy) => result.map(CallToolResponse::from),
+            () = cancelled(&context) => {
+                // The client cancelled or went away mid-call: the session's
+                // instance was stopped mid-run, so it is closed, not reused. Only
+                // a session this client owns is ever in `busy`: a cancel never
+                // touches another client's, whatever the call's arguments name.
+                let busy = busy.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let (Some(sessions), Some(id)) = (&self.server.sessions, busy) {
+                    sessions.close(&id);
+                    self.forget(&id);
+                }
+                Err(ErrorData::internal_error("the call was cancelled", None))
+            }
+        }
+    }
+}
+
+/// Completes when the client cancels the request (`notifications/cancelled`,
+/// which rmcp maps to `context.ct` for the sender's own request ids only) or
+/// goes away (a [`Gone`] of the request's transport).
+async fn cancelled(context: &RequestContext<RoleServer>) {
+    let gone = |token: Option<&Gone>| {
+        let token = token.map(|g| g.0.clone());
+        async move {
+            match token {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        }
+    };
+    let session = gone(context.extensions.get::<Gone>());
+    let connection = gone(
+        context
+            .extensions
+            .get::<::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Gone>()),
+    );
+    tokio::select! {
+        () = context.ct.cancelled() => {}
+        () = session => {}
+        () = connection => {}
+    }
+}
