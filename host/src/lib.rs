@@ -38,6 +38,8 @@
 //!    audit); the guest's `call-tool` goes through the store's `ToolHost` into
 //!    the same guarded path, one level deeper.
 
+#![warn(missing_docs)]
+
 pub mod agent;
 pub mod audit;
 pub mod bindings;

@@ -10,7 +10,9 @@ use toolchain::{COMPONENTIZE_PY, WIT_BINDGEN};
 /// The language of a new tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
+    /// wit-bindgen, built for `wasm32-wasip2`.
     Rust,
+    /// componentize-py.
     Python,
 }
 

@@ -338,6 +338,33 @@ async fn a_client_that_disconnects_mid_call_cancels_it() {
     assert_eq!(r["structuredContent"]["stdout"], "alive\n");
 }
 
+#[tokio::test]
+async fn a_secret_never_reaches_the_client_in_any_part_of_a_result() {
+    let secret = "s3cr3t-Value-42";
+    let server = server(
+        "secrets = { K = \"WITBOX_TEST_SECRET\" }",
+        Duration::from_secs(60),
+    );
+    let mut client = Client::connect(&server).await;
+    let mut session = Value::Null;
+    for code in [
+        "import os, json\nk = os.environ['K']\nprint(json.dumps({k: k}))\nfinal_answer({k: [k, ascii(k)]})",
+        "raise type(k, (Exception,), {})(k)",
+        "k",
+    ] {
+        let response = client
+            .request(
+                "tools/call",
+                json!({"name": "run_python", "arguments": {"code": code, "session_id": session}}),
+            )
+            .await;
+        session = response["result"]["structuredContent"]["session_id"].clone();
+        let wire = response.to_string();
+        assert!(!wire.contains(secret), "{wire}");
+        assert!(wire.contains("[REDACTED]"), "{wire}");
+    }
+}
+
 /// `.venv/bin/python`, where `cargo xtask test` installs the pinned `mcp` and `smolagents`.
 fn python() -> PathBuf {
     let python = root().join(".venv/bin/python");

@@ -8,7 +8,10 @@ use std::time::Duration;
 /// What happens during a run, as it happens (`--json` prints one per line).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
+// The fields are named for the JSON events they become; each variant says what it is.
+#[allow(missing_docs)]
 pub enum Event {
+    /// The task starts: what it is, the mode, the model and the tools offered.
     Start {
         task: String,
         mode: Mode,
@@ -35,11 +38,13 @@ pub enum Event {
         error: bool,
         duration_ms: f64,
     },
+    /// The task ended with an answer.
     Answer {
         answer: String,
         steps: u32,
         duration_ms: f64,
     },
+    /// The task ended without one (steps, time, or the model failed).
     Failed {
         error: String,
         steps: u32,
@@ -56,5 +61,6 @@ pub struct Answer {
     pub value: Value,
     /// Model replies it took.
     pub steps: u32,
+    /// How long the task took.
     pub duration: Duration,
 }

@@ -9,8 +9,11 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// The instructions (the system prompt).
     System,
+    /// The task, and observations in `code` mode.
     User,
+    /// The model.
     Assistant,
     /// The result of one tool call, answering the call with the same id.
     Tool,
@@ -19,6 +22,7 @@ pub enum Role {
 /// One message of the conversation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Message {
+    /// Who wrote it.
     pub role: Role,
     /// The text; empty for an assistant message that only calls tools.
     pub content: String,
@@ -40,14 +44,17 @@ impl Message {
         }
     }
 
+    /// A system message.
     pub fn system(content: impl Into<String>) -> Self {
         Self::new(Role::System, content)
     }
 
+    /// A user message.
     pub fn user(content: impl Into<String>) -> Self {
         Self::new(Role::User, content)
     }
 
+    /// An assistant message.
     pub fn assistant(content: impl Into<String>) -> Self {
         Self::new(Role::Assistant, content)
     }
@@ -65,15 +72,20 @@ impl Message {
 /// may not be JSON at all: the loop checks it and tells the model when it is not.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCall {
+    /// The call's id, which its answer names.
     pub id: String,
+    /// The tool's name.
     pub name: String,
+    /// The arguments, as the model wrote them.
     pub arguments: String,
 }
 
 /// A tool as the model sees it: the OpenAI `function` object.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolSpec {
+    /// The tool's name.
     pub name: String,
+    /// What it does, from its WIT docs.
     pub description: String,
     /// The JSON Schema of the arguments object.
     pub parameters: Value,
@@ -83,6 +95,7 @@ pub struct ToolSpec {
 pub struct Request<'a> {
     /// In `tools` mode the model answers with tool calls; in `code` mode with Python.
     pub mode: Mode,
+    /// The conversation so far.
     pub messages: &'a [Message],
     /// The registry's tools (in `code` mode they are Python functions instead).
     pub tools: &'a [ToolSpec],

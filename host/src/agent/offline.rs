@@ -24,15 +24,21 @@ const CANNOT: &str = "The offline planner cannot do that: it only handles quadra
 pub enum Plan {
     /// `a·x² + b·x + c = 0`.
     Quadratic {
+        /// The coefficient of x².
         a: f64,
+        /// The coefficient of x.
         b: f64,
+        /// The constant.
         c: f64,
     },
+    /// The weather in a city.
     Weather {
+        /// The city, as the task names it.
         city: String,
     },
     /// Python that computes the answer and calls `final_answer`.
     Compute {
+        /// The code.
         code: String,
     },
 }
