@@ -278,28 +278,24 @@ impl Redactor {
 /// it, and with non-ASCII escaped as Python's `json.dumps` does), and inside the
 /// quotes of Python's `repr` and `ascii`.
 fn spellings(secret: &str) -> Vec<String> {
-    let json = |ascii: bool, upper: bool| {
+    // As serde (and JavaScript) write it; then with non-ASCII escaped as UTF-16
+    // units, as Python's `json.dumps` does (lower-case hex), or upper-case.
+    let quoted = serde_json::to_string(secret).unwrap_or_default();
+    let json = quoted[1..quoted.len() - 1].to_string();
+    let ascii = |upper: bool| {
         let mut out = String::new();
-        for c in secret.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\u{8}' => out.push_str("\\b"),
-                '\u{c}' => out.push_str("\\f"),
-                c if (c as u32) < 0x20 || (ascii && !c.is_ascii()) => {
-                    let mut units = [0u16; 2];
-                    for unit in c.encode_utf16(&mut units) {
-                        out.push_str(&if upper {
-                            format!("\\u{unit:04X}")
-                        } else {
-                            format!("\\u{unit:04x}")
-                        });
-                    }
-                }
-                c => out.push(c),
+        for c in json.chars() {
+            if c.is_ascii() {
+                out.push(c);
+                continue;
+            }
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&if upper {
+                    format!("\\u{unit:04X}")
+                } else {
+                    format!("\\u{unit:04x}")
+                });
             }
         }
         out
@@ -333,9 +329,9 @@ fn spellings(secret: &str) -> Vec<String> {
     };
     vec![
         secret.to_string(),
-        json(false, false),
-        json(true, false),
-        json(true, true),
+        ascii(false),
+        ascii(true),
+        json,
         python(false, true),
         python(false, false),
         python(true, true),

@@ -14,20 +14,21 @@ fn lines(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn every_call_and_run_is_logged_even_when_it_traps() {
-    let dir = TempDir::new("audit");
+/// A registry and runner (granted `quadratic_solve`) of quadratic (with `quadratic`'s
+/// policy lines) and testkit (with `testkit`'s), logging to `DIR/audit.jsonl`.
+fn logged(
+    label: &str,
+    quadratic: &str,
+    testkit: &str,
+) -> (TempDir, std::path::PathBuf, Arc<Registry>, Arc<Runner>) {
+    let dir = TempDir::new(label);
     let path = dir.path().join("audit.jsonl");
     let mut options = options();
     options.audit = Some(Arc::new(AuditLog::open(&path).unwrap()));
     let text = format!(
         "{}{}[runner]\npath = {:?}\n[runner.policy]\ncall-tools = [\"quadratic_solve\"]\n",
-        entry(
-            "quadratic",
-            "quadratic",
-            "[component.policy]\nfuel = 10000000"
-        ),
-        entry("testkit", "testkit", "[component.policy]\ntimeout-ms = 200"),
+        entry("quadratic", "quadratic", quadratic),
+        entry("testkit", "testkit", testkit),
         guest("python-runner")
     );
     let manifest = Manifest::parse(&text, &root()).unwrap();
@@ -36,6 +37,16 @@ async fn every_call_and_run_is_logged_even_when_it_traps() {
         let runner = Runner::load(&manifest, &manifest.runner, registry.clone()).unwrap();
         (registry, runner)
     });
+    (dir, path, registry, runner)
+}
+
+#[tokio::test]
+async fn every_call_and_run_is_logged_even_when_it_traps() {
+    let (_dir, path, registry, runner) = logged(
+        "audit",
+        "[component.policy]\nfuel = 10000000",
+        "[component.policy]\ntimeout-ms = 200",
+    );
     registry
         .call("quadratic_solve", &json!({"a": 1, "b": -3, "c": 2}))
         .await
@@ -99,22 +110,7 @@ async fn every_call_and_run_is_logged_even_when_it_traps() {
 
 #[tokio::test]
 async fn refused_calls_are_logged_too_and_digests_are_keyed() {
-    let dir = TempDir::new("audit-refused");
-    let path = dir.path().join("audit.jsonl");
-    let mut options = options();
-    options.audit = Some(Arc::new(AuditLog::open(&path).unwrap()));
-    let text = format!(
-        "{}{}[runner]\npath = {:?}\n[runner.policy]\ncall-tools = [\"quadratic_solve\"]\n",
-        entry("quadratic", "quadratic", ""),
-        entry("testkit", "testkit", ""),
-        guest("python-runner")
-    );
-    let manifest = Manifest::parse(&text, &root()).unwrap();
-    let (registry, runner) = compiling(|| {
-        let registry = Registry::load(&manifest, options).unwrap();
-        let runner = Runner::load(&manifest, &manifest.runner, registry.clone()).unwrap();
-        (registry, runner)
-    });
+    let (dir, path, registry, runner) = logged("audit-refused", "", "");
     let args = json!({"a": 1, "b": -3, "c": 2});
     registry.call("quadratic_solve", &args).await.unwrap();
     registry

@@ -302,13 +302,7 @@ fn numbers_out_of_range_are_errors_naming_the_key() {
 fn check_refuses_a_fifo_instead_of_waiting_on_it() {
     let dir = TempDir::new("check-fifo");
     let fifo = dir.path().join("tool.wasm");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::support::fifo(&fifo);
     let mut child = witbox_command(&dir.path().join("witbox.toml"))
         .arg("check")
         .arg(&fifo)

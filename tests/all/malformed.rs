@@ -178,13 +178,7 @@ fn a_witbox_wit_section_that_contradicts_the_component_is_a_load_error() {
 fn component_paths_must_be_regular_files_of_a_sane_size() {
     let dir = TempDir::new("paths");
     let fifo = dir.path().join("fifo.wasm");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    crate::support::fifo(&fifo);
     let big = dir.path().join("big.wasm");
     // Sparse: 300 MiB on paper, nothing on disk.
     std::fs::File::create(&big)

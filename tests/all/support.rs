@@ -54,6 +54,15 @@ impl Drop for TempDir {
     }
 }
 
+/// A FIFO at `path` (`mkfifo`): a file that blocks whoever opens it.
+pub fn fifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {} failed", path.display());
+}
+
 /// The real `witbox` binary with `--manifest` and the tests' compile cache.
 pub fn witbox_command(manifest: &Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_witbox"));
