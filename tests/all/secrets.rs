@@ -177,6 +177,15 @@ async fn a_linked_call_never_hands_on_a_secret() {
         "[component.policy]\nlink = [\"quadratic\"]",
     );
     let r = load(&manifest).unwrap();
+    // Called directly, the root that is the secret is redacted in the JSON.
+    let roots = r
+        .call("quadratic_solve", &json!({"a": 1, "b": -3, "c": 2}))
+        .await
+        .unwrap();
+    assert_eq!(
+        roots,
+        json!([{"re": 1.0, "im": 0.0}, {"re": "[REDACTED]", "im": 0.0}])
+    );
     let e = r
         .call(
             "equation_report_report",
