@@ -7,7 +7,7 @@
 use crate::engine::Engine;
 use crate::store::State;
 use anyhow::Result;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 
 /// A new host linker for `engine`.
 pub(crate) fn new(engine: &Engine) -> Result<Linker<State>> {
@@ -19,7 +19,6 @@ pub(crate) fn new(engine: &Engine) -> Result<Linker<State>> {
         wasmtime_wasi_config::WasiConfig::from(&s.config)
     })
     .map_err(anyhow::Error::from)?;
-    crate::bindings::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-        .map_err(anyhow::Error::from)?;
+    crate::guest_api::add_to_linker(&mut linker)?;
     Ok(linker)
 }
