@@ -72,7 +72,7 @@ impl Engine {
             .max_memories_per_module(1)
             .max_core_instance_size(8 << 20)
             .max_component_instance_size(8 << 20)
-            .table_elements(100_000)
+            .table_elements(crate::limits::MAX_TABLE_ELEMENTS)
             // A freed memory slot keeps the pages it dirtied in its first 16 MiB
             // resident: with PAGEMAP_SCAN (Linux 6.7+) only those are restored, so
             // the next instance in the slot starts without page faults or madvise.

@@ -10,7 +10,7 @@
 
 use crate::bindings::host::{LogLevel, ToolError as WitError, ToolSpec};
 use crate::error::{ErrorKind, ToolError};
-use crate::limits::{MAX_ARGS_BYTES, MAX_CALL_DEPTH, MAX_LOG_BYTES};
+use crate::limits::{MAX_ARGS_BYTES, MAX_CALL_DEPTH, MAX_LOG_BYTES, MAX_NAME_BYTES};
 use crate::store::{Args, Reply, Request, State};
 use anyhow::Result;
 use wasmtime::StoreContextMut;
@@ -18,9 +18,6 @@ use wasmtime::component::{Linker, WasmStr};
 
 /// The interface's name in a component's imports.
 const INTERFACE: &str = "witbox:agent/host@0.1.0";
-
-/// A tool name longer than this is no tool's: names are at most 64 bytes.
-const MAX_NAME_BYTES: usize = 256;
 
 /// Adds `witbox:agent/host` to a linker.
 pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> Result<()> {

@@ -31,6 +31,26 @@ pub const MAX_CODE_BYTES: usize = 1 << 20;
 /// multi-megabyte string argument, which the tool's schema then judges.
 pub const MAX_ARGS_BYTES: usize = 8 << 20;
 
+/// A tool name a guest passes to `call-tool` longer than this is refused before
+/// it is copied: no tool's name is longer than 64 bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// The largest MCP message (one stdio line, one HTTP request body) the server
+/// reads: 8 MiB. A message is held whole in memory while it is parsed, so the cap
+/// bounds what one client can make the server hold per message. It is well above
+/// what a legitimate call needs: `run_python` code is refused over
+/// [`MAX_CODE_BYTES`] (1 MiB) anyway, and as JSON
+/// escapes a byte into at most 6 (`\u0001`), code just over that limit is at
+/// most about 6 MiB on the wire: it gets that tool-level error, not this one.
+/// A 4 MB string argument still reaches the tool and its own checks.
+pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+/// A refusal from the runner itself (a cell it would not run) is cut to this.
+pub const MAX_RUNNER_MESSAGE: usize = 1000;
+
+/// An exception type's name longer than this is cut: names are for reading.
+pub const MAX_TYPE_NAME: usize = 200;
+
 /// A `log` line from a guest is cut to this many bytes (after redaction): logs
 /// are for people, and one line must not flood the host's stderr.
 pub const MAX_LOG_BYTES: usize = 1000;
@@ -47,8 +67,9 @@ pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
 pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 
 /// A guest's tables may not grow past this many elements (each costs host memory
-/// outside `memory-mb`).
-pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+/// outside `memory-mb`, and the pooling allocator reserves this many for each
+/// table slot). The Python runner starts with about 5,700.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// `memory-mb`: at least 1 MiB; at most 4 GiB, the size of a memory slot in the
 /// pooling allocator (wasm32 cannot address more).

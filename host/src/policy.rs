@@ -189,7 +189,8 @@ impl Redactor {
             // `2.0` is the secret `2` too, as a typed value's number is (`redact_vals`).
             Value::Number(n)
                 if self.is_secret_text(&n.to_string())
-                    || n.as_f64().is_some_and(|f| self.is_secret_text(&f.to_string())) =>
+                    || n.as_f64()
+                        .is_some_and(|f| self.is_secret_text(&f.to_string())) =>
             {
                 *value = Value::String(REDACTED.into());
             }

@@ -22,7 +22,7 @@ pub struct RunCommand {
     /// with `# %%` split it into cells, as in Jupyter's percent format.
     file: Option<PathBuf>,
     /// Print one JSON object per cell: stdout, stderr, value, error, final_answer,
-    /// session_restarted, duration_us.
+    /// session_restarted (and restart_reason), tool_calls, fuel_used (with --fuel), duration_us.
     #[arg(long)]
     json: bool,
 }

@@ -29,15 +29,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
-/// The largest MCP message (one stdio line, one HTTP request body) the server
-/// reads: 8 MiB. A message is held whole in memory while it is parsed, so the cap
-/// bounds what one client can make the server hold per message. It is well above
-/// what a legitimate call needs: `run_python` code is refused over
-/// [`MAX_CODE_BYTES`](super::MAX_CODE_BYTES) (1 MiB) anyway, and as JSON
-/// escapes a byte into at most 6 (`\u0001`), code just over that limit is at
-/// most about 6 MiB on the wire: it gets that tool-level error, not this one.
-/// A 4 MB string argument still reaches the tool and its own checks.
-pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
+pub use crate::limits::MAX_MESSAGE_BYTES;
 
 /// A message the guard answers itself instead of passing it to rmcp.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,6 +2,7 @@
 //! and redaction every outcome passes before anyone sees it, and the text a model
 //! reads about it ([`observe`]).
 
+use crate::limits::MAX_TYPE_NAME;
 use crate::policy::Redactor;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -149,9 +150,6 @@ pub(crate) fn marker(max: usize) -> String {
 
 /// The runner's words when it stopped a run for writing too much.
 const FLOODED: &str = "the run wrote more than its output limit, so it was stopped";
-
-/// An exception type's name longer than this is cut: names are for reading.
-const MAX_TYPE_NAME: usize = 200;
 
 /// Puts what the runner returned into `outcome` within `max` bytes in all:
 /// stdout, stderr, the error, the value and the final answer, in that order, each

@@ -12,7 +12,7 @@ use super::outcome::{self, Raw, RunError, RunErrorKind, RunOutcome};
 use crate::bindings::CodeRunner;
 use crate::bindings::exports::witbox::agent::runner::{RunFailure, RunOptions};
 use crate::error::{ErrorKind, ToolError};
-use crate::limits::{self, Hit, MAX_CODE_BYTES};
+use crate::limits::{self, Hit, MAX_CODE_BYTES, MAX_RUNNER_MESSAGE};
 use crate::store::State;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,9 +26,6 @@ pub struct Session {
     /// Its name in the audit log, if it has one.
     pub(super) caller: Option<Arc<str>>,
 }
-
-/// Words from the runner itself (a refused cell) are cut to this many bytes.
-const MAX_RUNNER_MESSAGE: usize = 1000;
 
 impl Session {
     /// Names the session in the audit log: its runs, and the tool calls its code
