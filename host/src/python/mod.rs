@@ -223,6 +223,9 @@ impl Runner {
         let runner = bindings.witbox_agent_runner();
         let options = RunOptions {
             max_output_bytes: 1024,
+            checkpoint: false,
+            checkpoint_max_bytes: 0,
+            stream: false,
         };
         runner
             .call_run(&mut *store, "pass", options)

@@ -111,6 +111,9 @@ impl Session {
         // run
         let options = RunOptions {
             max_output_bytes: limits.max_output as u64,
+            checkpoint: false,
+            checkpoint_max_bytes: 0,
+            stream: false,
         };
         let call = self
             .bindings
