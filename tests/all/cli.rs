@@ -331,3 +331,52 @@ fn check_refuses_a_fifo_instead_of_waiting_on_it() {
         )
     );
 }
+
+#[test]
+fn ctrl_c_in_the_repl_stops_the_cell_and_keeps_the_repl() {
+    use std::io::{BufRead, BufReader, Write};
+    drop(runner(""));
+    let dir = TempDir::new("cli-repl-int");
+    let m = dir.write("witbox.toml", runner_manifest("timeout-ms = 60000"));
+    let mut child = witbox_command(&m)
+        .arg("repl")
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("failed to run witbox");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // The cell prints once it runs, then spins for its 60 s.
+    stdin
+        .write_all(b"print('spinning', flush=True)\nwhile True: pass\n\n")
+        .unwrap();
+    let mut line = String::new();
+    // Each cell is its own line: the print runs as one, the loop as the next.
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "spinning\n");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let int = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(int.success());
+    stdin.write_all(b"print('alive')\n:quit\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "Ctrl-C did not stop the cell"
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "alive\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "KeyboardInterrupt: the cell was stopped; the session starts again with the next cell\n\
+         [witbox] the Python session restarted because the previous run was cancelled: its globals are gone\n"
+    );
+}

@@ -133,7 +133,15 @@ async fn tools_are_listed_with_their_wit_schemas_and_the_instructions_say_what_t
     let tools = client.request("tools/list", json!({})).await;
     let tools = tools["result"]["tools"].as_array().unwrap().clone();
     let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["quadratic_solve", "run_python", "reset_session"]);
+    assert_eq!(
+        names,
+        [
+            "quadratic_solve",
+            "run_python",
+            "reset_session",
+            "close_session"
+        ]
+    );
     let registry = load(&entry("quadratic", "quadratic", "")).unwrap();
     let quadratic = registry.tool("quadratic_solve").unwrap();
     assert_eq!(tools[0]["inputSchema"], quadratic.parameters);
@@ -400,7 +408,12 @@ fn check_python_sdk_session(seen: &Value) {
     assert_eq!(seen["server"], "witbox");
     assert_eq!(
         seen["tools"],
-        json!(["quadratic_solve", "reset_session", "run_python"])
+        json!([
+            "close_session",
+            "quadratic_solve",
+            "reset_session",
+            "run_python"
+        ])
     );
     assert_eq!(seen["quadratic_schema"]["required"], json!(["a", "b", "c"]));
     assert_eq!(seen["solve"]["is_error"], false);
@@ -422,6 +435,14 @@ fn check_python_sdk_session(seen: &Value) {
     assert_eq!(seen["no_files"]["error"]["type"], "FileNotFoundError");
     assert_eq!(seen["foreign_session"]["is_error"], true);
     assert_eq!(seen["after_reset"]["type"], "NameError");
+    // The SDK's own timeout cancels the call; the same id runs again at once.
+    assert_eq!(
+        seen["cancel"],
+        json!({"raised": true, "timeout": "MCPError", "is_error": false, "stdout": "next\n",
+               "restarted": true, "reason": "cancelled"}),
+        "{seen}"
+    );
+    assert_eq!(seen["close"]["is_error"], false, "{seen}");
     assert_eq!(seen["unknown_tool"]["raised"], true, "{seen}");
 }
 

@@ -60,6 +60,28 @@ async def main():
         r3 = await client.call_tool("run_python", {"code": "x", "session_id": sid})
         seen["after_reset"] = {"is_error": r3.is_error, "type": r3.structured_content["error"]["type"]}
 
+        # The SDK cancels a call that passes its timeout (`notifications/cancelled`);
+        # the session keeps its id and its next run says it restarted.
+        r = await client.call_tool("run_python", {"code": "kept = 7"})
+        csid = r.structured_content["session_id"]
+        try:
+            await client.call_tool(
+                "run_python", {"code": "while True: pass", "session_id": csid}, read_timeout_seconds=1
+            )
+            seen["cancel"] = {"raised": False}
+        except Exception as e:  # the SDK's timeout
+            r = await client.call_tool("run_python", {"code": "print('next')", "session_id": csid})
+            seen["cancel"] = {
+                "raised": True,
+                "timeout": type(e).__name__,
+                "is_error": r.is_error,
+                "stdout": r.structured_content["stdout"],
+                "restarted": r.structured_content["session_restarted"],
+                "reason": r.structured_content.get("restart_reason"),
+            }
+        r = await client.call_tool("close_session", {"session_id": csid})
+        seen["close"] = {"is_error": r.is_error, "text": text(r)}
+
         try:
             r = await client.call_tool("no_such_tool", {})
             seen["unknown_tool"] = {"raised": False, "is_error": r.is_error, "text": text(r)}

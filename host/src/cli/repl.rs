@@ -66,9 +66,18 @@ impl ReplCommand {
                 _ => {}
             }
             let _ = editor.add_history_entry(cell.trim_end());
-            match session.run(&cell).await {
-                Ok(o) => print_outcome(&o),
-                Err(e) => eprintln!("error: {}", e.message),
+            // Ctrl-C stops the cell (within one epoch tick) and keeps the REPL;
+            // the next cell starts the session again and says so.
+            let ran = tokio::select! {
+                ran = session.run(&cell) => Some(ran),
+                _ = tokio::signal::ctrl_c() => None,
+            };
+            match ran {
+                Some(Ok(o)) => print_outcome(&o),
+                Some(Err(e)) => eprintln!("error: {}", e.message),
+                None => eprintln!(
+                    "KeyboardInterrupt: the cell was stopped; the session starts again with the next cell"
+                ),
             }
         }
         if let Some(h) = &history {

@@ -138,8 +138,8 @@ pub fn print_outcome(o: &RunOutcome) {
             }
         }
     }
-    if let Some(why) = &o.restart_reason {
-        let _ = writeln!(err, "[witbox] the session restarted ({why})");
+    if let Some(why) = o.restart_reason {
+        let _ = writeln!(err, "[witbox] {}", witbox::python::restart_note(why));
     }
 }
 

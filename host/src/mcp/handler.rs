@@ -2,7 +2,7 @@
 //! Python sessions (its quota, ownership, cancellation), and rmcp's
 //! `ServerHandler` for it.
 
-use super::{Gone, MAX_CODE_BYTES, RESET_SESSION, RUN_PYTHON, Server, guard};
+use super::{CLOSE_SESSION, Gone, MAX_CODE_BYTES, RESET_SESSION, RUN_PYTHON, Server, guard};
 use crate::error::{ErrorKind, ToolError};
 use crate::python::{Sessions, observe};
 use rmcp::model::{
@@ -74,6 +74,21 @@ fn text_result(text: String, structured: Value, is_error: bool) -> CallToolResul
     result
 }
 
+/// The `session_id` of `reset_session` or `close_session`: a non-empty string,
+/// and nothing else.
+fn session_arg<'a>(args: &'a JsonObject, tool: &str) -> Result<&'a str, ToolError> {
+    let invalid = |m: String| ToolError::new(ErrorKind::InvalidArguments, m);
+    if let Some(extra) = args.keys().find(|k| *k != "session_id") {
+        return Err(invalid(format!(
+            "`{tool}` has no argument `{extra}` (it takes `session_id`)"
+        )));
+    }
+    match args.get("session_id") {
+        Some(Value::String(id)) if !id.is_empty() => Ok(id),
+        _ => Err(invalid("`session_id` (a string) is required".into())),
+    }
+}
+
 fn tool_error(e: &ToolError) -> CallToolResult {
     text_result(format!("{}: {}", e.kind, e.message), e.to_json(), true)
 }
@@ -104,7 +119,7 @@ impl Handler {
                     "type": "object",
                     "properties": {
                         "code": {"type": "string", "description": "The Python code to run."},
-                        "session_id": {"type": "string", "description": "A session id a previous `run_python` returned; leave it out to start a new session."}
+                        "session_id": {"type": "string", "description": "A session id a previous `run_python` returned; leave it out, or pass \"\", to start a new session."}
                     },
                     "required": ["code"],
                     "additionalProperties": false
@@ -117,6 +132,18 @@ impl Handler {
                     "type": "object",
                     "properties": {
                         "session_id": {"type": "string", "description": "The session to clear."}
+                    },
+                    "required": ["session_id"],
+                    "additionalProperties": false
+                })),
+            ));
+            tools.push(Tool::new(
+                CLOSE_SESSION,
+                "Closes a Python session: its variables are gone and it no longer counts against this client's sessions.",
+                object(json!({
+                    "type": "object",
+                    "properties": {
+                        "session_id": {"type": "string", "description": "The session to close."}
                     },
                     "required": ["session_id"],
                     "additionalProperties": false
@@ -186,10 +213,10 @@ impl Handler {
             return Err(ToolError::new(
                 ErrorKind::Denied,
                 format!(
-                    "too many sessions for this client: it has {held} open and its quota is {} (`max-sessions-per-client`, so that no client takes all {} of `max-sessions`); pass the `session_id` of one it has to reuse it (`{RESET_SESSION}` clears it), or wait {} s for idle ones to expire",
+                    "too many sessions for this client: it has {held} open and its quota is {} (`max-sessions-per-client`, so that no client takes all {} of `max-sessions`); {}",
                     self.server.per_client,
                     sessions.max(),
-                    sessions.ttl().as_secs()
+                    self.what_to_close(sessions, &owned)
                 ),
             ));
         }
@@ -197,9 +224,75 @@ impl Handler {
         Ok(Starting(&self.starting))
     }
 
-    /// `busy` is set to the session the run uses once it is known to be this
-    /// client's, so a cancel can close it.
-    async fn run_python(&self, args: &JsonObject, busy: &Mutex<Option<String>>) -> CallToolResult {
+    /// How a client out of sessions gets one back: the oldest idle one it could close.
+    fn what_to_close(&self, sessions: &Sessions, owned: &HashSet<String>) -> String {
+        match sessions.oldest_idle(owned) {
+            Some((id, idle)) => format!(
+                "close the one idle longest, `{id}` (idle {} s), with `{CLOSE_SESSION}`, or pass its `session_id` to reuse it (`{RESET_SESSION}` clears it)",
+                idle.as_secs()
+            ),
+            None => format!(
+                "all of them are running; wait for one to finish and close it with `{CLOSE_SESSION}`, or wait {} s for idle ones to expire",
+                sessions.ttl().as_secs()
+            ),
+        }
+    }
+
+    /// Starts a session for this client; when the server is full, the error
+    /// names one of this client's it could close.
+    async fn create_named(
+        &self,
+        sessions: &Sessions,
+        fresh: &Mutex<Option<String>>,
+    ) -> Result<String, ToolError> {
+        match self.create(sessions).await {
+            Ok(id) => {
+                *fresh.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+                Ok(id)
+            }
+            Err(mut e)
+                if e.kind == ErrorKind::Denied && e.message.starts_with("too many sessions:") =>
+            {
+                let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if !owned.is_empty() {
+                    e.message =
+                        format!("{}; or {}", e.message, self.what_to_close(sessions, &owned));
+                }
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
+    async fn close_session(&self, args: &JsonObject) -> CallToolResult {
+        let Some(sessions) = self.server.sessions.clone() else {
+            return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
+        };
+        let id = match session_arg(args, CLOSE_SESSION) {
+            Ok(id) => id,
+            Err(e) => return tool_error(&e),
+        };
+        if let Err(e) = self.check_owned(id) {
+            return tool_error(&e);
+        }
+        self.forget(id);
+        if sessions.close(id) {
+            text_result(
+                format!("session `{id}` was closed"),
+                json!({"session_id": id, "closed": true}),
+                false,
+            )
+        } else {
+            tool_error(&ToolError::new(
+                ErrorKind::NotFound,
+                format!("session `{id}` had already expired: it sat idle for more than its TTL"),
+            ))
+        }
+    }
+
+    /// `fresh` is set to the session this call creates, whose id the client has
+    /// not seen yet: a cancel closes that one (nothing could name it again).
+    async fn run_python(&self, args: &JsonObject, fresh: &Mutex<Option<String>>) -> CallToolResult {
         let Some(sessions) = self.server.sessions.clone() else {
             return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
         };
@@ -226,10 +319,17 @@ impl Handler {
             ));
         }
         let id = match args.get("session_id") {
-            None | Some(Value::Null) => match self.create(&sessions).await {
+            // Strict-mode models must send every field: "" means "new" too.
+            None | Some(Value::Null) => match self.create_named(&sessions, fresh).await {
                 Ok(id) => id,
                 Err(e) => return tool_error(&e),
             },
+            Some(Value::String(id)) if id.is_empty() => {
+                match self.create_named(&sessions, fresh).await {
+                    Ok(id) => id,
+                    Err(e) => return tool_error(&e),
+                }
+            }
             Some(Value::String(id)) => match self.check_owned(id) {
                 Ok(()) => id.clone(),
                 Err(e) => return tool_error(&e),
@@ -241,7 +341,6 @@ impl Handler {
                 ));
             }
         };
-        *busy.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
         match sessions.run(&id, code).await {
             Ok(outcome) => {
                 let text = format!("{}[session_id: {id}]", observe(&outcome));
@@ -253,24 +352,17 @@ impl Handler {
         }
     }
 
-    async fn reset_session(
-        &self,
-        args: &JsonObject,
-        busy: &Mutex<Option<String>>,
-    ) -> CallToolResult {
+    async fn reset_session(&self, args: &JsonObject) -> CallToolResult {
         let Some(sessions) = self.server.sessions.clone() else {
             return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
         };
-        let Some(Value::String(id)) = args.get("session_id") else {
-            return tool_error(&ToolError::new(
-                ErrorKind::InvalidArguments,
-                "`session_id` (a string) is required",
-            ));
+        let id = match session_arg(args, RESET_SESSION) {
+            Ok(id) => id,
+            Err(e) => return tool_error(&e),
         };
         if let Err(e) = self.check_owned(id) {
             return tool_error(&e);
         }
-        *busy.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
         match sessions.reset(id).await {
             Ok(()) => text_result(
                 format!("session `{id}` was reset: its variables are gone"),
@@ -285,13 +377,12 @@ impl Handler {
         &self,
         name: &str,
         args: JsonObject,
-        busy: &Mutex<Option<String>>,
+        fresh: &Mutex<Option<String>>,
     ) -> Result<CallToolResult, ErrorData> {
         match name {
-            RUN_PYTHON if self.server.sessions.is_some() => Ok(self.run_python(&args, busy).await),
-            RESET_SESSION if self.server.sessions.is_some() => {
-                Ok(self.reset_session(&args, busy).await)
-            }
+            RUN_PYTHON if self.server.sessions.is_some() => Ok(self.run_python(&args, fresh).await),
+            RESET_SESSION if self.server.sessions.is_some() => Ok(self.reset_session(&args).await),
+            CLOSE_SESSION if self.server.sessions.is_some() => Ok(self.close_session(&args).await),
             _ if self.server.registry.tool(name).is_some() => {
                 match self.server.registry.call(name, &Value::Object(args)).await {
                     Ok(v) => {
@@ -372,16 +463,18 @@ impl ServerHandler for Handler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.unwrap_or_default();
-        let busy = Mutex::new(None);
+        let fresh = Mutex::new(None);
         tokio::select! {
-            result = self.call(&request.name, args, &busy) => result.map(CallToolResponse::from),
+            result = self.call(&request.name, args, &fresh) => result.map(CallToolResponse::from),
             () = cancelled(&context) => {
-                // The client cancelled or went away mid-call: the session's
-                // instance was stopped mid-run, so it is closed, not reused. Only
-                // a session this client owns is ever in `busy`: a cancel never
-                // touches another client's, whatever the call's arguments name.
-                let busy = busy.lock().unwrap_or_else(|p| p.into_inner()).take();
-                if let (Some(sessions), Some(id)) = (&self.server.sessions, busy) {
+                // The client cancelled or went away mid-call: dropping the call
+                // stopped the run at once (the guest yields at every epoch tick).
+                // The session stays open under its id; its next run starts it
+                // again and says so (`restart_reason: cancelled`). One this call
+                // created is closed: the client never saw its id. A client that
+                // went away has its sessions closed when its handler drops.
+                let fresh = fresh.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let (Some(sessions), Some(id)) = (&self.server.sessions, fresh) {
                     sessions.close(&id);
                     self.forget(&id);
                 }

@@ -1,4 +1,5 @@
-//! The MCP server: every registry tool, plus `run_python` and `reset_session`,
+//! The MCP server: every registry tool, plus `run_python`, `reset_session` and
+//! `close_session`,
 //! over stdio or the streamable HTTP transport (rmcp, the official Rust SDK).
 //!
 //! Tools are discovered at run time, so [`Handler`] implements `list_tools` and
@@ -34,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 pub const RUN_PYTHON: &str = "run_python";
 /// The tool that clears a session's globals.
 pub const RESET_SESSION: &str = "reset_session";
+/// The tool that closes a session.
+pub const CLOSE_SESSION: &str = "close_session";
 /// Code longer than this is refused before it reaches the interpreter.
 pub const MAX_CODE_BYTES: usize = crate::limits::MAX_CODE_BYTES;
 
@@ -205,7 +208,7 @@ fn instructions(registry: &Registry, sessions: Option<&Sessions>) -> String {
             "\n`{RUN_PYTHON}` runs Python 3.14 in a sandbox: most of the standard library, but no files, \
              no network, no subprocesses, no threads. Each call may take {} ms and {} MiB. \
              Without `session_id` it starts a new session and returns its id; pass that id to keep \
-             variables between calls, and `{RESET_SESSION}` to clear them. Call `final_answer(x)` to return a value. \
+             variables between calls, `{RESET_SESSION}` to clear them and `{CLOSE_SESSION}` when done. Call `final_answer(x)` to return a value. \
              Inside Python these tools are functions: {}.\n",
             sandbox.limits.timeout.as_millis(),
             sandbox.limits.memory_mb(),

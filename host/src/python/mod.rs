@@ -13,7 +13,9 @@ mod outcome;
 mod session;
 mod sessions;
 
-pub use outcome::{MAX_OBSERVATION, RunError, RunErrorKind, RunOutcome, observe};
+pub use outcome::{
+    MAX_OBSERVATION, RestartReason, RunError, RunErrorKind, RunOutcome, observe, restart_note,
+};
 pub use session::Session;
 pub use sessions::Sessions;
 
@@ -180,6 +182,7 @@ impl Runner {
             store,
             bindings,
             caller: None,
+            in_flight: false,
         })
     }
 

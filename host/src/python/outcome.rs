@@ -70,6 +70,53 @@ impl Serialize for RunErrorKind {
     }
 }
 
+/// Why a session started again from a fresh instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartReason {
+    /// A run passed its time limit.
+    Timeout,
+    /// A run used up its fuel.
+    Fuel,
+    /// The interpreter died of a refused memory grow.
+    Memory,
+    /// The interpreter crashed (a trap, a reset that failed).
+    Crash,
+    /// A run was cancelled or abandoned before it ended (an MCP cancel, a client
+    /// that stopped waiting, Ctrl-C): the next run starts again.
+    Cancelled,
+}
+
+impl RestartReason {
+    /// The reason, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Fuel => "fuel",
+            Self::Memory => "memory",
+            Self::Crash => "crash",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// What happened, for a sentence: "the session restarted after …".
+    fn phrase(self) -> &'static str {
+        match self {
+            Self::Timeout => "a run passed its time limit",
+            Self::Fuel => "a run used up its fuel",
+            Self::Memory => "the interpreter ran out of memory",
+            Self::Crash => "the interpreter crashed",
+            Self::Cancelled => "the previous run was cancelled",
+        }
+    }
+}
+
+impl fmt::Display for RestartReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a run ended in error, as Python code and the caller see it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunError {
@@ -113,11 +160,12 @@ pub struct RunOutcome {
     pub error: Option<RunError>,
     /// The value passed to `final_answer(...)`.
     pub final_answer: Option<Value>,
-    /// Whether the run killed the instance, so the session started again empty.
+    /// Whether the session started again from a fresh instance: this run killed
+    /// it, or the previous run was cancelled before it ended.
     pub session_restarted: bool,
     /// Why the session started again.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub restart_reason: Option<String>,
+    pub restart_reason: Option<RestartReason>,
     /// Tools the run called.
     pub tool_calls: u32,
     /// Fuel the run used, when the policy sets `fuel`.
@@ -210,6 +258,14 @@ pub(crate) fn cap(outcome: &mut RunOutcome, raw: Raw, max: usize, redactor: &Red
     }
 }
 
+/// One line on a restart, for people and models.
+pub fn restart_note(why: RestartReason) -> String {
+    format!(
+        "the Python session restarted because {}: its globals are gone",
+        why.phrase()
+    )
+}
+
 /// What a model is told about a run: what it printed, its value, its error, and
 /// whether the session restarted. Cut at [`MAX_OBSERVATION`] bytes.
 pub fn observe(o: &RunOutcome) -> String {
@@ -236,8 +292,8 @@ pub fn observe(o: &RunOutcome) -> String {
             out.push_str(&format!("error:\n{}", e.traceback));
         }
     }
-    if let Some(why) = &o.restart_reason {
-        out.push_str(&format!("(the Python session restarted: {why})\n"));
+    if let Some(why) = o.restart_reason {
+        out.push_str(&format!("({})\n", restart_note(why)));
     }
     if let Some(a) = &o.final_answer {
         out.push_str(&format!("final answer: {a}\n"));

@@ -8,7 +8,7 @@
 //! `MemoryError` does not kill it.
 
 use super::Runner;
-use super::outcome::{self, Raw, RunError, RunErrorKind, RunOutcome};
+use super::outcome::{self, Raw, RestartReason, RunError, RunErrorKind, RunOutcome};
 use crate::bindings::CodeRunner;
 use crate::bindings::exports::witbox::agent::runner::{RunFailure, RunOptions};
 use crate::error::{ErrorKind, ToolError};
@@ -25,6 +25,11 @@ pub struct Session {
     pub(super) bindings: CodeRunner,
     /// Its name in the audit log, if it has one.
     pub(super) caller: Option<Arc<str>>,
+    /// Set while a call into the instance is under way. Still set when the next
+    /// call begins means the last one was dropped mid-run (a cancel, a client that
+    /// stopped waiting): wasmtime unwound it, and the instance cannot be entered
+    /// again, so the session starts again first.
+    pub(super) in_flight: bool,
 }
 
 impl Session {
@@ -102,6 +107,7 @@ impl Session {
                 ),
             ));
         }
+        let recovered = self.recover().await?;
         let sandbox = self.runner.sandbox.clone();
         let limits = &sandbox.limits;
         let timeout = limit.min(limits.timeout);
@@ -119,12 +125,16 @@ impl Session {
             .bindings
             .witbox_agent_runner()
             .call_run(&mut self.store, code, options);
+        self.in_flight = true;
         let ran = tokio::time::timeout(timeout, call).await;
+        self.in_flight = false;
         self.store.data_mut().turn.end();
         let state = self.store.data();
         let mut outcome = RunOutcome {
             tool_calls: state.tool_calls,
             fuel_used: armed.fuel_used(&self.store),
+            session_restarted: recovered.is_some(),
+            restart_reason: recovered,
             ..RunOutcome::default()
         };
         let (tool_limit_hit, memory_hit) = (state.tool_limit_hit, state.memory.hit);
@@ -161,13 +171,16 @@ impl Session {
             Err(_elapsed) => Some(Hit::Timeout),
         };
         if let Some(hit) = hit {
+            let reason = match hit {
+                Hit::Timeout => RestartReason::Timeout,
+                Hit::Fuel => RestartReason::Fuel,
+                Hit::Memory => RestartReason::Memory,
+                Hit::StackOverflow | Hit::Crash(_) => RestartReason::Crash,
+            };
             let why = self.hit_error(hit, timeout);
-            self.restart(&why).await?;
+            self.restart(reason).await?;
             outcome.session_restarted = true;
-            outcome.restart_reason = Some(format!(
-                "{}: {}; the session's globals are gone",
-                why.kind, why.message
-            ));
+            outcome.restart_reason = Some(reason);
             outcome.error = Some(why);
         } else if tool_limit_hit {
             outcome.error = Some(RunError::host(
@@ -229,8 +242,21 @@ impl Session {
         }
     }
 
+    /// Starts again if the last call was dropped before it ended; says so.
+    async fn recover(&mut self) -> Result<Option<RestartReason>, ToolError> {
+        if !self.in_flight {
+            return Ok(None);
+        }
+        self.restart(RestartReason::Cancelled).await?;
+        Ok(Some(RestartReason::Cancelled))
+    }
+
     /// Forgets every global, as if the session had just started.
     pub async fn reset(&mut self) -> Result<(), ToolError> {
+        if self.recover().await?.is_some() {
+            // A fresh instance has nothing to forget.
+            return Ok(());
+        }
         let limits = &self.runner.sandbox.limits;
         let admission = crate::schedule::admit(0).await;
         let no_fuel_limit = limits::Limits {
@@ -243,15 +269,14 @@ impl Session {
             .bindings
             .witbox_agent_runner()
             .call_reset(&mut self.store);
+        self.in_flight = true;
         let outcome = tokio::time::timeout(limits.timeout, call).await;
+        self.in_flight = false;
         self.store.data_mut().turn.end();
         match outcome {
             Ok(Ok(())) => Ok(()),
             // A reset that fails leaves nothing worth keeping: start again.
-            _ => {
-                let why = RunError::host(RunErrorKind::Crash, "the reset failed".into());
-                self.restart(&why).await
-            }
+            _ => self.restart(RestartReason::Crash).await,
         }
     }
 
@@ -261,11 +286,11 @@ impl Session {
     }
 
     /// Replaces a dead instance with a fresh one.
-    async fn restart(&mut self, why: &RunError) -> Result<(), ToolError> {
+    async fn restart(&mut self, why: RestartReason) -> Result<(), ToolError> {
         let (store, bindings) = self.runner.instantiate().await.map_err(|e| {
             ToolError::new(
                 ErrorKind::Internal,
-                format!("failed to restart the session after `{}`: {e:#}", why.kind),
+                format!("failed to restart the session (after: {why}): {e:#}"),
             )
         })?;
         self.store = store;

@@ -97,22 +97,34 @@ impl Sessions {
         Ok(id)
     }
 
-    /// Runs a cell in a session.
+    /// Runs a cell in a session. A run dropped before it ends (its caller
+    /// cancelled) leaves the session open: the next run on it starts it again.
     pub async fn run(&self, id: &str, code: &str) -> Result<RunOutcome, ToolError> {
         let session = self.get(id)?;
+        let _touch = Touch(self, id);
         let mut session = session.lock().await;
-        let outcome = session.run(code).await;
-        self.touch(id);
-        outcome
+        session.run(code).await
     }
 
     /// Forgets a session's globals.
     pub async fn reset(&self, id: &str) -> Result<(), ToolError> {
         let session = self.get(id)?;
+        let _touch = Touch(self, id);
         let mut session = session.lock().await;
-        session.reset().await?;
-        self.touch(id);
-        Ok(())
+        session.reset().await
+    }
+
+    /// Of `ids`, the open session idle the longest (not running), and for how long.
+    pub fn oldest_idle<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a String>,
+    ) -> Option<(String, Duration)> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        ids.into_iter()
+            .filter_map(|id| live.get(id).map(|e| (id, e)))
+            .filter(|(_, e)| e.session.try_lock().is_ok())
+            .map(|(id, e)| (id.clone(), e.last_used.elapsed()))
+            .max_by_key(|(_, idle)| *idle)
     }
 
     /// Closes a session; `false` if there was none with that id.
@@ -169,6 +181,16 @@ impl Sessions {
         {
             e.last_used = Instant::now();
         }
+    }
+}
+
+/// Marks a session used when its call ends, however it ends (a cancelled call
+/// is dropped mid-way): a long run is never taken for idle time.
+struct Touch<'a>(&'a Sessions, &'a str);
+
+impl Drop for Touch<'_> {
+    fn drop(&mut self) {
+        self.0.touch(self.1);
     }
 }
 

@@ -206,32 +206,49 @@ async fn a_cancel_touches_only_the_senders_own_sessions() {
     assert_eq!(again["structuredContent"]["value"], "42");
     assert_eq!(sessions.len(), 1);
 
-    // A's own cancel stops its own run at once and closes the session the run
-    // was in (a new one here, so that the test sees when the run has started).
+    // A's own cancel stops its own run at once; the session keeps its id, and
+    // its next run starts it again and says why.
+    let mine = a.call("run_python", json!({"code": "y = 1"})).await;
+    let mine = mine["structuredContent"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     a.next += 1;
     let request = a.next;
-    a.send(
-        json!({"jsonrpc": "2.0", "id": request, "method": "tools/call",
-                  "params": {"name": "run_python", "arguments": {"code": "while True: pass"}}}),
-    )
+    a.send(json!({"jsonrpc": "2.0", "id": request, "method": "tools/call",
+                  "params": {"name": "run_python", "arguments": {"code": "import time\nwhile True: time.sleep(0.001)", "session_id": mine}}}))
     .await;
-    let started = Instant::now();
-    while sessions.len() != 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the run never started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Long enough for the run to be under way.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     cancel(&mut a, request).await;
     let cancelled = Instant::now();
-    while sessions.len() != 1 {
-        assert!(
-            cancelled.elapsed() < Duration::from_secs(1),
-            "the cancelled run's session stayed open"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let next = a
+        .call(
+            "run_python",
+            json!({"code": "print('again')\ny", "session_id": mine}),
+        )
+        .await;
+    // The run had 60 s: the next one got the session at once, not after them.
+    assert!(
+        cancelled.elapsed() < Duration::from_secs(20),
+        "the cancel did not stop the run"
+    );
+    let next = &next["structuredContent"];
+    assert_eq!(next["stdout"], "again\n", "{next}");
+    assert_eq!(next["session_restarted"], true, "{next}");
+    assert_eq!(next["restart_reason"], "cancelled", "{next}");
+    assert_eq!(next["error"]["type"], "NameError", "{next}");
+    assert_eq!(next["session_id"], mine.as_str());
+    assert_eq!(sessions.len(), 2);
+    // The one after that is an ordinary run in the same session.
+    let after = a
+        .call(
+            "run_python",
+            json!({"code": "y = 2\ny", "session_id": mine}),
+        )
+        .await;
+    assert_eq!(after["structuredContent"]["value"], "2", "{after}");
+    assert_eq!(after["structuredContent"]["session_restarted"], false);
     let kept = a
         .call("run_python", json!({"code": "secret", "session_id": id}))
         .await;
@@ -258,15 +275,87 @@ async fn one_client_cannot_take_every_session_slot() {
         Client::connect(&server).await,
         Client::connect(&server).await,
     );
-    for _ in 0..2 {
-        let r = a.call("run_python", json!({"code": "1"})).await;
+    let mut ids = Vec::new();
+    // A strict-mode model always sends `session_id`: "" starts a new session.
+    for session_id in [json!(null), json!("")] {
+        let r = a
+            .call("run_python", json!({"code": "1", "session_id": session_id}))
+            .await;
         assert_eq!(r["isError"], false, "{r}");
+        ids.push(
+            r["structuredContent"]["session_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
+    assert_ne!(ids[0], ids[1]);
+    // The second is used again, so the first is the one idle longest.
+    let r = a
+        .call("run_python", json!({"code": "2", "session_id": ids[1]}))
+        .await;
+    assert_eq!(r["structuredContent"]["value"], "2", "{r}");
     let third = a.call("run_python", json!({"code": "1"})).await;
     assert_eq!(third["isError"], true);
+    let said = text(&third);
+    let (head, tail) = said.split_once(" s), ").unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        head.starts_with(&format!(
+            "denied: too many sessions for this client: it has 2 open and its quota is 2 (`max-sessions-per-client`, so that no client takes all 8 of `max-sessions`); close the one idle longest, `{}` (idle ",
+            ids[0]
+        )),
+        "{said}"
+    );
     assert_eq!(
-        text(&third),
-        "denied: too many sessions for this client: it has 2 open and its quota is 2 (`max-sessions-per-client`, so that no client takes all 8 of `max-sessions`); pass the `session_id` of one it has to reuse it (`reset_session` clears it), or wait 60 s for idle ones to expire"
+        tail,
+        "with `close_session`, or pass its `session_id` to reuse it (`reset_session` clears it)"
+    );
+    // The model closes it, and has room again.
+    let closed = a.call("close_session", json!({"session_id": ids[0]})).await;
+    assert_eq!(text(&closed), format!("session `{}` was closed", ids[0]));
+    assert_eq!(closed["structuredContent"]["closed"], true);
+    let again = a.call("close_session", json!({"session_id": ids[0]})).await;
+    assert_eq!(
+        text(&again),
+        format!(
+            "not-found: unknown session `{}`: this client did not create it; call `run_python` without `session_id` to start one",
+            ids[0]
+        )
+    );
+    for (args, said) in [
+        (
+            json!({"session_id": ""}),
+            "invalid-arguments: `session_id` (a string) is required",
+        ),
+        (
+            json!({}),
+            "invalid-arguments: `session_id` (a string) is required",
+        ),
+        (
+            json!({"session_id": ids[1], "force": true}),
+            "invalid-arguments: `close_session` has no argument `force` (it takes `session_id`)",
+        ),
+    ] {
+        let r = a.call("close_session", args).await;
+        assert_eq!(text(&r), said);
+    }
+    let r = a.call("run_python", json!({"code": "1"})).await;
+    assert_eq!(r["isError"], false, "{r}");
+    let replaced = r["structuredContent"]["session_id"].as_str().unwrap();
+    let closed = a
+        .call("close_session", json!({"session_id": replaced}))
+        .await;
+    assert_eq!(closed["isError"], false, "{closed}");
+    let r = a.call("run_python", json!({"code": "1"})).await;
+    assert_eq!(r["isError"], false, "{r}");
+    // Another client cannot close A's.
+    let theirs = b.call("close_session", json!({"session_id": ids[1]})).await;
+    assert_eq!(
+        text(&theirs),
+        format!(
+            "not-found: unknown session `{}`: this client did not create it; call `run_python` without `session_id` to start one",
+            ids[1]
+        )
     );
     // Other clients still get theirs.
     let other = b.call("run_python", json!({"code": "1"})).await;
