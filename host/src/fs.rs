@@ -50,6 +50,14 @@ impl Grants {
         Arc::new(Self(dirs.into_iter().map(quota).collect()))
     }
 
+    /// These grants and one more after them (the next preopen): a session's
+    /// scratch folder with its cap.
+    pub(crate) fn and(&self, root: PathBuf, limit: u64) -> Arc<Self> {
+        let mut grants = self.0.clone();
+        grants.push(Some(Quota::new(root, limit)));
+        Arc::new(Self(grants))
+    }
+
     /// The filesystem state of a new store. Each quota'd folder is measured again,
     /// so what the host changed in it since the last store counts.
     pub(crate) fn for_store(self: &Arc<Self>) -> anyhow::Result<Tracker> {

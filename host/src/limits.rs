@@ -91,6 +91,9 @@ pub const MAX_SESSIONS: RangeInclusive<u64> = 1..=1024;
 /// `quota-mb` of a granted folder: at most 1 TiB (the count is in bytes, in a u64).
 pub const QUOTA_MB: RangeInclusive<u64> = 1..=(1 << 20);
 
+/// `scratch-mb` of a session: 0 (no files) to 1 TiB, as `quota-mb`.
+pub const SCRATCH_MB: RangeInclusive<u64> = 0..=(1 << 20);
+
 /// `session-ttl-s`: at most a week.
 pub const SESSION_TTL_S: RangeInclusive<u64> = 1..=604_800;
 

@@ -81,6 +81,11 @@ pub struct RunnerEntry {
     /// (each about 2 MiB of memory when idle). `0` makes every session on demand.
     #[serde(default = "defaults::warm_sessions")]
     pub warm_sessions: usize,
+    /// MiB of the scratch folder each session gets as its `/` (working directory
+    /// and `/tmp`): writable, empty at start, private, removed when the session
+    /// closes. `0` gives sessions no files at all. Example: `64`.
+    #[serde(default = "defaults::scratch_mb")]
+    pub scratch_mb: u64,
 }
 
 impl RunnerEntry {
@@ -100,6 +105,7 @@ impl Default for RunnerEntry {
             max_sessions_per_client: None,
             session_ttl_s: defaults::session_ttl_s(),
             warm_sessions: defaults::warm_sessions(),
+            scratch_mb: defaults::scratch_mb(),
         }
     }
 }
@@ -192,6 +198,10 @@ pub mod defaults {
     /// 10 minutes idle.
     pub fn session_ttl_s() -> u64 {
         600
+    }
+    /// 64 MiB of scratch files per session.
+    pub fn scratch_mb() -> u64 {
+        64
     }
 }
 
@@ -308,6 +318,7 @@ impl Manifest {
                 runner.session_ttl_s,
                 crate::limits::SESSION_TTL_S,
             ),
+            ("scratch-mb", runner.scratch_mb, crate::limits::SCRATCH_MB),
         ];
         for (key, value, range) in ranges {
             crate::limits::check_range(key, value, &range).context("runner")?;

@@ -114,6 +114,7 @@ pub(crate) fn new(
     sandbox: &Arc<Sandbox>,
     tools: Option<Arc<dyn ToolHost>>,
     depth: u32,
+    scratch: Option<&crate::python::Scratch>,
 ) -> Result<Store<State>> {
     let limits = &sandbox.limits;
     let stdout = MemoryOutputPipe::new(limits.max_output);
@@ -130,10 +131,21 @@ pub(crate) fn new(
             .map_err(anyhow::Error::from)
             .with_context(|| format!("failed to open the granted dir `{}`", host.display()))?;
     }
+    // A session's scratch folder is its `/`, after the grants (which it holds:
+    // the guest resolves a path through the longest preopen that matches).
+    let grants = match scratch {
+        Some(s) => {
+            wasi.preopened_dir(s.host_path(), "/", FsPerms::ReadWrite)
+                .map_err(anyhow::Error::from)
+                .context("failed to open the session's scratch folder")?;
+            sandbox.grants.and(s.host_path().to_path_buf(), s.limit())
+        }
+        None => sandbox.grants.clone(),
+    };
     let state = State {
         wasi: wasi.build(),
         table: ResourceTable::new(),
-        fs: sandbox.grants.for_store()?,
+        fs: grants.for_store()?,
         http: WasiHttpCtx::new(),
         hooks: HttpPolicy::new(sandbox.allow_http.clone()),
         config: WasiConfigVariables::from_iter(sandbox.config.iter().cloned()),

@@ -13,6 +13,7 @@ mod bypass;
 mod cli;
 mod compose;
 mod dirs;
+mod files;
 mod limits;
 mod malformed;
 mod mcp;

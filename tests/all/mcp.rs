@@ -139,7 +139,10 @@ async fn tools_are_listed_with_their_wit_schemas_and_the_instructions_say_what_t
             "quadratic_solve",
             "run_python",
             "reset_session",
-            "close_session"
+            "close_session",
+            "write_file",
+            "read_file",
+            "list_files"
         ]
     );
     let registry = load(&entry("quadratic", "quadratic", "")).unwrap();
@@ -410,9 +413,12 @@ fn check_python_sdk_session(seen: &Value) {
         seen["tools"],
         json!([
             "close_session",
+            "list_files",
             "quadratic_solve",
+            "read_file",
             "reset_session",
-            "run_python"
+            "run_python",
+            "write_file"
         ])
     );
     assert_eq!(seen["quadratic_schema"]["required"], json!(["a", "b", "c"]));
@@ -443,6 +449,18 @@ fn check_python_sdk_session(seen: &Value) {
         "{seen}"
     );
     assert_eq!(seen["close"]["is_error"], false, "{seen}");
+    let files = &seen["files"];
+    assert_eq!(files["value"], "256", "{seen}");
+    assert_eq!(files["round_trip"], true, "{seen}");
+    assert_eq!(files["encoding"], "base64");
+    assert_eq!(files["note"]["content"], "héllo");
+    assert_eq!(files["note"]["encoding"], "utf-8");
+    assert_eq!(files["note"]["size"], 6);
+    assert_eq!(files["listed"], json!(["in", "note.txt", "out.bin", "tmp"]));
+    assert_eq!(
+        files["escape"],
+        "invalid-arguments: the path `../etc/passwd` leaves the session's scratch folder: `..` is not allowed"
+    );
     assert_eq!(seen["unknown_tool"]["raised"], true, "{seen}");
 }
 

@@ -7,6 +7,7 @@ with what it saw; the Rust test checks it.
 """
 
 import asyncio
+import base64
 import json
 import sys
 
@@ -79,6 +80,30 @@ async def main():
                 "restarted": r.structured_content["session_restarted"],
                 "reason": r.structured_content.get("restart_reason"),
             }
+        # Files in and out, binary-safe.
+        blob = bytes(range(256))
+        r = await client.call_tool(
+            "write_file",
+            {"path": "in/blob.bin", "content": base64.b64encode(blob).decode(), "encoding": "base64"},
+        )
+        fsid = r.structured_content["session_id"]
+        r = await client.call_tool(
+            "run_python",
+            {"code": "d = open('/in/blob.bin','rb').read()\nopen('out.bin','wb').write(d[::-1])\nopen('note.txt','w').write('héllo')\nlen(d)", "session_id": fsid},
+        )
+        back = await client.call_tool("read_file", {"session_id": fsid, "path": "/out.bin"})
+        note = await client.call_tool("read_file", {"session_id": fsid, "path": "note.txt"})
+        listed = await client.call_tool("list_files", {"session_id": fsid})
+        escape = await client.call_tool("read_file", {"session_id": fsid, "path": "../etc/passwd"})
+        seen["files"] = {
+            "value": r.structured_content["value"],
+            "round_trip": base64.b64decode(back.structured_content["content"]) == blob[::-1],
+            "encoding": back.structured_content["encoding"],
+            "note": note.structured_content,
+            "listed": [e["name"] for e in listed.structured_content["entries"]],
+            "escape": text(escape),
+        }
+
         r = await client.call_tool("close_session", {"session_id": csid})
         seen["close"] = {"is_error": r.is_error, "text": text(r)}
 

@@ -21,6 +21,11 @@ pub struct RunCommand {
     /// A Python file to run after the `-c` cells (`-` reads stdin). Lines that start
     /// with `# %%` split it into cells, as in Jupyter's percent format.
     file: Option<PathBuf>,
+    /// Put a local file into the session's scratch folder before the first cell:
+    /// `data.csv` (as `/data.csv`) or `data.csv:/in/d.csv`. Repeatable. The
+    /// scratch folder is the session's `/`; it is removed when the run ends.
+    #[arg(long = "file", value_name = "LOCAL[:GUEST]")]
+    files: Vec<String>,
     /// Print one JSON object per cell: stdout, stderr, value, error, final_answer,
     /// session_restarted (and restart_reason), tool_calls, fuel_used (with --fuel), duration_us.
     #[arg(long)]
@@ -36,9 +41,24 @@ impl RunCommand {
         if cells.is_empty() {
             bail!("nothing to run: give code with `-c CODE` or a file (see `witbox run --help`)");
         }
+        // Read before the (slow) load, so a missing file fails at once.
+        let files = self
+            .files
+            .iter()
+            .map(|f| local_file(f))
+            .collect::<Result<Vec<_>>>()?;
         let manifest = cx.manifest()?;
         let mut session =
             Runner::one_session(&manifest, cx.options.clone(), &self.session.overrides()).await?;
+        for (local, guest, bytes) in &files {
+            if let Err(e) = session.write_file(guest, bytes) {
+                session.leak();
+                bail!(
+                    "failed to put `{local}` into the session as `{guest}`: {}",
+                    e.message
+                );
+            }
+        }
         let mut ok = false;
         for (i, cell) in cells.iter().enumerate() {
             let outcome = match session.run(cell).await {
@@ -89,6 +109,26 @@ fn read_code(file: &std::path::Path) -> Result<String> {
         witbox::limits::read_file(file, MAX_CODE_BYTES as u64)?
     };
     String::from_utf8(bytes).with_context(|| format!("`{}` is not UTF-8 text", file.display()))
+}
+
+/// `LOCAL[:GUEST]`: the local path, the guest path (`/` and the file name when
+/// not given), and the file's bytes.
+fn local_file(arg: &str) -> Result<(String, String, Vec<u8>)> {
+    let (local, guest) = match arg.split_once(':') {
+        Some((local, guest)) => (local.to_string(), guest.to_string()),
+        None => {
+            let name = std::path::Path::new(arg)
+                .file_name()
+                .with_context(|| format!("`--file {arg}` names no file"))?;
+            (arg.to_string(), format!("/{}", name.to_string_lossy()))
+        }
+    };
+    let bytes = witbox::limits::read_file(
+        std::path::Path::new(&local),
+        witbox::python::MAX_FILE_BYTES as u64,
+    )
+    .with_context(|| format!("`--file {arg}`"))?;
+    Ok((local, guest, bytes))
 }
 
 /// Splits a file into cells at `# %%` lines.
@@ -146,7 +186,7 @@ pub fn print_outcome(o: &RunOutcome) {
 /// The process is about to exit: dropping the session would reset its memory
 /// slot for reuse (a copy of the whole heap), which nothing will use.
 pub fn exiting(session: Session) {
-    std::mem::forget(session);
+    session.leak();
 }
 
 #[cfg(test)]

@@ -28,6 +28,10 @@ pub struct Handler {
 }
 
 impl Handler {
+    pub(super) fn server(&self) -> &Server {
+        &self.server
+    }
+
     /// A handler for one new client of `server`.
     pub(super) fn new(server: Arc<Server>) -> Self {
         Self {
@@ -57,14 +61,14 @@ impl Drop for Handler {
     }
 }
 
-fn object(v: Value) -> Arc<JsonObject> {
+pub(super) fn object(v: Value) -> Arc<JsonObject> {
     match v {
         Value::Object(map) => Arc::new(map),
         _ => Arc::new(JsonObject::new()),
     }
 }
 
-fn text_result(text: String, structured: Value, is_error: bool) -> CallToolResult {
+pub(super) fn text_result(text: String, structured: Value, is_error: bool) -> CallToolResult {
     let mut result = if is_error {
         CallToolResult::error(vec![ContentBlock::text(text)])
     } else {
@@ -89,7 +93,7 @@ fn session_arg<'a>(args: &'a JsonObject, tool: &str) -> Result<&'a str, ToolErro
     }
 }
 
-fn tool_error(e: &ToolError) -> CallToolResult {
+pub(super) fn tool_error(e: &ToolError) -> CallToolResult {
     text_result(format!("{}: {}", e.kind, e.message), e.to_json(), true)
 }
 
@@ -149,12 +153,13 @@ impl Handler {
                     "additionalProperties": false
                 })),
             ));
+            tools.extend(super::files::tools());
         }
         tools
     }
 
     /// A session a client names must be one it created.
-    fn check_owned(&self, id: &str) -> Result<(), ToolError> {
+    pub(super) fn check_owned(&self, id: &str) -> Result<(), ToolError> {
         let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
         if owned.contains(id) {
             return Ok(());
@@ -169,8 +174,9 @@ impl Handler {
 
     /// The session manager's `not-found` for a session this client created means
     /// it expired (the manager evicts idle sessions on every lookup).
-    fn expired(&self, id: &str, e: ToolError) -> ToolError {
-        if e.kind != ErrorKind::NotFound {
+    pub(super) fn expired(&self, id: &str, e: ToolError) -> ToolError {
+        // (A file that is not there is `not-found` too, in other words.)
+        if e.kind != ErrorKind::NotFound || !e.message.starts_with("no session `") {
             return e;
         }
         self.forget(id);
@@ -240,7 +246,7 @@ impl Handler {
 
     /// Starts a session for this client; when the server is full, the error
     /// names one of this client's it could close.
-    async fn create_named(
+    pub(super) async fn create_named(
         &self,
         sessions: &Sessions,
         fresh: &Mutex<Option<String>>,
@@ -383,6 +389,11 @@ impl Handler {
             RUN_PYTHON if self.server.sessions.is_some() => Ok(self.run_python(&args, fresh).await),
             RESET_SESSION if self.server.sessions.is_some() => Ok(self.reset_session(&args).await),
             CLOSE_SESSION if self.server.sessions.is_some() => Ok(self.close_session(&args).await),
+            super::files::WRITE_FILE | super::files::READ_FILE | super::files::LIST_FILES
+                if self.server.sessions.is_some() =>
+            {
+                Ok(self.file_tool(name, &args, fresh).await)
+            }
             _ if self.server.registry.tool(name).is_some() => {
                 match self.server.registry.call(name, &Value::Object(args)).await {
                     Ok(v) => {

@@ -11,6 +11,7 @@
 //! Between the client and rmcp: [`guard`] (a size cap and a JSON-RPC answer for
 //! every message the server will not act on) and, on HTTP, [`http`].
 
+mod files;
 mod guard;
 mod handler;
 mod http;

@@ -10,12 +10,15 @@
 //! - `sessions.rs`: [`Sessions`], live sessions by id for servers.
 
 mod outcome;
+mod scratch;
 mod session;
 mod sessions;
 
 pub use outcome::{
     MAX_OBSERVATION, RestartReason, RunError, RunErrorKind, RunOutcome, observe, restart_note,
 };
+pub(crate) use scratch::Scratch;
+pub use scratch::{FileEntry, MAX_FILE_BYTES};
 pub use session::Session;
 pub use sessions::Sessions;
 
@@ -40,10 +43,19 @@ pub struct Runner {
     pre: CodeRunnerPre<State>,
     sandbox: Arc<Sandbox>,
     registry: Arc<Registry>,
-    warm: Mutex<Vec<(Store<State>, CodeRunner)>>,
+    warm: Mutex<Vec<Instance>>,
     /// Instances being made for `warm`.
     filling: AtomicUsize,
     warm_target: usize,
+    /// MiB of each session's scratch folder; 0 for none.
+    scratch_mb: u64,
+}
+
+/// A live instance of the runner and the scratch folder it sees.
+pub(crate) struct Instance {
+    pub(crate) store: Store<State>,
+    pub(crate) bindings: CodeRunner,
+    pub(crate) scratch: Option<Arc<Scratch>>,
 }
 
 /// What one session asks of the runner's policy (`[runner.policy]`): other
@@ -131,6 +143,7 @@ impl Runner {
             warm: Mutex::new(Vec::new()),
             filling: AtomicUsize::new(0),
             warm_target: entry.warm_sessions,
+            scratch_mb: entry.scratch_mb,
         }))
     }
 
@@ -172,15 +185,16 @@ impl Runner {
     /// pool when one is ready.
     pub async fn session(self: &Arc<Self>) -> Result<Session> {
         let ready = self.warm.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let (store, bindings) = match ready {
+        let instance = match ready {
             Some(instance) => instance,
-            None => self.instantiate().await?,
+            None => self.instantiate(None).await?,
         };
         self.refill();
         Ok(Session {
             runner: self.clone(),
-            store,
-            bindings,
+            store: instance.store,
+            bindings: instance.bindings,
+            scratch: instance.scratch,
             caller: None,
             in_flight: false,
         })
@@ -208,8 +222,12 @@ impl Runner {
     /// A fresh instance that has run an empty cell and been reset: the pages a
     /// first run touches are already faulted in, and nothing of the cell is left
     /// (no globals; the next cell is `<cell 1>` again).
-    async fn instantiate_warm(&self) -> Result<(Store<State>, CodeRunner)> {
-        let (mut store, bindings) = self.instantiate().await?;
+    async fn instantiate_warm(&self) -> Result<Instance> {
+        let Instance {
+            mut store,
+            bindings,
+            scratch,
+        } = self.instantiate(None).await?;
         // Background work: no run slot, and whatever slot its turn takes (a slow
         // warm-up under load runs long) is given back before it waits in the pool.
         let timeout = self.sandbox.limits.timeout;
@@ -219,7 +237,11 @@ impl Runner {
         let warmed = self.warm_up(&mut store, &bindings).await;
         store.data_mut().turn.end();
         warmed?;
-        Ok((store, bindings))
+        Ok(Instance {
+            store,
+            bindings,
+            scratch,
+        })
     }
 
     async fn warm_up(&self, store: &mut Store<State>, bindings: &CodeRunner) -> Result<()> {
@@ -241,15 +263,32 @@ impl Runner {
             .map_err(anyhow::Error::from)
     }
 
-    async fn instantiate(&self) -> Result<(Store<State>, CodeRunner)> {
+    /// A fresh instance that sees `scratch` (a session's, when it restarts), or a
+    /// new empty scratch folder.
+    pub(crate) async fn instantiate(&self, scratch: Option<Arc<Scratch>>) -> Result<Instance> {
+        let scratch = match scratch {
+            Some(s) => Some(s),
+            None if self.scratch_mb > 0 => Some(Arc::new(Scratch::new(self.scratch_mb)?)),
+            None => None,
+        };
         let tools: Arc<dyn ToolHost> = self.registry.clone();
-        let mut store = crate::store::new(&self.engine, &self.sandbox, Some(tools), 0)?;
+        let mut store = crate::store::new(
+            &self.engine,
+            &self.sandbox,
+            Some(tools),
+            0,
+            scratch.as_deref(),
+        )?;
         let bindings = self
             .pre
             .instantiate_async(&mut store)
             .await
             .map_err(anyhow::Error::from)
             .context("failed to instantiate the code runner")?;
-        Ok((store, bindings))
+        Ok(Instance {
+            store,
+            bindings,
+            scratch,
+        })
     }
 }

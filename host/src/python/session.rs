@@ -23,6 +23,8 @@ pub struct Session {
     pub(super) runner: Arc<Runner>,
     pub(super) store: Store<State>,
     pub(super) bindings: CodeRunner,
+    /// Its scratch folder (the guest's `/`), kept across restarts.
+    pub(super) scratch: Option<Arc<super::Scratch>>,
     /// Its name in the audit log, if it has one.
     pub(super) caller: Option<Arc<str>>,
     /// Set while a call into the instance is under way. Still set when the next
@@ -280,6 +282,39 @@ impl Session {
         }
     }
 
+    /// For a process about to exit: removes the scratch folder and leaks the
+    /// rest (dropping the instance would reset its memory slot for reuse, a copy
+    /// of the whole heap, which nothing will use).
+    pub fn leak(mut self) {
+        drop(self.scratch.take());
+        std::mem::forget(self);
+    }
+
+    fn scratch(&self) -> Result<&super::Scratch, ToolError> {
+        self.scratch.as_deref().ok_or_else(|| {
+            ToolError::new(
+                ErrorKind::Denied,
+                "this session has no files: its runner has `scratch-mb = 0`",
+            )
+        })
+    }
+
+    /// Writes a file into the session's scratch folder (`/`), making the folders
+    /// above it. `path` may start with `/`; it may not leave the folder.
+    pub fn write_file(&self, path: &str, bytes: &[u8]) -> Result<(), ToolError> {
+        self.scratch()?.write(path, bytes)
+    }
+
+    /// Reads a file of the session's scratch folder.
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, ToolError> {
+        self.scratch()?.read(path)
+    }
+
+    /// Lists a folder of the session's scratch folder (`/` for all of it).
+    pub fn list_files(&self, path: &str) -> Result<Vec<super::FileEntry>, ToolError> {
+        self.scratch()?.list(path)
+    }
+
     /// The tools this session may call.
     pub fn tools(&self) -> Vec<String> {
         self.runner.tool_names()
@@ -287,14 +322,18 @@ impl Session {
 
     /// Replaces a dead instance with a fresh one.
     async fn restart(&mut self, why: RestartReason) -> Result<(), ToolError> {
-        let (store, bindings) = self.runner.instantiate().await.map_err(|e| {
-            ToolError::new(
-                ErrorKind::Internal,
-                format!("failed to restart the session (after: {why}): {e:#}"),
-            )
-        })?;
-        self.store = store;
-        self.bindings = bindings;
+        let instance = self
+            .runner
+            .instantiate(self.scratch.clone())
+            .await
+            .map_err(|e| {
+                ToolError::new(
+                    ErrorKind::Internal,
+                    format!("failed to restart the session (after: {why}): {e:#}"),
+                )
+            })?;
+        self.store = instance.store;
+        self.bindings = instance.bindings;
         if let Some(caller) = &self.caller {
             self.store.data_mut().caller = caller.clone();
         }

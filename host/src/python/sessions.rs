@@ -114,6 +114,34 @@ impl Sessions {
         session.reset().await
     }
 
+    /// Writes a file into a session's scratch folder (after its running cell).
+    pub async fn write_file(&self, id: &str, path: &str, bytes: &[u8]) -> Result<(), ToolError> {
+        let session = self.get(id)?;
+        let _touch = Touch(self, id);
+        let session = session.lock().await;
+        session.write_file(path, bytes)
+    }
+
+    /// Reads a file of a session's scratch folder.
+    pub async fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, ToolError> {
+        let session = self.get(id)?;
+        let _touch = Touch(self, id);
+        let session = session.lock().await;
+        session.read_file(path)
+    }
+
+    /// Lists a folder of a session's scratch folder.
+    pub async fn list_files(
+        &self,
+        id: &str,
+        path: &str,
+    ) -> Result<Vec<super::FileEntry>, ToolError> {
+        let session = self.get(id)?;
+        let _touch = Touch(self, id);
+        let session = session.lock().await;
+        session.list_files(path)
+    }
+
     /// Of `ids`, the open session idle the longest (not running), and for how long.
     pub fn oldest_idle<'a>(
         &self,

@@ -107,7 +107,8 @@ impl Registry {
                 format!("failed to set up `{name}`: {e:#}"),
             )
         };
-        let mut store = store::new(&self.engine, sandbox, Some(host), depth).map_err(set_up)?;
+        let mut store =
+            store::new(&self.engine, sandbox, Some(host), depth, None).map_err(set_up)?;
         let armed = limits::arm(&mut store, admission, limits, limits.timeout).map_err(set_up)?;
         // 4. run
         let ran = tokio::time::timeout(limits.timeout, call(&mut store, loaded, tool, args)).await;
