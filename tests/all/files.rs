@@ -61,7 +61,7 @@ async fn files_go_in_and_out_binary_safe() {
 
 #[tokio::test]
 async fn sessions_do_not_see_each_others_files() {
-    let runner = runner(&String::new());
+    let runner = runner("");
     let (mut a, mut b) = (
         runner.session().await.unwrap(),
         runner.session().await.unwrap(),
