@@ -584,3 +584,45 @@ async fn http_transport_serves_on_port_0_and_stops_on_its_shutdown_signal() {
 }
 
 mod misuse;
+
+/// `cargo xtask build` compiles the shipped tools and the runner into the
+/// user's compile cache, so the first `initialize` after a build does not wait
+/// for the 25 MB runner to compile (12-17 s; clients give up at 5-10 s).
+#[test]
+fn the_first_initialize_after_a_build_answers_at_once() {
+    use std::io::{BufRead, BufReader, Write};
+    let started = std::time::Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_witbox"))
+        .arg("--manifest")
+        .arg(root().join("witbox.toml"))
+        .arg("mcp")
+        .env_remove("WITBOX_CACHE_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}})
+    )
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let elapsed = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["result"]["serverInfo"]["name"], "witbox", "{answer}");
+    // A cold compile takes 12-17 s here; a warm start, milliseconds.
+    assert!(
+        elapsed < Duration::from_secs(1),
+        "initialize took {elapsed:?}: the build did not leave the runner compiled"
+    );
+}

@@ -37,7 +37,7 @@ async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
     let server = Server::load(&manifest, cx.options.clone(), &args.session.overrides())?;
     let tools = server.registry().tools().len();
     let python = if server.sessions().is_some() {
-        "run_python and reset_session"
+        "Python sessions (run_python, reset_session, close_session, write_file, read_file, list_files)"
     } else {
         "no run_python (the runner is not built)"
     };
