@@ -91,6 +91,13 @@ pub const MAX_SESSIONS: RangeInclusive<u64> = 1..=1024;
 /// `quota-mb` of a granted folder: at most 1 TiB (the count is in bytes, in a u64).
 pub const QUOTA_MB: RangeInclusive<u64> = 1..=(1 << 20);
 
+/// The most bytes a session's checkpoint may take (the runner leaves every
+/// global out, and says so, past it): it is kept in host memory per session.
+pub const MAX_CHECKPOINT_BYTES: usize = 16 << 20;
+
+/// The most `not_restored` lines a restart reports.
+pub const MAX_NOT_RESTORED: usize = 100;
+
 /// `scratch-mb` of a session: 0 (no files) to 1 TiB, as `quota-mb`.
 pub const SCRATCH_MB: RangeInclusive<u64> = 0..=(1 << 20);
 

@@ -86,6 +86,11 @@ pub struct RunnerEntry {
     /// closes. `0` gives sessions no files at all. Example: `64`.
     #[serde(default = "defaults::scratch_mb")]
     pub scratch_mb: u64,
+    /// Whether each session checkpoints its globals after every cell that may
+    /// have changed them, so a restart (a timeout, a crash, a cancel) puts them
+    /// back. Example: `true`.
+    #[serde(default = "defaults::checkpoints")]
+    pub checkpoints: bool,
 }
 
 impl RunnerEntry {
@@ -106,6 +111,7 @@ impl Default for RunnerEntry {
             session_ttl_s: defaults::session_ttl_s(),
             warm_sessions: defaults::warm_sessions(),
             scratch_mb: defaults::scratch_mb(),
+            checkpoints: defaults::checkpoints(),
         }
     }
 }
@@ -198,6 +204,10 @@ pub mod defaults {
     /// 10 minutes idle.
     pub fn session_ttl_s() -> u64 {
         600
+    }
+    /// Checkpoints on.
+    pub fn checkpoints() -> bool {
+        true
     }
     /// 64 MiB of scratch files per session.
     pub fn scratch_mb() -> u64 {

@@ -236,7 +236,7 @@ fn run_reads_cells_from_a_file_or_stdin_and_exits_by_the_last_cell() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "Timeout: the run was stopped after its time limit of 200 ms\n[witbox] the session restarted (Timeout: the run was stopped after its time limit of 200 ms; the session's globals are gone)\n"
+        "Timeout: the run was stopped after its time limit of 200 ms\n[witbox] the Python session restarted because a run passed its time limit: its globals are gone\n"
     );
     let out = python(&["run"], "");
     assert_eq!(out.status.code(), Some(1));

@@ -340,9 +340,9 @@ async fn nothing_of_the_host_is_reachable() {
             "[Errno 44] No such file or directory: '/etc/passwd'",
         ),
         (
-            "open('/tmp/witbox-x', 'w')",
+            "open('/usr/bin/env', 'rb')",
             "FileNotFoundError",
-            "[Errno 44] No such file or directory: '/tmp/witbox-x'",
+            "[Errno 44] No such file or directory: '/usr/bin/env'",
         ),
         (
             "import os\nos.listdir('/proc/self')",
@@ -375,6 +375,12 @@ async fn nothing_of_the_host_is_reachable() {
     }
     let o = cell(&mut s, "import os\n(dict(os.environ), os.getcwd())").await;
     assert_eq!(o.value.as_deref(), Some("({}, '/')"));
+    // The guest's `/` (and `/tmp`) is the session's own scratch folder: a write
+    // there never reaches the host's `/tmp`.
+    let o = cell(&mut s, "open('/tmp/witbox-x', 'w').write('x')").await;
+    assert_eq!(o.value.as_deref(), Some("1"));
+    assert!(!std::path::Path::new("/tmp/witbox-x").exists());
+    assert_eq!(s.read_file("/tmp/witbox-x").unwrap(), b"x");
     // No class anywhere in the interpreter can start a process.
     let o = cell(
         &mut s,

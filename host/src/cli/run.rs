@@ -179,7 +179,7 @@ pub fn print_outcome(o: &RunOutcome) {
         }
     }
     if let Some(why) = o.restart_reason {
-        let _ = writeln!(err, "[witbox] {}", witbox::python::restart_note(why));
+        let _ = writeln!(err, "[witbox] {}", witbox::python::restart_note(o, why));
     }
 }
 

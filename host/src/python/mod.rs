@@ -49,6 +49,8 @@ pub struct Runner {
     warm_target: usize,
     /// MiB of each session's scratch folder; 0 for none.
     scratch_mb: u64,
+    /// Whether sessions checkpoint their globals after each cell.
+    pub(crate) checkpoints: bool,
 }
 
 /// A live instance of the runner and the scratch folder it sees.
@@ -144,6 +146,7 @@ impl Runner {
             filling: AtomicUsize::new(0),
             warm_target: entry.warm_sessions,
             scratch_mb: entry.scratch_mb,
+            checkpoints: entry.checkpoints,
         }))
     }
 
@@ -197,6 +200,7 @@ impl Runner {
             scratch: instance.scratch,
             caller: None,
             in_flight: false,
+            checkpoint: None,
         })
     }
 

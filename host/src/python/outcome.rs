@@ -166,6 +166,12 @@ pub struct RunOutcome {
     /// Why the session started again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_reason: Option<RestartReason>,
+    /// Whether a restart put back the globals of the last completed cell.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub globals_restored: bool,
+    /// After a restart, each global that was not put back, as `name: why`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_restored: Vec<String>,
     /// Tools the run called.
     pub tool_calls: u32,
     /// Fuel the run used, when the policy sets `fuel`.
@@ -176,6 +182,25 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
+    /// Notes a restart and what it put back (each line redacted and cut: the
+    /// names and reasons are the guest's).
+    pub(crate) fn restarted(
+        &mut self,
+        reason: RestartReason,
+        restored: super::session::Restored,
+        redactor: &Redactor,
+    ) {
+        self.session_restarted = true;
+        self.restart_reason = Some(reason);
+        self.globals_restored = restored.globals;
+        self.not_restored = restored
+            .missing
+            .iter()
+            .take(crate::limits::MAX_NOT_RESTORED)
+            .map(|line| redactor.head(line, MAX_TYPE_NAME, false).0)
+            .collect();
+    }
+
     /// Whether the run ended without an error.
     pub fn ok(&self) -> bool {
         self.error.is_none()
@@ -259,9 +284,19 @@ pub(crate) fn cap(outcome: &mut RunOutcome, raw: Raw, max: usize, redactor: &Red
 }
 
 /// One line on a restart, for people and models.
-pub fn restart_note(why: RestartReason) -> String {
+pub fn restart_note(o: &RunOutcome, why: RestartReason) -> String {
+    let after = if !o.globals_restored {
+        "its globals are gone".to_string()
+    } else if o.not_restored.is_empty() {
+        "the globals of the last completed cell were restored".to_string()
+    } else {
+        format!(
+            "the globals of the last completed cell were restored, except {}",
+            o.not_restored.join("; ")
+        )
+    };
     format!(
-        "the Python session restarted because {}: its globals are gone",
+        "the Python session restarted because {}: {after}",
         why.phrase()
     )
 }
@@ -293,7 +328,7 @@ pub fn observe(o: &RunOutcome) -> String {
         }
     }
     if let Some(why) = o.restart_reason {
-        out.push_str(&format!("({})\n", restart_note(why)));
+        out.push_str(&format!("({})\n", restart_note(o, why)));
     }
     if let Some(a) = &o.final_answer {
         out.push_str(&format!("final answer: {a}\n"));

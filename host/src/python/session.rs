@@ -32,6 +32,18 @@ pub struct Session {
     /// stopped waiting): wasmtime unwound it, and the instance cannot be entered
     /// again, so the session starts again first.
     pub(super) in_flight: bool,
+    /// The state after the last cell that completed (`checkpoints`), put back
+    /// into the fresh instance when the session restarts.
+    pub(super) checkpoint: Option<Vec<u8>>,
+}
+
+/// What a restart put back.
+#[derive(Default)]
+pub(crate) struct Restored {
+    /// Whether the last checkpoint was restored.
+    pub(crate) globals: bool,
+    /// `name: why` for each global it did not hold or could not put back.
+    pub(crate) missing: Vec<String>,
 }
 
 impl Session {
@@ -110,6 +122,7 @@ impl Session {
             ));
         }
         let recovered = self.recover().await?;
+        let checkpoints = self.runner.checkpoints;
         let sandbox = self.runner.sandbox.clone();
         let limits = &sandbox.limits;
         let timeout = limit.min(limits.timeout);
@@ -119,8 +132,8 @@ impl Session {
         // run
         let options = RunOptions {
             max_output_bytes: limits.max_output as u64,
-            checkpoint: false,
-            checkpoint_max_bytes: 0,
+            checkpoint: checkpoints,
+            checkpoint_max_bytes: limits::MAX_CHECKPOINT_BYTES as u64,
             stream: false,
         };
         let call = self
@@ -135,10 +148,11 @@ impl Session {
         let mut outcome = RunOutcome {
             tool_calls: state.tool_calls,
             fuel_used: armed.fuel_used(&self.store),
-            session_restarted: recovered.is_some(),
-            restart_reason: recovered,
             ..RunOutcome::default()
         };
+        if let Some((reason, restored)) = recovered {
+            outcome.restarted(reason, restored, &sandbox.redactor);
+        }
         let (tool_limit_hit, memory_hit) = (state.tool_limit_hit, state.memory.hit);
         let redactor = &sandbox.redactor;
         // classify
@@ -157,6 +171,9 @@ impl Session {
                     }),
                     final_answer: r.final_answer,
                 };
+                if let Some(state) = r.checkpoint {
+                    self.checkpoint = Some(state);
+                }
                 // cap and redact
                 outcome::cap(&mut outcome, raw, limits.max_output, redactor);
                 None
@@ -180,9 +197,8 @@ impl Session {
                 Hit::StackOverflow | Hit::Crash(_) => RestartReason::Crash,
             };
             let why = self.hit_error(hit, timeout);
-            self.restart(reason).await?;
-            outcome.session_restarted = true;
-            outcome.restart_reason = Some(reason);
+            let restored = self.restart(reason).await?;
+            outcome.restarted(reason, restored, &sandbox.redactor);
             outcome.error = Some(why);
         } else if tool_limit_hit {
             outcome.error = Some(RunError::host(
@@ -245,18 +261,19 @@ impl Session {
     }
 
     /// Starts again if the last call was dropped before it ended; says so.
-    async fn recover(&mut self) -> Result<Option<RestartReason>, ToolError> {
+    async fn recover(&mut self) -> Result<Option<(RestartReason, Restored)>, ToolError> {
         if !self.in_flight {
             return Ok(None);
         }
-        self.restart(RestartReason::Cancelled).await?;
-        Ok(Some(RestartReason::Cancelled))
+        let restored = self.restart(RestartReason::Cancelled).await?;
+        Ok(Some((RestartReason::Cancelled, restored)))
     }
 
     /// Forgets every global, as if the session had just started.
     pub async fn reset(&mut self) -> Result<(), ToolError> {
+        self.checkpoint = None;
         if self.recover().await?.is_some() {
-            // A fresh instance has nothing to forget.
+            // A fresh instance (with no checkpoint to restore) has nothing to forget.
             return Ok(());
         }
         let limits = &self.runner.sandbox.limits;
@@ -271,6 +288,7 @@ impl Session {
             .bindings
             .witbox_agent_runner()
             .call_reset(&mut self.store);
+        self.checkpoint = None;
         self.in_flight = true;
         let outcome = tokio::time::timeout(limits.timeout, call).await;
         self.in_flight = false;
@@ -278,7 +296,7 @@ impl Session {
         match outcome {
             Ok(Ok(())) => Ok(()),
             // A reset that fails leaves nothing worth keeping: start again.
-            _ => self.restart(RestartReason::Crash).await,
+            _ => self.restart(RestartReason::Crash).await.map(drop),
         }
     }
 
@@ -320,8 +338,9 @@ impl Session {
         self.runner.tool_names()
     }
 
-    /// Replaces a dead instance with a fresh one.
-    async fn restart(&mut self, why: RestartReason) -> Result<(), ToolError> {
+    /// Replaces a dead instance with a fresh one, and puts the last checkpoint
+    /// back into it.
+    async fn restart(&mut self, why: RestartReason) -> Result<Restored, ToolError> {
         let instance = self
             .runner
             .instantiate(self.scratch.clone())
@@ -337,7 +356,65 @@ impl Session {
         if let Some(caller) = &self.caller {
             self.store.data_mut().caller = caller.clone();
         }
-        Ok(())
+        let Some(state) = self.checkpoint.take() else {
+            return Ok(Restored::default());
+        };
+        match self.restore(&state).await {
+            Ok(missing) => {
+                self.checkpoint = Some(state);
+                Ok(Restored {
+                    globals: true,
+                    missing,
+                })
+            }
+            // The restore itself broke the instance: start once more, empty.
+            Err(e) => {
+                let instance = self
+                    .runner
+                    .instantiate(self.scratch.clone())
+                    .await
+                    .map_err(|e| {
+                        ToolError::new(
+                            ErrorKind::Internal,
+                            format!("failed to restart the session (after: {why}): {e:#}"),
+                        )
+                    })?;
+                self.store = instance.store;
+                self.bindings = instance.bindings;
+                if let Some(caller) = &self.caller {
+                    self.store.data_mut().caller = caller.clone();
+                }
+                Ok(Restored {
+                    globals: false,
+                    missing: vec![format!("(all): the checkpoint could not be restored: {e}")],
+                })
+            }
+        }
+    }
+
+    /// Puts a checkpoint into the (fresh) instance, under the run limits.
+    async fn restore(&mut self, state: &[u8]) -> Result<Vec<String>, String> {
+        let limits = &self.runner.sandbox.limits;
+        let admission = crate::schedule::admit(0).await;
+        limits::arm(&mut self.store, admission, limits, limits.timeout)
+            .map_err(|e| format!("{e:#}"))?;
+        let call = self
+            .bindings
+            .witbox_agent_runner()
+            .call_restore(&mut self.store, state);
+        let restored = tokio::time::timeout(limits.timeout, call).await;
+        self.store.data_mut().turn.end();
+        match restored {
+            Ok(Ok(missing)) => Ok(missing),
+            Ok(Err(e)) => Err(format!(
+                "{:?}",
+                limits::classify(&e, self.store.data().memory.hit)
+            )),
+            Err(_) => Err(format!(
+                "it took longer than the time limit of {} ms",
+                limits.timeout.as_millis()
+            )),
+        }
     }
 }
 
