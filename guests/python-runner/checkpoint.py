@@ -570,7 +570,7 @@ def _safe_unpickler():
                 load(self)
             except Exception as e:  # noqa: BLE001 - a placeholder, and a report
                 del self.stack[depth - pops:]
-                self.append(self._loader._missing(_why(e)))
+                self.append(self._loader._missing(f"it could not be rebuilt: {_why(e, True)}"))
 
         _SafeUnpickler.dispatch[code[0]] = safe
 
@@ -585,14 +585,15 @@ def _safe_unpickler():
             base.load_build(self)
         except Exception as e:  # noqa: BLE001 - the object stays, without that state
             del self.stack[depth - 1:]
-            self._loader.broken.append(_why(e))
+            self._loader.broken.append(_why(e, True))
 
     _SafeUnpickler.dispatch[pickle.BUILD[0]] = build
     return _SafeUnpickler
 
 
-def _why(exc):
-    """Why pickling or unpickling failed, in a line."""
+def _why(exc, typed=False):
+    """Why pickling or unpickling failed, in a line; `typed`: always with the
+    exception's type (pickle's own messages say enough without)."""
     try:
         if isinstance(exc, _CannotCheckpoint):
             text = str(exc)
@@ -600,7 +601,7 @@ def _why(exc):
             text = "it is nested too deeply to checkpoint"
         elif isinstance(exc, MemoryError):
             text = "there was not enough memory to checkpoint it"
-        elif isinstance(exc, (TypeError, pickle.PicklingError)) and str(exc):
+        elif not typed and isinstance(exc, (TypeError, pickle.PicklingError)) and str(exc):
             text = str(exc)
         else:
             message = str(exc)
