@@ -33,6 +33,7 @@ import pickle
 import struct
 import sys
 import types
+import typing
 
 MAGIC = b"WBCK\x01"
 # Code objects are marshalled, and marshal (and bytecode) is per CPython version:
@@ -250,6 +251,14 @@ class _Pickler(pickle.Pickler):
                 namespace.pop(_mangle(cls.__name__, slot), None)
         for key in ("__slots__", "__dict__", "__weakref__", "_abc_impl"):
             namespace.pop(key, None)
+        # `class Box(Generic[T])`: its bases are (Generic,), made from what it was
+        # written with, which types.new_class resolves again (not `NamedTuple` or
+        # `TypedDict`, functions whose classes are made as their bases say).
+        bases = cls.__bases__
+        orig = cls.__dict__.get("__orig_bases__")
+        if type(orig) is tuple and all(isinstance(b, type) or hasattr(b, "__origin__") for b in orig):
+            bases = orig
+            namespace.pop("__orig_bases__")
         # 3.14: the function that makes the annotations reads the class's own
         # dict: store them made (as 3.13 kept them) instead.
         if "__annotate_func__" in namespace or "__annotate__" in namespace:
@@ -258,7 +267,7 @@ class _Pickler(pickle.Pickler):
             annotations = _annotations(cls)
             if annotations:
                 namespace["__annotations__"] = annotations
-        return (_make_class, (meta, cls.__name__, cls.__bases__, kwds),
+        return (_make_class, (meta, cls.__name__, bases, kwds),
                 (cls.__qualname__, namespace), None, None, _set_class_state)
 
     def _enum(self, cls):
@@ -282,6 +291,14 @@ class _Pickler(pickle.Pickler):
         if not _resolves_module(module):
             raise _CannotCheckpoint(f"the module `{name}` cannot be imported again")
         return _import_module, (name,)
+
+    def _typevar(self, tv):
+        module = sys.modules.get(tv.__module__)
+        if tv.__module__ != "__main__" and getattr(module, tv.__name__, None) is tv:
+            return NotImplemented  # typing.AnyStr and the like, by name
+        kwds = {"bound": tv.__bound__, "covariant": tv.__covariant__,
+                "contravariant": tv.__contravariant__}
+        return _make_typevar, (tv.__name__, tv.__constraints__, kwds)
 
     def _lru_cache(self, f):
         params = f.cache_parameters()
@@ -356,6 +373,7 @@ _REDUCERS = {
     _ModuleType: _Pickler._module,
     _Entry: _Pickler._entry,
     functools._lru_cache_wrapper: _Pickler._lru_cache,
+    typing.TypeVar: _Pickler._typevar,
     types.MappingProxyType: lambda self, proxy: (_make_mappingproxy, (dict(proxy),)),
     classmethod: _by(classmethod, "__func__"),
     staticmethod: _by(staticmethod, "__func__"),
@@ -468,6 +486,10 @@ def _set_class_state(cls, state):
             except Exception:  # noqa: BLE001 - as when the class was first made
                 pass
     return cls
+
+
+def _make_typevar(name, constraints, kwds):
+    return typing.TypeVar(name, *constraints, **kwds)
 
 
 def _make_lru_cache(f, maxsize, typed):
@@ -767,12 +789,12 @@ class Checkpoints:
 
     def names(self):
         """The globals a checkpoint holds: all but the runner's."""
-        skip = self.skip
+        skip, builtin = self.skip, builtins.__dict__
         out = []
         for name, value in self.globals.items():
             if name in skip or type(name) is not str:
                 continue
-            if getattr(builtins, name, _MISSING) is value:
+            if builtin.get(name, _MISSING) is value:
                 continue  # a builtin (a tool, `final_answer`), there after restore too
             out.append(name)
         return out

@@ -186,6 +186,53 @@ class Values(unittest.TestCase):
         self.assertEqual(g["sq"](4), 16)
         self.assertEqual(g["cnt"].most_common(1), [("l", 2)])
 
+    def test_more_kinds(self):
+        s = Session()
+        blob = s.run(
+            "import abc, functools\nfrom typing import Generic, TypeVar\n"
+            "cyc = [1]\ncyc.append(cyc)\n"
+            "class Model(abc.ABC):\n    field: int\n"
+            "    @abc.abstractmethod\n    def go(self) -> int: ...\n"
+            "class Impl(Model):\n    def go(self) -> int:\n        return 4\n"
+            "class Slots:\n    __slots__ = ('a', '__b')\n"
+            "    def __init__(self):\n        self.a, self.__b = 1, 2\n"
+            "    def b(self):\n        return self.__b\n"
+            "class Meta(type):\n    def __new__(m, name, bases, ns):\n"
+            "        ns['tag'] = name.lower()\n        return super().__new__(m, name, bases, ns)\n"
+            "class Tagged(metaclass=Meta):\n    pass\n"
+            "def deco(fn):\n    @functools.wraps(fn)\n"
+            "    def wrapper(*a):\n        return fn(*a) * 10\n    return wrapper\n"
+            "@deco\ndef one(v):\n    return v\n"
+            "part = functools.partial(one, 2)\n"
+            "class Outer:\n    class Inner:\n        def hi(self):\n            return 'hi'\n"
+            "bound = Outer.Inner().hi\n"
+            "T = TypeVar('T')\nclass Box(Generic[T]):\n    def __init__(self, v):\n        self.v = v\n"
+            "impl, slots, box = Impl(), Slots(), Box[int](3)\n"
+        )
+        r, problems = restart(blob)
+        self.assertEqual(problems, [])
+        g = r.globals
+        self.assertIs(g["cyc"][1], g["cyc"])
+        self.assertEqual(g["impl"].go(), 4)
+        self.assertIsInstance(g["impl"], g["Model"])
+        self.assertEqual(g["Model"].__annotations__, {"field": int})
+        with self.assertRaises(TypeError):
+            g["Model"]()  # still abstract
+        self.assertEqual((g["slots"].a, g["slots"].b()), (1, 2))
+        self.assertEqual((g["Tagged"].tag, type(g["Tagged"]).__name__), ("tagged", "Meta"))
+        self.assertEqual((g["one"](3), g["one"].__name__, g["part"]()), (30, "one", 20))
+        self.assertEqual(g["bound"](), "hi")
+        self.assertEqual(g["Outer"].Inner.__qualname__, "Outer.Inner")
+        self.assertEqual(g["box"].v, 3)
+        self.assertEqual(g["Box"].__parameters__, (g["T"],))
+
+    def test_too_deep_is_left_out_with_why(self):
+        s = Session()
+        blob = s.run("deep = []\nfor _ in range(100000):\n    deep = [deep]\nok = 1\n")
+        r, problems = restart(blob)
+        self.assertEqual(problems, ["deep: it is nested too deeply to checkpoint"])
+        self.assertEqual(r.globals["ok"], 1)
+
     def test_source_comes_back_for_tracebacks(self):
         s = Session()
         blob = s.run("def boom():\n    return 1 / 0\n")
