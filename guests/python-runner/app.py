@@ -3,7 +3,9 @@
 componentize-py runs this module at build time and snapshots the interpreter,
 so everything imported here is in the component and costs nothing at run time.
 Each instance is one session: `run` executes a cell in the session's globals,
-like a notebook, and `reset` forgets them.
+like a notebook, and `reset` forgets them. When asked, `run` also returns a
+checkpoint of the globals, which `restore` puts back into a fresh instance
+after the old one died (checkpoint.py).
 """
 
 import ast
@@ -666,8 +668,11 @@ class Runner(exports.Runner):
         global _tools_installed, _cell
         try:
             if not _tools_installed:  # a checkpoint may name the tools
-                _install_tools()
-                _tools_installed = True
+                try:
+                    _install_tools()
+                    _tools_installed = True
+                except Exception:  # noqa: BLE001 - what needs them says so, the next run retries
+                    pass
             problems, meta = _checkpoints.restore(state)
             cell = meta.get("cell") if type(meta) is dict else None
             if type(cell) is int and cell > _cell:

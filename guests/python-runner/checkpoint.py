@@ -3,7 +3,8 @@
 This module does not import `wit_world`, so it runs (and is tested) in a plain
 Python too: `tests/python/checkpoint_test.py`.
 
-A checkpoint is `MAGIC`, the length of a header, the header (marshal: the
+A checkpoint is `MAGIC`, the length of a header and a CRC-32 of what follows,
+the header (marshal: the
 Python it was made by, the names it holds, the names it left out and why, the
 source of the cells its code comes from, the runner's own `meta`) and the body:
 one pickle of the globals, so values that share an object still share it after
@@ -40,7 +41,7 @@ MAGIC = b"WBCK\x01"
 # a checkpoint is read back only by the same one.
 PYTHON = sys.implementation.cache_tag + ":" + importlib.util.MAGIC_NUMBER.hex()
 _PROTOCOL = 5
-_HEAD = struct.Struct("<I")
+_HEAD = struct.Struct("<II")  # the header's length, the CRC-32 of header and body
 _REASON_CHARS = 300
 
 _CodeType = types.CodeType
@@ -49,6 +50,10 @@ _ModuleType = types.ModuleType
 _CellType = types.CellType
 _BuiltinFunctionType = types.BuiltinFunctionType
 _MISSING = object()
+# The builtins as they were before the runner (or a cell) added to them: a name
+# found there is a builtin's; one found only in `builtins` now may be anything.
+_BUILTINS = builtins.__dict__
+_ORIGINAL_BUILTINS = dict(_BUILTINS)
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement or type()
 
 
@@ -72,11 +77,12 @@ _STORES = _ops(
 # Instructions that look up an attribute (a method call is one): on a mutable
 # value they may be how it is changed (`xs.append(1)`, `heapq.heappush(xs, 1)`).
 _ATTRS = _ops("LOAD_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR")
-# Names through which code can reach (and change) globals without a store
-# instruction, or reach objects it does not name: their use means "checkpoint".
+# Names (of builtins or attributes) through which code can reach and change
+# globals without a store instruction, or reach objects it does not name: a cell
+# that uses one is checkpointed. (A global of that name is judged by its value.)
 _DOUBT = frozenset("""
 exec eval compile globals locals vars setattr delattr getattr __import__ breakpoint
-open input memoryview
+memoryview
 f_globals f_locals f_back f_builtins gi_frame cr_frame ag_frame tb_frame tb_next
 __globals__ __dict__ __closure__ __code__ __defaults__ __kwdefaults__ __self__ __func__
 __wrapped__ __subclasses__ __class__ __bases__ __mro__ __base__ __builtins__
@@ -698,6 +704,7 @@ class Checkpoints:
         a run that did not ask for a checkpoint (it may have changed anything)."""
         self._ids = None
         self._kinds = {}
+        self._injected_ids = frozenset()
 
     # -- after a cell --
 
@@ -719,19 +726,26 @@ class Checkpoints:
         if len(g) != len(ids):
             return False
         names, attrs = _code_names(codes)
-        if names is None or not _DOUBT.isdisjoint(names):
+        if names is None:
             return False
         mutable = False
         kinds = self._kinds
         for name in names:
             value = g.get(name, _MISSING)
             if value is _MISSING:
-                continue  # a builtin, an attribute, or a NameError
-            if ids.get(name) != id(value):
-                return False
-            kind = kinds.get(name)
-            if kind is None:
-                kind = kinds[name] = self._kind(value)
+                if name in _DOUBT:
+                    return False
+                value = _BUILTINS.get(name, _MISSING)
+                if value is _MISSING or value is _ORIGINAL_BUILTINS.get(name, _MISSING) \
+                        or id(value) in self._injected_ids:
+                    continue  # a builtin (or a tool), an attribute, or a NameError
+                kind = self._kind(value)  # a cell put it into builtins
+            else:
+                if ids.get(name) != id(value):
+                    return False
+                kind = kinds.get(name)
+                if kind is None:
+                    kind = kinds[name] = self._kind(value)
             if kind is _OTHER:
                 return False
             if kind is _DATA:
@@ -814,20 +828,22 @@ class Checkpoints:
                 entry = linecache.cache.get(filename)
                 if entry is not None and type(entry[2]) is list:
                     sources[filename] = "".join(entry[2])
+        meta = meta if meta is not None else {}
         header = {
             "python": PYTHON, "format": fmt, "names": kept, "left_out": left_out,
-            "sources": sources, "meta": meta if meta is not None else {}, "size": size,
-            "crc": binascii.crc32(body) if size <= max_bytes else 0,
+            "sources": sources, "meta": meta, "size": size,
         }
         head = marshal.dumps(header)
         total = len(MAGIC) + _HEAD.size + len(head) + size
         if total > max_bytes:
             over = f"the checkpoint would take {total} bytes, over its limit of {max_bytes}"
-            blob = _empty(left_out + [f"{n}: {over}" for n in kept], header["meta"])
+            blob = _empty(left_out + [f"{n}: {over}" for n in kept], meta)
         else:
-            blob = b"".join((MAGIC, _HEAD.pack(len(head)), head, body))
+            blob = _blob(head, body)
         self._ids = {k: id(v) for k, v in g.items()}
         self._kinds = {}
+        b = builtins.__dict__
+        self._injected_ids = {id(b[n]) for n in self.injected() if n in b}
         return blob
 
     def failed(self, why, meta=None):
@@ -922,14 +938,18 @@ class Checkpoints:
         return list(items), loader, loader.broken
 
 
+def _blob(head, body):
+    crc = binascii.crc32(body, binascii.crc32(head))
+    return b"".join((MAGIC, _HEAD.pack(len(head), crc), head, body))
+
+
 def _empty(left_out, meta):
     """A checkpoint that holds no value, only the lines that say why."""
     header = {
         "python": PYTHON, "format": "dict", "names": [], "left_out": left_out,
-        "sources": {}, "meta": meta, "size": 0, "crc": binascii.crc32(b""),
+        "sources": {}, "meta": meta, "size": 0,
     }
-    head = marshal.dumps(header)
-    return b"".join((MAGIC, _HEAD.pack(len(head)), head))
+    return _blob(marshal.dumps(header), b"")
 
 
 class _Corrupt(Exception):
@@ -948,17 +968,19 @@ def _parse(blob):
     start = len(MAGIC) + _HEAD.size
     if len(blob) < start:
         raise _Corrupt("the checkpoint is corrupt (cut short): nothing was restored")
-    (head_len,) = _HEAD.unpack_from(blob, len(MAGIC))
+    head_len, crc = _HEAD.unpack_from(blob, len(MAGIC))
+    if len(blob) < start + head_len or binascii.crc32(memoryview(blob)[start:]) != crc:
+        raise _Corrupt("the checkpoint is corrupt (its checksum does not match): nothing was restored")
     try:
-        header = marshal.loads(blob[start:start + head_len])
-    except Exception:  # noqa: BLE001
+        header = marshal.loads(memoryview(blob)[start:start + head_len])
+    except Exception:  # noqa: BLE001 - a checkpoint of another marshal
         header = None
-    if type(header) is not dict or len(blob) < start + head_len:
+    if type(header) is not dict:
         raise _Corrupt("the checkpoint is corrupt (its header does not read): nothing was restored")
     if header.get("python") != PYTHON:
         raise _Corrupt(f"the checkpoint was made by another Python ({header.get('python')}); "
                        f"this runner is {PYTHON}: nothing was restored")
     body = blob[start + head_len:]
-    if len(body) != header.get("size") or binascii.crc32(body) != header.get("crc"):
-        raise _Corrupt("the checkpoint is corrupt (its checksum does not match): nothing was restored")
+    if len(body) != header.get("size"):
+        raise _Corrupt("the checkpoint is corrupt (its size does not match): nothing was restored")
     return header, body

@@ -353,6 +353,15 @@ class Unchanged(unittest.TestCase):
         self.assertEqual(r.globals["xs"], [1, 2, 3, 4])
         self.assertIsNone(s.run("print(xs)"))
 
+    def test_a_session_function_put_into_builtins_is_not_a_builtin(self):
+        s = self.session()
+        self.assertIsNotNone(s.run("import builtins\nbuiltins.helper = grow"))
+        try:
+            self.assertIsNotNone(s.run("helper(5)"))
+            self.assertIsNone(s.run("print(len(xs))"))
+        finally:
+            del builtins.helper
+
     def test_restore_and_forget_make_the_next_one_full(self):
         s = self.session()
         self.assertIsNone(s.run("x"))
@@ -395,9 +404,12 @@ class Corrupt(unittest.TestCase):
                 self.assertOneLine(blob[:n], "the checkpoint is corrupt")
 
     def test_a_flipped_byte(self):
-        blob = bytearray(self.blob())
-        blob[-10] ^= 0xFF
-        self.assertOneLine(bytes(blob), "the checkpoint is corrupt")
+        good = self.blob()
+        for at in (9, 12, 30, len(good) - 10):  # the checksum, the header, the body
+            with self.subTest(at=at):
+                blob = bytearray(good)
+                blob[at] ^= 0xFF
+                self.assertOneLine(bytes(blob), "the checkpoint is corrupt")
 
     def test_another_python(self):
         blob = self.blob()
