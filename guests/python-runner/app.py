@@ -3,7 +3,9 @@
 componentize-py runs this module at build time and snapshots the interpreter,
 so everything imported here is in the component and costs nothing at run time.
 Each instance is one session: `run` executes a cell in the session's globals,
-like a notebook, and `reset` forgets them.
+like a notebook, and `reset` forgets them. When asked, `run` also returns a
+checkpoint of the globals, which `restore` puts back into a fresh instance
+after the old one died (checkpoint.py).
 """
 
 import ast
@@ -15,10 +17,12 @@ import io
 import json
 import keyword
 import linecache
+import os
 import sys
 import traceback
 import types
 
+import checkpoint
 from componentize_py_types import Err
 from wit_world import exports
 from wit_world.exports.runner import (
@@ -128,15 +132,19 @@ class ToolError(Exception):
         self.message = message
         self.error = error
 
+    def __reduce__(self):  # for checkpoints: BaseException's would call ToolError(message)
+        return ToolError, (self.tool, self.kind, self.message, self.error), self.__dict__
+
 
 ToolError.__module__ = "builtins"
 
 
 class _Capture(io.TextIOBase):
-    """stdout or stderr of one run; both share one byte budget."""
+    """stdout or stderr of one run; both share one byte budget. With `fd` (1 or 2)
+    what it keeps also goes to that WASI stream as it comes (`run-options.stream`)."""
 
-    def __init__(self, budget):
-        self._parts = []
+    def __init__(self, budget, fd=None):
+        self._parts = [] if fd is None else _Tee(fd)
         self._budget = budget
 
     def writable(self):
@@ -185,6 +193,32 @@ class _Capture(io.TextIOBase):
         return "".join(self._parts)
 
 
+class _Tee(list):
+    """The parts of a streamed run's output: each one is also written at once to
+    the real stdout or stderr, which the host reads while the run goes on.
+    `os.write` goes straight to the WASI stream: `sys.__stdout__` would buffer."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd):
+        super().__init__()
+        self.fd = fd
+
+    def append(self, text):
+        list.append(self, text)
+        if self.fd is None:
+            return
+        data = text.encode("utf-8", "backslashreplace")
+        try:
+            while data:
+                n = os.write(self.fd, data)
+                if n <= 0:
+                    break
+                data = data[n:]
+        except OSError:
+            self.fd = None  # the stream is gone: the result still has it all
+
+
 class _Budget:
     def __init__(self, limit):
         self.limit = limit
@@ -196,6 +230,7 @@ class _Run:
     """What the current run has produced so far."""
 
     final = None
+    codes = ()  # the code objects the cell ran (for the checkpoint)
 
 
 _run = _Run()
@@ -309,20 +344,35 @@ def _help(obj=None):
 
 
 def _install_tools():
+    global _tool_names
     names = []
     for spec in host.list_tools():
         setattr(builtins, spec.name, _tool_function(spec))
         names.append(spec.name)
     names = tuple(names)
-    builtins.tools = lambda: list(names)
+
+    def tools():
+        return list(names)
+
+    builtins.tools = tools
+    _tool_names = names
+
+
+def _injected():
+    """The names the runner put into `builtins`: a checkpoint stores them by name."""
+    return (*_tool_names, "final_answer", "ToolError", "help", "tools")
 
 
 builtins.final_answer = final_answer
 builtins.ToolError = ToolError
 builtins.help = _help
 _tools_installed = False
+_tool_names = ()
 _cell = 0
 _globals = {}
+_checkpoints = checkpoint.Checkpoints(
+    _globals, skip=("__builtins__", "__name__", "__doc__"), injected=_injected
+)
 
 
 def _fresh_globals():
@@ -517,6 +567,7 @@ def _compile(code, filename):
 
 def _execute(code, filename):
     """Runs a cell; returns (value repr or None, RunError or None)."""
+    _run.codes = ()
     if not code or code.isspace():
         return None, None
     try:
@@ -525,6 +576,7 @@ def _execute(code, filename):
         body, last = _compile(code, filename)
     except BaseException as e:  # noqa: BLE001 - every user error is a result
         return None, _error(e)
+    _run.codes = (body, last)
     try:
         if body is not None:
             exec(body, _globals)
@@ -570,7 +622,10 @@ class Runner(exports.Runner):
         filename = f"<cell {_cell}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         budget = _Budget(options.max_output_bytes)
-        out, err = _Capture(budget), _Capture(budget)
+        if options.stream:
+            out, err = _Capture(budget, 1), _Capture(budget, 2)
+        else:
+            out, err = _Capture(budget), _Capture(budget)
         _run.final = None
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = out, err
@@ -587,20 +642,60 @@ class Runner(exports.Runner):
                 column=None,
             )
         final, _run.final = _run.final, None
+        if options.checkpoint:
+            state = _checkpoint(options.checkpoint_max_bytes)
+        else:
+            state = None
+            _checkpoints.forget()  # this cell may change anything unseen
         return RunResult(
             stdout=out.text(),
             stderr=err.text(),
             value=value,
             error=error,
             final_answer=final,
+            checkpoint=state,
         )
 
     def reset(self) -> None:
         global _cell
         _fresh_globals()
+        _checkpoints.forget()
         _cell = 0
         for name in [n for n in linecache.cache if n.startswith("<cell")]:
             del linecache.cache[name]
+
+    def restore(self, state: bytes) -> list[str]:
+        global _tools_installed, _cell
+        try:
+            if not _tools_installed:  # a checkpoint may name the tools
+                try:
+                    _install_tools()
+                    _tools_installed = True
+                except Exception:  # noqa: BLE001 - what needs them says so, the next run retries
+                    pass
+            problems, meta = _checkpoints.restore(state)
+            cell = meta.get("cell") if type(meta) is dict else None
+            if type(cell) is int and cell > _cell:
+                _cell = cell  # new cells do not reuse the names of restored code
+            return [_sendable(p) for p in problems]
+        except BaseException as e:  # noqa: BLE001 - an exception here traps the instance
+            return [f"the checkpoint could not be restored: {_type_name(e)}"]
+
+
+def _checkpoint(max_bytes):
+    """The checkpoint after the cell just run, or None if it changed nothing. Never
+    raises; what a `__reduce__` prints or answers is not the cell's."""
+    codes, _run.codes = _run.codes, ()
+    try:
+        return _checkpoints.after(codes, max_bytes, {"cell": _cell})
+    except BaseException as e:  # noqa: BLE001 - say so, in a checkpoint that keeps nothing
+        _checkpoints.forget()
+        try:
+            return _checkpoints.failed(f"no checkpoint could be made: {_type_name(e)}", {"cell": _cell})
+        except BaseException:  # noqa: BLE001
+            return None
+    finally:
+        _run.final = None
 
 
 # Warm the paths a first run takes (parse, compile, exec, capture), so every
@@ -608,8 +703,22 @@ class Runner(exports.Runner):
 _saved = sys.stdout, sys.stderr
 sys.stdout = sys.stderr = _Capture(_Budget(1 << 20))
 _execute("x = 1 + 1\nprint(x)\nx", "<cell 0>")
+# ... and a checkpoint: a change, no change, one left out, and restore.
+_execute(
+    "import math as m\n"
+    "def f(a, b=2):\n    return a + b + len(xs)\n"
+    "class C:\n    def me(self):\n        return C\n"
+    "c = C()\nxs = [1, 2, {'k': (1.5, 's')}]\ng = (i for i in ())\n",
+    "<cell 0>",
+)
+_blob = _checkpoint(1 << 20)
+_execute("print(xs[0], x)\nxs", "<cell 0>")
+_checkpoint(1 << 20)
+_checkpoints.restore(_blob)
 sys.stdout, sys.stderr = _saved
 _fresh_globals()
+_checkpoints.forget()
+del _blob
 # Everything so far lives as long as the instance. Freezing it keeps the garbage
 # collector from walking (and so writing to, and copying) the snapshot's pages
 # in every instance: cheaper first runs and less memory per session.

@@ -51,6 +51,7 @@ pub const GUESTS: [Guest; 8] = [
         kind: Kind::PythonRunner,
         inputs: &[
             "guests/python-runner/app.py",
+            "guests/python-runner/checkpoint.py",
             "wit/host.wit",
             "wit/runner.wit",
             "wit/worlds.wit",
