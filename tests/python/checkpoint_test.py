@@ -15,6 +15,7 @@ import sys
 import types
 import unittest
 
+sys.dont_write_bytecode = True  # no __pycache__ in the guest's folder: its build would bundle it
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "guests", "python-runner"))
 
 import checkpoint  # noqa: E402
