@@ -460,8 +460,9 @@ async fn a_step_budget_stops_runaway_code_and_the_task_goes_on() {
         "{:?}",
         started.elapsed()
     );
-    // The timeout killed the instance: the session restarted without `kept`.
-    assert_eq!(answer.unwrap().value, json!("gone"));
+    // The timeout killed the instance; the restarted session has the globals
+    // of the last completed step back.
+    assert_eq!(answer.unwrap().value, json!(1));
     let observation = server.bodies()[2]["messages"][5]["content"]
         .as_str()
         .unwrap()
@@ -473,7 +474,9 @@ async fn a_step_budget_stops_runaway_code_and_the_task_goes_on() {
         "{observation}"
     );
     assert!(
-        observation.contains("(the Python session restarted: Timeout:"),
+        observation.contains(
+            "(the Python session restarted because a run passed its time limit: the globals of the last completed cell were restored)"
+        ),
         "{observation}"
     );
 }

@@ -377,6 +377,6 @@ fn ctrl_c_in_the_repl_stops_the_cell_and_keeps_the_repl() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "KeyboardInterrupt: the cell was stopped; the session starts again with the next cell\n\
-         [witbox] the Python session restarted because the previous run was cancelled: its globals are gone\n"
+         [witbox] the Python session restarted because the previous run was cancelled: the globals of the last completed cell were restored\n"
     );
 }

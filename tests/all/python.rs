@@ -228,7 +228,7 @@ async fn tool_calls_per_run_are_limited() {
 }
 
 #[tokio::test]
-async fn a_spin_is_stopped_and_the_session_restarts_empty() {
+async fn a_spin_is_stopped_and_the_session_restarts_from_its_checkpoint() {
     let mut s = session("timeout-ms = 300").await;
     cell(&mut s, "x = 1").await;
     for code in [
@@ -253,10 +253,11 @@ async fn a_spin_is_stopped_and_the_session_restarts_empty() {
             o.restart_reason,
             Some(witbox::python::RestartReason::Timeout)
         );
+        assert!(o.globals_restored);
     }
-    // The session lives on, empty.
+    // The session lives on, with the globals of the last completed cell.
     let o = cell(&mut s, "x").await;
-    assert_eq!(error_of(&o).0, "NameError");
+    assert_eq!(o.value.as_deref(), Some("1"));
     // The deadline is re-armed for every run: a fast run after a slow one is fine.
     let o = cell(&mut s, "import time\ntime.sleep(0.2)\n'ok'").await;
     assert_eq!(o.value.as_deref(), Some("'ok'"));

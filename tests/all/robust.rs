@@ -281,7 +281,7 @@ async fn deeply_nested_source_is_a_named_error() {
 }
 
 #[tokio::test]
-async fn recursion_that_python_does_not_guard_is_a_crash_and_a_fresh_session() {
+async fn recursion_that_python_does_not_guard_is_a_crash_and_a_restart_from_the_checkpoint() {
     // CPython checks its depth against the shadow stack in linear memory; hashing
     // nested tuples recurses in C without a check and uses none of it, so only
     // the wasm stack stops it, and a trap kills the instance.
@@ -295,6 +295,8 @@ async fn recursion_that_python_does_not_guard_is_a_crash_and_a_fresh_session() {
     assert_eq!(error_of(&o), ("Crash", message));
     assert!(o.session_restarted);
     assert_eq!(o.restart_reason, Some(witbox::python::RestartReason::Crash));
+    // The fresh instance has the globals of the last completed cell back.
+    assert!(o.globals_restored, "{o:?}");
     let o = cell(&mut s, "keep").await;
-    assert_eq!(error_of(&o), ("NameError", "name 'keep' is not defined"));
+    assert_eq!(o.value.as_deref(), Some("'still here'"));
 }

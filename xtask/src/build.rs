@@ -106,6 +106,8 @@ pub fn build() -> Result<(), String> {
         if is_newer(&out, &inputs) {
             continue;
         }
+        // componentize-py bundles whatever is in the folder: not stale bytecode.
+        let _ = std::fs::remove_dir_all(src.join("__pycache__"));
         if guest.kind == Kind::PythonRunner {
             step(&format!(
                 "building the Python runner (guests/{name}, componentize-py)"

@@ -105,6 +105,10 @@ fn step(what: &str) {
 
 fn test(extra: &[String]) -> Result<(), String> {
     build::python_test_deps(&root())?;
+    step("running the runner's checkpoint tests (tests/python/checkpoint_test.py)");
+    run(Command::new(root().join(".venv/bin/python"))
+        .current_dir(root())
+        .arg("tests/python/checkpoint_test.py"))?;
     step("running the tests");
     run(toolchain::cargo()
         .current_dir(root())
