@@ -341,6 +341,31 @@ impl Session {
     /// Replaces a dead instance with a fresh one, and puts the last checkpoint
     /// back into it.
     async fn restart(&mut self, why: RestartReason) -> Result<Restored, ToolError> {
+        self.fresh_instance(why).await?;
+        let Some(state) = self.checkpoint.take() else {
+            return Ok(Restored::default());
+        };
+        match self.restore(&state).await {
+            Ok(missing) => {
+                self.checkpoint = Some(state);
+                Ok(Restored {
+                    globals: true,
+                    missing,
+                })
+            }
+            // The restore itself broke the instance: start once more, empty.
+            Err(e) => {
+                self.fresh_instance(why).await?;
+                Ok(Restored {
+                    globals: false,
+                    missing: vec![format!("(all): the checkpoint could not be restored: {e}")],
+                })
+            }
+        }
+    }
+
+    /// A new instance in place of the current one, on the same scratch folder.
+    async fn fresh_instance(&mut self, why: RestartReason) -> Result<(), ToolError> {
         let instance = self
             .runner
             .instantiate(self.scratch.clone())
@@ -356,40 +381,7 @@ impl Session {
         if let Some(caller) = &self.caller {
             self.store.data_mut().caller = caller.clone();
         }
-        let Some(state) = self.checkpoint.take() else {
-            return Ok(Restored::default());
-        };
-        match self.restore(&state).await {
-            Ok(missing) => {
-                self.checkpoint = Some(state);
-                Ok(Restored {
-                    globals: true,
-                    missing,
-                })
-            }
-            // The restore itself broke the instance: start once more, empty.
-            Err(e) => {
-                let instance = self
-                    .runner
-                    .instantiate(self.scratch.clone())
-                    .await
-                    .map_err(|e| {
-                        ToolError::new(
-                            ErrorKind::Internal,
-                            format!("failed to restart the session (after: {why}): {e:#}"),
-                        )
-                    })?;
-                self.store = instance.store;
-                self.bindings = instance.bindings;
-                if let Some(caller) = &self.caller {
-                    self.store.data_mut().caller = caller.clone();
-                }
-                Ok(Restored {
-                    globals: false,
-                    missing: vec![format!("(all): the checkpoint could not be restored: {e}")],
-                })
-            }
-        }
+        Ok(())
     }
 
     /// Puts a checkpoint into the (fresh) instance, under the run limits.
