@@ -102,7 +102,7 @@ impl AuditLog {
 }
 
 /// HMAC (RFC 2104) with SHA-256, for a key of one block or less.
-fn hmac_sha256(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac_sha256(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
     let (mut inner, mut outer) = ([0x36u8; 64], [0x5cu8; 64]);
     for (i, k) in key.iter().enumerate() {
         inner[i] ^= k;

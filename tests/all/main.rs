@@ -27,5 +27,6 @@ mod scaffold;
 mod schedule;
 mod secrets;
 mod shipped;
+mod snapshots;
 mod types;
 mod weather;

@@ -17,6 +17,13 @@ pub struct McpCommand {
     /// only loopback `Host` headers are accepted.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// Keep the Python sessions in DIR: each is saved there after every call
+    /// that changed it, and a later `witbox mcp --state-dir DIR` continues any
+    /// session id it finds there (over stdio: whoever runs the command owns
+    /// them; over HTTP a client continues only its own). For clients that start
+    /// a server per call (LangChain's `get_tools()`), and server restarts.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
     /// Limits and tool grants of the `run_python` sessions.
     #[command(flatten)]
     session: SessionFlags,
@@ -34,7 +41,12 @@ async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
         witbox::mcp::require_loopback(addr)?;
     }
     let manifest = cx.manifest()?;
-    let server = Server::load(&manifest, cx.options.clone(), &args.session.overrides())?;
+    let server = Server::load_with_state(
+        &manifest,
+        cx.options.clone(),
+        &args.session.overrides(),
+        args.state_dir.as_deref(),
+    )?;
     let tools = server.registry().tools().len();
     let python = if server.sessions().is_some() {
         "Python sessions (run_python, reset_session, close_session, write_file, read_file, list_files)"

@@ -26,6 +26,14 @@ pub struct RunCommand {
     /// scratch folder is the session's `/`; it is removed when the run ends.
     #[arg(long = "file", value_name = "LOCAL[:GUEST]")]
     files: Vec<String>,
+    /// Start from a snapshot (`--snapshot-to` of an earlier run): its globals and
+    /// files, instead of an empty session.
+    #[arg(long, value_name = "FILE")]
+    restore: Option<PathBuf>,
+    /// After the last cell, write the session (globals and files) to FILE, for
+    /// `--restore` or MCP `restore_session`.
+    #[arg(long, value_name = "FILE")]
+    snapshot_to: Option<PathBuf>,
     /// Print one JSON object per cell: stdout, stderr, value, error, final_answer,
     /// session_restarted (and restart_reason), tool_calls, fuel_used (with --fuel), duration_us.
     #[arg(long)]
@@ -47,9 +55,29 @@ impl RunCommand {
             .iter()
             .map(|f| local_file(f))
             .collect::<Result<Vec<_>>>()?;
+        let snapshot = match &self.restore {
+            Some(file) => Some(
+                witbox::limits::read_file(file, witbox::python::MAX_SNAPSHOT_BYTES as u64)
+                    .context("failed to read the snapshot")?,
+            ),
+            None => None,
+        };
         let manifest = cx.manifest()?;
-        let mut session =
-            Runner::one_session(&manifest, cx.options.clone(), &self.session.overrides()).await?;
+        let runner =
+            Runner::for_one_session(&manifest, cx.options.clone(), &self.session.overrides())?;
+        let mut session = match (&snapshot, &self.restore) {
+            (Some(bytes), Some(file)) => {
+                let file = file.display();
+                let (session, missing) = runner.restore(bytes).await.map_err(|e| {
+                    anyhow::anyhow!("failed to restore the snapshot `{file}`: {}", e.message)
+                })?;
+                for line in missing {
+                    eprintln!("[witbox] not restored from `{file}`: {line}");
+                }
+                session
+            }
+            _ => runner.session().await?,
+        };
         for (local, guest, bytes) in &files {
             if let Err(e) = session.write_file(guest, bytes) {
                 session.leak();
@@ -82,6 +110,17 @@ impl RunCommand {
             } else {
                 print_outcome(&outcome);
             }
+        }
+        if let Some(file) = &self.snapshot_to {
+            let bytes = match session.snapshot().await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    session.leak();
+                    bail!("failed to snapshot the session: {}", e.message);
+                }
+            };
+            std::fs::write(file, bytes)
+                .with_context(|| format!("failed to write the snapshot to `{}`", file.display()))?;
         }
         exiting(session);
         Ok(if ok {

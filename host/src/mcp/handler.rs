@@ -25,6 +25,9 @@ pub struct Handler {
     /// Sessions being created for this client (they count against its quota:
     /// calls run concurrently, and each would otherwise see the same count).
     starting: AtomicUsize,
+    /// Whether it may continue any session saved in the state dir (stdio: the
+    /// client is whoever runs the command).
+    trusts_state_dir: bool,
 }
 
 impl Handler {
@@ -38,11 +41,18 @@ impl Handler {
             server,
             owned: Arc::new(Mutex::new(HashSet::new())),
             starting: AtomicUsize::new(0),
+            trusts_state_dir: false,
         }
+    }
+
+    /// This client may continue the sessions saved in the state dir.
+    pub(super) fn trusting_state_dir(mut self) -> Self {
+        self.trusts_state_dir = true;
+        self
     }
 }
 
-struct Starting<'a>(&'a AtomicUsize);
+pub(super) struct Starting<'a>(&'a AtomicUsize);
 
 impl Drop for Starting<'_> {
     fn drop(&mut self) {
@@ -154,14 +164,25 @@ impl Handler {
                 })),
             ));
             tools.extend(super::files::tools());
+            tools.extend(super::snapshots::tools());
         }
         tools
     }
 
     /// A session a client names must be one it created.
     pub(super) fn check_owned(&self, id: &str) -> Result<(), ToolError> {
-        let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
         if owned.contains(id) {
+            return Ok(());
+        }
+        if self.trusts_state_dir
+            && self
+                .server
+                .sessions
+                .as_ref()
+                .is_some_and(|s| s.persisted(id))
+        {
+            owned.insert(id.to_string());
             return Ok(());
         }
         Err(ToolError::new(
@@ -188,6 +209,14 @@ impl Handler {
         )
     }
 
+    /// Records a session as this client's.
+    pub(super) fn own(&self, id: &str) {
+        self.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string());
+    }
+
     fn forget(&self, id: &str) {
         self.owned
             .lock()
@@ -210,7 +239,7 @@ impl Handler {
     /// The place is counted under the same lock as the check, so two calls at
     /// once cannot both take the last one, and given back (when the guard drops)
     /// once the session is in `owned`, or if its creation fails or is cancelled.
-    fn start(&self, sessions: &Sessions) -> Result<Starting<'_>, ToolError> {
+    pub(super) fn start(&self, sessions: &Sessions) -> Result<Starting<'_>, ToolError> {
         let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
         // Sessions that expired or were closed no longer count.
         owned.retain(|id| sessions.contains(id));
@@ -282,7 +311,7 @@ impl Handler {
             return tool_error(&e);
         }
         self.forget(id);
-        if sessions.close(id) {
+        if sessions.close_for_good(id) {
             text_result(
                 format!("session `{id}` was closed"),
                 json!({"session_id": id, "closed": true}),
@@ -393,6 +422,11 @@ impl Handler {
                 if self.server.sessions.is_some() =>
             {
                 Ok(self.file_tool(name, &args, fresh).await)
+            }
+            super::snapshots::SNAPSHOT_SESSION | super::snapshots::RESTORE_SESSION
+                if self.server.sessions.is_some() =>
+            {
+                Ok(self.snapshot_tool(name, &args).await)
             }
             _ if self.server.registry.tool(name).is_some() => {
                 match self.server.registry.call(name, &Value::Object(args)).await {

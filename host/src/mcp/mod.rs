@@ -15,6 +15,7 @@ mod files;
 mod guard;
 mod handler;
 mod http;
+mod snapshots;
 
 pub use guard::MAX_MESSAGE_BYTES;
 pub use handler::Handler;
@@ -59,17 +60,32 @@ impl Server {
         options: EngineOptions,
         overrides: &Overrides,
     ) -> Result<Arc<Self>> {
+        Self::load_with_state(manifest, options, overrides, None)
+    }
+
+    /// [`Server::load`], with sessions kept in `state_dir` (see [`Sessions`]):
+    /// over stdio, a client may continue any session it finds there.
+    pub fn load_with_state(
+        manifest: &Manifest,
+        options: EngineOptions,
+        overrides: &Overrides,
+        state_dir: Option<&std::path::Path>,
+    ) -> Result<Arc<Self>> {
         let entry = overrides.apply(&manifest.runner)?;
         let registry = Registry::load(manifest, options)?;
         registry.select(&overrides.tools)?;
         let path = manifest.resolve(&entry.path);
         let sessions = if path.exists() {
             let runner = Runner::load(manifest, &entry, registry.clone())?;
-            Some(Arc::new(Sessions::new(
+            let sessions = Sessions::new(
                 runner,
                 entry.max_sessions,
                 Duration::from_secs(entry.session_ttl_s),
-            )))
+            );
+            Some(Arc::new(match state_dir {
+                Some(dir) => sessions.with_state_dir(dir)?,
+                None => sessions,
+            }))
         } else {
             None
         };
@@ -117,6 +133,12 @@ impl Server {
         Handler::new(self.clone())
     }
 
+    /// A handler for the one client of a stdio server: whoever runs the command
+    /// may continue the sessions in its state dir.
+    fn stdio_handler(self: &Arc<Self>) -> Handler {
+        Handler::new(self.clone()).trusting_state_dir()
+    }
+
     /// Serves one client over a byte stream (stdio, or `tokio::io::duplex` in tests)
     /// until it disconnects or `shutdown` completes. Each line is one message of
     /// at most [`MAX_MESSAGE_BYTES`]; a line the server will not act on (too long,
@@ -133,7 +155,7 @@ impl Server {
     {
         let transport = guard::Guarded::new(transport.0, transport.1, CancellationToken::new());
         let running = self
-            .handler()
+            .stdio_handler()
             .serve(transport)
             .await
             .context("the MCP handshake failed")?;

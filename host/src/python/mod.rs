@@ -13,6 +13,7 @@ mod outcome;
 mod scratch;
 mod session;
 mod sessions;
+mod snapshot;
 
 pub use outcome::{
     MAX_OBSERVATION, RestartReason, RunError, RunErrorKind, RunOutcome, observe, restart_note,
@@ -21,10 +22,12 @@ pub(crate) use scratch::Scratch;
 pub use scratch::{FileEntry, MAX_FILE_BYTES};
 pub use session::Session;
 pub use sessions::Sessions;
+pub use snapshot::MAX_SNAPSHOT_BYTES;
 
 use crate::bindings::exports::witbox::agent::runner::RunOptions;
 use crate::bindings::{CodeRunner, CodeRunnerPre};
 use crate::engine::{Engine, EngineOptions};
+use crate::error::{ErrorKind, ToolError};
 use crate::manifest::{Manifest, RunnerEntry};
 use crate::policy::Sandbox;
 use crate::store::{State, ToolHost};
@@ -51,6 +54,9 @@ pub struct Runner {
     scratch_mb: u64,
     /// Whether sessions checkpoint their globals after each cell.
     pub(crate) checkpoints: bool,
+    /// The runner component's file, and its sha256 once a snapshot needs it.
+    path: std::path::PathBuf,
+    build_id: std::sync::OnceLock<[u8; 32]>,
 }
 
 /// A live instance of the runner and the scratch folder it sees.
@@ -147,6 +153,8 @@ impl Runner {
             warm_target: entry.warm_sessions,
             scratch_mb: entry.scratch_mb,
             checkpoints: entry.checkpoints,
+            path,
+            build_id: std::sync::OnceLock::new(),
         }))
     }
 
@@ -159,14 +167,65 @@ impl Runner {
         options: EngineOptions,
         overrides: &Overrides,
     ) -> Result<Session> {
+        Self::for_one_session(manifest, options, overrides)?
+            .session()
+            .await
+    }
+
+    /// The runner [`Runner::one_session`] starts its session from (to restore a
+    /// snapshot into instead).
+    pub fn for_one_session(
+        manifest: &Manifest,
+        options: EngineOptions,
+        overrides: &Overrides,
+    ) -> Result<Arc<Self>> {
         let entry = RunnerEntry {
             warm_sessions: 0,
             ..overrides.apply(&manifest.runner)?
         };
         let registry = Registry::load_for(manifest, options, &entry.policy.call_tools)?;
         registry.select(&overrides.tools)?;
-        let runner = Self::load(manifest, &entry, registry)?;
-        runner.session().await
+        Self::load(manifest, &entry, registry)
+    }
+
+    /// The sha256 of the runner component (read once, when a snapshot first
+    /// needs it): a snapshot is bound to the build that made it.
+    pub(crate) fn build_id(&self) -> Result<[u8; 32]> {
+        if let Some(id) = self.build_id.get() {
+            return Ok(*id);
+        }
+        use sha2::{Digest, Sha256};
+        let bytes = std::fs::read(&self.path)
+            .with_context(|| format!("failed to read the code runner `{}`", self.path.display()))?;
+        let id: [u8; 32] = Sha256::digest(&bytes).into();
+        Ok(*self.build_id.get_or_init(|| id))
+    }
+
+    /// A new session from a snapshot ([`Session::snapshot`]) of this runner
+    /// build: its files, then its globals. Also returns, as `name: why`, each
+    /// global it could not put back.
+    pub async fn restore(
+        self: &Arc<Self>,
+        bytes: &[u8],
+    ) -> Result<(Session, Vec<String>), ToolError> {
+        let internal = |e: anyhow::Error| ToolError::new(ErrorKind::Internal, format!("{e:#}"));
+        let contents = snapshot::decode(
+            bytes,
+            &self.build_id().map_err(internal)?,
+            &snapshot::key().map_err(internal)?,
+        )?;
+        let mut session = self.session().await.map_err(internal)?;
+        if !contents.files.is_empty() {
+            let Some(scratch) = &session.scratch else {
+                return Err(ToolError::new(
+                    ErrorKind::Denied,
+                    "the snapshot has files, and this runner's sessions have none (`scratch-mb = 0`)",
+                ));
+            };
+            scratch.import(&contents.files)?;
+        }
+        let missing = session.put_back(contents.checkpoint).await?;
+        Ok((session, missing))
     }
 
     /// The limits and grants every session of this runner gets.
@@ -201,6 +260,8 @@ impl Runner {
             caller: None,
             in_flight: false,
             checkpoint: None,
+            generation: 0,
+            saved: None,
         })
     }
 

@@ -174,6 +174,130 @@ impl Scratch {
     }
 }
 
+/// One entry of a scratch folder in a snapshot, by its path below the folder.
+pub(crate) enum Saved {
+    Dir(String),
+    File(String, Vec<u8>),
+    Link(String, String),
+}
+
+impl Scratch {
+    /// Every folder, file and link below the folder, parents first.
+    pub(crate) fn export(&self) -> Result<Vec<Saved>, ToolError> {
+        let mut out = Vec::new();
+        let mut todo = vec![PathBuf::new()];
+        while let Some(dir) = todo.pop() {
+            let entries = if dir.as_os_str().is_empty() {
+                cap_primitives::fs::read_base_dir(&self.dir)
+            } else {
+                cap_primitives::fs::read_dir(&self.dir, &dir)
+            }
+            .map_err(|e| io_error(&dir.to_string_lossy(), e))?;
+            let mut names: Vec<_> = entries.flatten().collect();
+            names.sort_by_key(|e| e.file_name());
+            for entry in names {
+                let rel = dir.join(entry.file_name());
+                let name = rel.to_string_lossy().into_owned();
+                let meta = entry.metadata().map_err(|e| io_error(&name, e))?;
+                if meta.file_type().is_symlink() {
+                    let target = cap_primitives::fs::read_link(&self.dir, &rel)
+                        .map_err(|e| io_error(&name, e))?;
+                    out.push(Saved::Link(name, target.to_string_lossy().into_owned()));
+                } else if meta.is_dir() {
+                    out.push(Saved::Dir(name));
+                    todo.push(rel);
+                } else if meta.is_file() {
+                    let mut bytes = Vec::new();
+                    let mut options = OpenOptions::new();
+                    options.read(true);
+                    cap_primitives::fs::open(&self.dir, &rel, &options)
+                        .and_then(|f| f.take(self.limit).read_to_end(&mut bytes))
+                        .map_err(|e| io_error(&name, e))?;
+                    out.push(Saved::File(name, bytes));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What changes when anything below the folder changes: entries, bytes and
+    /// the latest modification (metadata only).
+    pub(crate) fn fingerprint(&self) -> (u64, u64, i128) {
+        use std::os::unix::fs::MetadataExt;
+        let (mut count, mut bytes, mut latest) = (0u64, 0u64, 0i128);
+        let mut todo = vec![self.root.clone()];
+        while let Some(dir) = todo.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(m) = entry.metadata() else { continue };
+                count += 1;
+                bytes += m.len();
+                latest = latest.max(m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128);
+                if m.is_dir() {
+                    todo.push(entry.path());
+                }
+            }
+        }
+        (count, bytes, latest)
+    }
+
+    /// Puts saved entries back (into an empty folder), within `scratch-mb`;
+    /// a link must stay inside, as one the guest makes.
+    pub(crate) fn import(&self, saved: &[Saved]) -> Result<(), ToolError> {
+        let total: u64 = saved
+            .iter()
+            .map(|s| match s {
+                Saved::File(_, b) => b.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        if total > self.limit {
+            return Err(ToolError::new(
+                ErrorKind::Denied,
+                format!(
+                    "the snapshot's files take {total} bytes, over this runner's `scratch-mb` of {} MiB",
+                    self.limit >> 20
+                ),
+            ));
+        }
+        for s in saved {
+            let done = match s {
+                Saved::Dir(p) => {
+                    let rel = relative(p, false)?;
+                    match cap_primitives::fs::create_dir(&self.dir, &rel, &DirOptions::new()) {
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                        other => other,
+                    }
+                    .map_err(|e| io_error(p, e))
+                }
+                Saved::File(p, bytes) => {
+                    let rel = relative(p, false)?;
+                    let mut options = OpenOptions::new();
+                    options.write(true).create(true).truncate(true);
+                    cap_primitives::fs::open(&self.dir, &rel, &options)
+                        .and_then(|mut f| f.write_all(bytes))
+                        .map_err(|e| io_error(p, e))
+                }
+                Saved::Link(p, target) => {
+                    let rel = relative(p, false)?;
+                    if !crate::fs::stays_inside(target) {
+                        return Err(ToolError::new(
+                            ErrorKind::InvalidArguments,
+                            format!("the snapshot's link `{p}` points outside its folder"),
+                        ));
+                    }
+                    cap_primitives::fs::symlink(Path::new(target), &self.dir, &rel)
+                        .map_err(|e| io_error(p, e))
+                }
+            };
+            done?;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);

@@ -35,6 +35,11 @@ pub struct Session {
     /// The state after the last cell that completed (`checkpoints`), put back
     /// into the fresh instance when the session restarts.
     pub(super) checkpoint: Option<Vec<u8>>,
+    /// Counts the changes to `checkpoint`; with the scratch folder's
+    /// fingerprint it tells a state dir whether there is anything new to save.
+    pub(super) generation: u64,
+    /// What was last saved to the state dir.
+    pub(super) saved: Option<(u64, (u64, u64, i128))>,
 }
 
 /// What a restart put back.
@@ -173,6 +178,7 @@ impl Session {
                 };
                 if let Some(state) = r.checkpoint {
                     self.checkpoint = Some(state);
+                    self.generation += 1;
                 }
                 // cap and redact
                 outcome::cap(&mut outcome, raw, limits.max_output, redactor);
@@ -289,6 +295,7 @@ impl Session {
             .witbox_agent_runner()
             .call_reset(&mut self.store);
         self.checkpoint = None;
+        self.generation += 1;
         self.in_flight = true;
         let outcome = tokio::time::timeout(limits.timeout, call).await;
         self.in_flight = false;
@@ -382,6 +389,73 @@ impl Session {
             self.store.data_mut().caller = caller.clone();
         }
         Ok(())
+    }
+
+    /// The session as bytes another process (of this runner build, this user)
+    /// can restore ([`super::Runner::restore`]): the globals of its last
+    /// completed cell and its files. Needs checkpoints (`[runner] checkpoints`).
+    pub async fn snapshot(&mut self) -> Result<Vec<u8>, ToolError> {
+        if !self.runner.checkpoints {
+            return Err(ToolError::new(
+                ErrorKind::Denied,
+                "snapshots need checkpoints, and this runner has `checkpoints = false`",
+            ));
+        }
+        if let Some((reason, _)) = self.recover().await? {
+            debug_assert_eq!(reason, RestartReason::Cancelled);
+        }
+        let internal = |e: anyhow::Error| ToolError::new(ErrorKind::Internal, format!("{e:#}"));
+        let contents = super::snapshot::Contents {
+            checkpoint: self.checkpoint.clone().unwrap_or_default(),
+            files: match &self.scratch {
+                Some(s) => s.export()?,
+                None => Vec::new(),
+            },
+        };
+        super::snapshot::encode(
+            &self.runner.build_id().map_err(internal)?,
+            &contents,
+            &super::snapshot::key().map_err(internal)?,
+        )
+    }
+
+    /// A snapshot if anything changed since the last one this returned.
+    pub(super) async fn snapshot_if_changed(&mut self) -> Result<Option<Vec<u8>>, ToolError> {
+        let now = (
+            self.generation,
+            self.scratch
+                .as_ref()
+                .map(|s| s.fingerprint())
+                .unwrap_or_default(),
+        );
+        if self.saved == Some(now) {
+            return Ok(None);
+        }
+        let bytes = self.snapshot().await?;
+        self.saved = Some(now);
+        Ok(Some(bytes))
+    }
+
+    /// Puts a snapshot's checkpoint into this fresh session.
+    pub(super) async fn put_back(&mut self, checkpoint: Vec<u8>) -> Result<Vec<String>, ToolError> {
+        if checkpoint.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.restore(&checkpoint).await {
+            Ok(missing) => {
+                self.checkpoint = Some(checkpoint);
+                let redactor = &self.runner.sandbox.redactor;
+                Ok(missing
+                    .iter()
+                    .take(limits::MAX_NOT_RESTORED)
+                    .map(|line| redactor.head(line, limits::MAX_TYPE_NAME, false).0)
+                    .collect())
+            }
+            Err(e) => Err(ToolError::new(
+                ErrorKind::InvalidArguments,
+                format!("the snapshot's globals could not be restored: {e}"),
+            )),
+        }
     }
 
     /// Puts a checkpoint into the (fresh) instance, under the run limits.

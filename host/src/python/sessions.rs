@@ -1,9 +1,14 @@
 //! Live sessions by id, for servers (MCP's `run_python`): ids no other client can
-//! guess, a cap on how many live, and an idle TTL.
+//! guess, a cap on how many live, and an idle TTL. With a state dir, each
+//! session is saved there (a snapshot, `ID.snap`) after every call that changed
+//! it, and a session id found there is continued, also by a later process: that
+//! is what keeps a session across a client that starts a server per call, or a
+//! server restart. Snapshots idle past the TTL are deleted.
 
 use super::{RunOutcome, Runner, Session};
 use crate::error::{ErrorKind, ToolError};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +23,7 @@ pub struct Sessions {
     max: usize,
     ttl: Duration,
     live: Mutex<HashMap<String, Entry>>,
+    state_dir: Option<PathBuf>,
 }
 
 impl Sessions {
@@ -28,7 +34,115 @@ impl Sessions {
             max,
             ttl,
             live: Mutex::new(HashMap::new()),
+            state_dir: None,
         }
+    }
+
+    /// Keeps sessions in `dir` (made if missing), so later processes can go on
+    /// with them; deletes the snapshots there idle past the TTL.
+    pub fn with_state_dir(mut self, dir: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("failed to make the state dir `{}`", dir.display()))?;
+        self.state_dir = Some(dir.to_path_buf());
+        self.sweep();
+        Ok(self)
+    }
+
+    /// The snapshot file of session `id` in the state dir (only for ids this
+    /// module could have made: nothing else names a path).
+    fn file(&self, id: &str) -> Option<PathBuf> {
+        let dir = self.state_dir.as_ref()?;
+        let hex = id.strip_prefix("s-")?;
+        (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| dir.join(format!("{id}.snap")))
+    }
+
+    /// Whether session `id` is saved in the state dir.
+    pub fn persisted(&self, id: &str) -> bool {
+        self.file(id).is_some_and(|f| f.is_file())
+    }
+
+    /// Deletes saved sessions idle for longer than the TTL.
+    fn sweep(&self) {
+        let Some(dir) = &self.state_dir else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|idle| idle > self.ttl);
+            if old && entry.file_name().to_string_lossy().ends_with(".snap") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Saves a session to the state dir if it changed since it was last saved.
+    async fn save(&self, id: &str, session: &mut Session) {
+        let Some(file) = self.file(id) else { return };
+        let written = match session.snapshot_if_changed().await {
+            Ok(None) => return,
+            Ok(Some(bytes)) => {
+                let aside = file.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+                std::fs::write(&aside, bytes)
+                    .and_then(|()| std::fs::rename(&aside, &file))
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.message),
+        };
+        if let Err(e) = written {
+            // The call itself went well; say so on the server's log.
+            eprintln!("witbox: failed to save session {id} to the state dir: {e}");
+            session.saved = None;
+        }
+    }
+
+    /// A saved session, restored into memory under its own id.
+    async fn load(&self, id: &str) -> Result<(), ToolError> {
+        let Some(file) = self.file(id).filter(|f| f.is_file()) else {
+            return Err(self.no_session(id));
+        };
+        let bytes = std::fs::read(&file).map_err(|e| {
+            ToolError::new(
+                ErrorKind::Internal,
+                format!("failed to read session `{id}` from the state dir: {e}"),
+            )
+        })?;
+        self.check_room()?;
+        let (mut session, _missing) = self.runner.restore(&bytes).await.map_err(|e| {
+            ToolError::new(
+                e.kind,
+                format!(
+                    "failed to continue session `{id}` from the state dir: {}",
+                    e.message
+                ),
+            )
+        })?;
+        session.set_caller(&format!("session {id}"));
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.entry(id.to_string()).or_insert_with(|| Entry {
+            session: Arc::new(tokio::sync::Mutex::new(session)),
+            last_used: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Closes a session and deletes it from the state dir (a client's
+    /// `close_session`, where [`Sessions::close`] only lets it go from memory).
+    pub fn close_for_good(&self, id: &str) -> bool {
+        let was_saved = self
+            .file(id)
+            .is_some_and(|f| std::fs::remove_file(f).is_ok());
+        self.close(id) || was_saved
     }
 
     /// The runner sessions are made from.
@@ -57,6 +171,34 @@ impl Sessions {
 
     /// Starts a session and returns its id.
     pub async fn create(&self) -> Result<String, ToolError> {
+        self.sweep();
+        self.check_room()?;
+        let session = self.runner.session().await.map_err(|e| {
+            ToolError::new(
+                ErrorKind::Internal,
+                format!("failed to start a session: {e:#}"),
+            )
+        })?;
+        self.insert(session)
+    }
+
+    /// Starts a session from a snapshot ([`Sessions::snapshot`]); returns its id
+    /// and each global it could not put back.
+    pub async fn restore(&self, snapshot: &[u8]) -> Result<(String, Vec<String>), ToolError> {
+        self.check_room()?;
+        let (session, missing) = self.runner.restore(snapshot).await?;
+        Ok((self.insert(session)?, missing))
+    }
+
+    /// A session's globals and files as bytes ([`Session::snapshot`]).
+    pub async fn snapshot(&self, id: &str) -> Result<Vec<u8>, ToolError> {
+        let session = self.get(id).await?;
+        let _touch = Touch(self, id);
+        let mut session = session.lock().await;
+        session.snapshot().await
+    }
+
+    fn check_room(&self) -> Result<(), ToolError> {
         self.evict_idle();
         if self.len() >= self.max {
             return Err(ToolError::new(
@@ -69,12 +211,10 @@ impl Sessions {
                 ),
             ));
         }
-        let mut session = self.runner.session().await.map_err(|e| {
-            ToolError::new(
-                ErrorKind::Internal,
-                format!("failed to start a session: {e:#}"),
-            )
-        })?;
+        Ok(())
+    }
+
+    fn insert(&self, mut session: Session) -> Result<String, ToolError> {
         let id = new_id();
         session.set_caller(&format!("session {id}"));
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -100,31 +240,37 @@ impl Sessions {
     /// Runs a cell in a session. A run dropped before it ends (its caller
     /// cancelled) leaves the session open: the next run on it starts it again.
     pub async fn run(&self, id: &str, code: &str) -> Result<RunOutcome, ToolError> {
-        let session = self.get(id)?;
+        let session = self.get(id).await?;
         let _touch = Touch(self, id);
         let mut session = session.lock().await;
-        session.run(code).await
+        let outcome = session.run(code).await;
+        self.save(id, &mut session).await;
+        outcome
     }
 
     /// Forgets a session's globals.
     pub async fn reset(&self, id: &str) -> Result<(), ToolError> {
-        let session = self.get(id)?;
+        let session = self.get(id).await?;
         let _touch = Touch(self, id);
         let mut session = session.lock().await;
-        session.reset().await
+        let reset = session.reset().await;
+        self.save(id, &mut session).await;
+        reset
     }
 
     /// Writes a file into a session's scratch folder (after its running cell).
     pub async fn write_file(&self, id: &str, path: &str, bytes: &[u8]) -> Result<(), ToolError> {
-        let session = self.get(id)?;
+        let session = self.get(id).await?;
         let _touch = Touch(self, id);
-        let session = session.lock().await;
-        session.write_file(path, bytes)
+        let mut session = session.lock().await;
+        session.write_file(path, bytes)?;
+        self.save(id, &mut session).await;
+        Ok(())
     }
 
     /// Reads a file of a session's scratch folder.
     pub async fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, ToolError> {
-        let session = self.get(id)?;
+        let session = self.get(id).await?;
         let _touch = Touch(self, id);
         let session = session.lock().await;
         session.read_file(path)
@@ -136,7 +282,7 @@ impl Sessions {
         id: &str,
         path: &str,
     ) -> Result<Vec<super::FileEntry>, ToolError> {
-        let session = self.get(id)?;
+        let session = self.get(id).await?;
         let _touch = Touch(self, id);
         let session = session.lock().await;
         session.list_files(path)
@@ -184,20 +330,30 @@ impl Sessions {
         before - live.len()
     }
 
-    fn get(&self, id: &str) -> Result<Arc<tokio::sync::Mutex<Session>>, ToolError> {
+    fn no_session(&self, id: &str) -> ToolError {
+        ToolError::new(
+            ErrorKind::NotFound,
+            format!(
+                "no session `{id}`: it was closed, or it sat idle for more than {} s",
+                self.ttl.as_secs()
+            ),
+        )
+    }
+
+    async fn get(&self, id: &str) -> Result<Arc<tokio::sync::Mutex<Session>>, ToolError> {
         self.evict_idle();
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = live.get_mut(id).ok_or_else(|| {
-            ToolError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "no session `{id}`: it was closed, or it sat idle for more than {} s",
-                    self.ttl.as_secs()
-                ),
-            )
-        })?;
-        entry.last_used = Instant::now();
-        Ok(entry.session.clone())
+        let live = |s: &Self| {
+            let mut live = s.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.get_mut(id).map(|entry| {
+                entry.last_used = Instant::now();
+                entry.session.clone()
+            })
+        };
+        if let Some(session) = live(self) {
+            return Ok(session);
+        }
+        self.load(id).await?;
+        live(self).ok_or_else(|| self.no_session(id))
     }
 
     fn touch(&self, id: &str) {
