@@ -1,6 +1,7 @@
 //! The MCP server: in process over `tokio::io::duplex` (raw JSON-RPC lines, so the
 //! wire is what is tested), and out of process with clients no one here wrote: the
-//! official Python MCP SDK over stdio and HTTP, and smolagents' CodeAgent.
+//! official Python and TypeScript MCP SDKs over stdio and HTTP, and smolagents'
+//! CodeAgent.
 
 use crate::support::*;
 use serde_json::{Value, json};
@@ -624,5 +625,197 @@ fn the_first_initialize_after_a_build_answers_at_once() {
     assert!(
         elapsed < Duration::from_secs(1),
         "initialize took {elapsed:?}: the build did not leave the runner compiled"
+    );
+}
+
+/// `node mcp_client.mjs` from `tests/node`, where `cargo xtask test` runs `npm ci`
+/// for the pinned official TypeScript MCP SDK. Without node, or with the modules
+/// missing or at another version than the pin, the test fails and says so.
+fn node_client() -> PathBuf {
+    let dir = root().join("tests/node");
+    let install = "run `cargo xtask test`, which installs the pinned TypeScript MCP SDK (npm ci in tests/node)";
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.is_ok_and(|o| o.status.success()),
+        "`node --version` did not run: put Node.js 20 or newer on PATH, then {install}"
+    );
+    let read = |path: PathBuf| -> Value {
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("missing {} ({e}): {install}", path.display()));
+        serde_json::from_str(&text).unwrap()
+    };
+    let pinned =
+        read(dir.join("package.json"))["dependencies"]["@modelcontextprotocol/sdk"].clone();
+    let installed =
+        read(dir.join("node_modules/@modelcontextprotocol/sdk/package.json"))["version"].clone();
+    assert_eq!(
+        installed, pinned,
+        "tests/node/node_modules holds another @modelcontextprotocol/sdk than the pin: {install}"
+    );
+    dir.join("mcp_client.mjs")
+}
+
+/// Runs the TypeScript client with the test cache; returns the JSON object it prints last.
+fn node_json(args: &[&str]) -> Value {
+    let script = node_client();
+    let out = Command::new("node")
+        .arg(&script)
+        .args(args)
+        .env("WITBOX_CACHE_DIR", root().join("target/test-cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{} failed:\n{stdout}\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{} printed no JSON ({e}):\n{stdout}", script.display()))
+}
+
+/// `witbox mcp --http 127.0.0.1:0`, killed when dropped (also when a check panics).
+struct HttpServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl HttpServer {
+    fn start(manifest: &std::path::Path) -> Self {
+        let child = witbox_command(manifest)
+            .args(["mcp", "--http", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut server = Self {
+            child,
+            url: String::new(),
+        };
+        let mut banner = String::new();
+        std::io::BufReader::new(server.child.stderr.take().unwrap())
+            .read_line(&mut banner)
+            .unwrap();
+        server.url = banner
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+            .to_string();
+        server
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn check_typescript_sdk_session(seen: &Value, transport: &str) {
+    assert_eq!(seen["transport"], transport);
+    assert_eq!(seen["server"], "witbox");
+    assert_eq!(seen["has_instructions"], true);
+    assert_eq!(
+        seen["tools"],
+        json!([
+            "close_session",
+            "list_files",
+            "quadratic_solve",
+            "read_file",
+            "reset_session",
+            "run_python",
+            "write_file"
+        ])
+    );
+    assert_eq!(seen["quadratic_schema"]["required"], json!(["a", "b", "c"]));
+    assert_eq!(seen["quadratic_schema"]["additionalProperties"], false);
+    // JavaScript has one number type: 1.0 comes back as 1.
+    assert_eq!(
+        seen["solve"],
+        json!({"is_error": false, "text": r#"[{"re":1.0,"im":0.0},{"re":2.0,"im":0.0}]"#,
+               "structured": {"result": [{"re": 1, "im": 0}, {"re": 2, "im": 0}]}})
+    );
+
+    let sid = seen["python"]["session_id"].as_str().unwrap();
+    assert!(sid.starts_with("s-"), "{seen}");
+    assert_eq!(
+        seen["python"],
+        json!({"session_id": sid,
+               "first": {"is_error": false, "stdout": "set\n"},
+               "second": {"is_error": false, "value": "42",
+                          "text": format!("value: 42\n[session_id: {sid}]")},
+               "same_session": true})
+    );
+
+    // The SDK stops the call (an AbortController signal after 300 ms, then its
+    // `timeout` option of 500 ms) with `notifications/cancelled`; the same id runs
+    // again at once, restarted from the last completed cell.
+    let restarted = |value: &str| {
+        json!({"is_error": false, "session_id_kept": true, "value": value,
+               "session_restarted": true, "restart_reason": "cancelled", "globals_restored": true,
+               "text": format!("value: {value}\n(the Python session restarted because the previous run was cancelled: the globals of the last completed cell were restored)\n[session_id: {sid}]")})
+    };
+    for (case, error, value) in [
+        (
+            "abort",
+            json!({"name": "McpError", "code": -32001, "data": null,
+                   "message": "MCP error -32001: AbortError: This operation was aborted"}),
+            "22",
+        ),
+        (
+            "timeout",
+            json!({"name": "McpError", "code": -32001, "data": {"timeout": 500},
+                   "message": "MCP error -32001: Request timed out"}),
+            "(21, 63)",
+        ),
+    ] {
+        let stopped = &seen[case];
+        assert_eq!(stopped["rejected"], true, "{case}: {seen}");
+        assert_eq!(stopped["error"], error, "{case}: {seen}");
+        assert_eq!(stopped["next"], restarted(value), "{case}: {seen}");
+        // witbox's own limit is 10 s: the cancel, not the limit, ended the loop.
+        let next_ms = stopped["next_ms"].as_u64().unwrap();
+        assert!(next_ms < 5000, "{case}: the next run took {next_ms} ms");
+    }
+
+    assert_eq!(
+        seen["write"],
+        json!({"is_error": false, "structured": {"session_id": sid, "path": "in/blob.bin", "size": 256}})
+    );
+    assert_eq!(
+        seen["files"],
+        json!({"value": "256", "encoding": "base64", "size": 256, "reversed": true, "round_trip": true})
+    );
+    assert_eq!(
+        seen["close"],
+        json!({"is_error": false, "text": format!("session `{sid}` was closed"),
+               "after_is_error": true,
+               "after": format!("not-found: unknown session `{sid}`: this client did not create it; call `run_python` without `session_id` to start one")})
+    );
+    // No response came for a cancelled request, nor anything else unexpected.
+    assert_eq!(seen["transport_errors"], json!([]), "{seen}");
+}
+
+#[test]
+fn the_typescript_sdk_drives_witbox_mcp_over_stdio_and_http() {
+    let dir = TempDir::new("mcp-typescript-sdk");
+    let manifest = dir.write("witbox.toml", manifest_text(""));
+    let witbox = env!("CARGO_BIN_EXE_witbox");
+    let manifest_arg = manifest.to_str().unwrap();
+
+    let seen = node_json(&[witbox, manifest_arg]);
+    check_typescript_sdk_session(&seen, "stdio");
+    assert_eq!(seen["http_session"], Value::Null);
+
+    let server = HttpServer::start(&manifest);
+    let seen = node_json(&[witbox, manifest_arg, &server.url]);
+    check_typescript_sdk_session(&seen, "streamable-http");
+    assert_eq!(seen["protocol"], "2025-11-25");
+    assert_eq!(seen["http_session"], true);
+    // The SDK's `terminateSession` (DELETE) ended the MCP session.
+    assert_eq!(
+        seen["after_delete"],
+        json!({"status": 404, "body": "Not Found: Session not found"})
     );
 }

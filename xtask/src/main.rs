@@ -12,6 +12,7 @@ mod embed;
 #[allow(dead_code)] // the tests use the rest of it
 mod fixture;
 mod fuzz;
+mod node;
 mod pins;
 #[path = "../../host/src/scaffold/toolchain.rs"]
 #[allow(dead_code)] // `witbox new tool` uses the wit-bindgen pin
@@ -30,7 +31,8 @@ commands:
           link and compose tools, run Python cells, and run the agent loop with the
           offline planner on three tasks
   test [ARGS]
-          build, install the pinned Python MCP SDK and smolagents into .venv, run every
+          build, install the pinned Python MCP SDK and smolagents into .venv and the
+          pinned TypeScript MCP SDK into tests/node/node_modules (npm ci), run every
           test, then a smoke run of each fuzz target (18 s each); ARGS go to `cargo test`
           and skip the smoke run
   bench   build in release mode, then print a table of timings
@@ -105,6 +107,7 @@ fn step(what: &str) {
 
 fn test(extra: &[String]) -> Result<(), String> {
     build::python_test_deps(&root())?;
+    node::node_test_deps(&root())?;
     step("running the runner's checkpoint tests (tests/python/checkpoint_test.py)");
     run(Command::new(root().join(".venv/bin/python"))
         .current_dir(root())
