@@ -143,7 +143,9 @@ async fn tools_are_listed_with_their_wit_schemas_and_the_instructions_say_what_t
             "close_session",
             "write_file",
             "read_file",
-            "list_files"
+            "list_files",
+            "snapshot_session",
+            "restore_session"
         ]
     );
     let registry = load(&entry("quadratic", "quadratic", "")).unwrap();
@@ -418,7 +420,9 @@ fn check_python_sdk_session(seen: &Value) {
             "quadratic_solve",
             "read_file",
             "reset_session",
+            "restore_session",
             "run_python",
+            "snapshot_session",
             "write_file"
         ])
     );
@@ -724,7 +728,9 @@ fn check_typescript_sdk_session(seen: &Value, transport: &str) {
             "quadratic_solve",
             "read_file",
             "reset_session",
+            "restore_session",
             "run_python",
+            "snapshot_session",
             "write_file"
         ])
     );
@@ -791,7 +797,7 @@ fn check_typescript_sdk_session(seen: &Value, transport: &str) {
         seen["close"],
         json!({"is_error": false, "text": format!("session `{sid}` was closed"),
                "after_is_error": true,
-               "after": format!("not-found: unknown session `{sid}`: this client did not create it; call `run_python` without `session_id` to start one")})
+               "after": format!("not-found: session `{sid}` was closed (`close_session`): its variables and files are gone; call `run_python` without `session_id` to start a new one")})
     );
     // No response came for a cancelled request, nor anything else unexpected.
     assert_eq!(seen["transport_errors"], json!([]), "{seen}");

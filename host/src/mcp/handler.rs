@@ -28,6 +28,8 @@ pub struct Handler {
     /// Whether it may continue any session saved in the state dir (stdio: the
     /// client is whoever runs the command).
     trusts_state_dir: bool,
+    /// Sessions it closed (`close_session`), to say so when it names one again.
+    closed: Mutex<HashSet<String>>,
 }
 
 impl Handler {
@@ -42,6 +44,7 @@ impl Handler {
             owned: Arc::new(Mutex::new(HashSet::new())),
             starting: AtomicUsize::new(0),
             trusts_state_dir: false,
+            closed: Mutex::new(HashSet::new()),
         }
     }
 
@@ -185,6 +188,19 @@ impl Handler {
             owned.insert(id.to_string());
             return Ok(());
         }
+        if self
+            .closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(id)
+        {
+            return Err(ToolError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "session `{id}` was closed (`{CLOSE_SESSION}`): its variables and files are gone; call `{RUN_PYTHON}` without `session_id` to start a new one"
+                ),
+            ));
+        }
         Err(ToolError::new(
             ErrorKind::NotFound,
             format!(
@@ -311,6 +327,14 @@ impl Handler {
             return tool_error(&e);
         }
         self.forget(id);
+        {
+            let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+            // Bounded: a client that closes very many forgets the oldest word.
+            if closed.len() >= 4096 {
+                closed.clear();
+            }
+            closed.insert(id.to_string());
+        }
         if sessions.close_for_good(id) {
             text_result(
                 format!("session `{id}` was closed"),

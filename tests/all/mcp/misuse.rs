@@ -320,7 +320,7 @@ async fn one_client_cannot_take_every_session_slot() {
     assert_eq!(
         text(&again),
         format!(
-            "not-found: unknown session `{}`: this client did not create it; call `run_python` without `session_id` to start one",
+            "not-found: session `{}` was closed (`close_session`): its variables and files are gone; call `run_python` without `session_id` to start a new one",
             ids[0]
         )
     );
