@@ -163,3 +163,64 @@ fn mcp_sessions_move_between_processes() {
     );
     assert_eq!(seen["state_files_after_close"], 0, "{seen}");
 }
+
+#[test]
+fn witbox_run_continues_a_session_from_the_state_dir() {
+    drop(runner(""));
+    let dir = TempDir::new("cli-state");
+    let m = dir.write("witbox.toml", runner_manifest(""));
+    let state = dir.path().join("state");
+    let run = |args: &[&str]| {
+        witbox_command(&m)
+            .env("WITBOX_DATA_DIR", dir.path())
+            .arg("run")
+            .arg("--state-dir")
+            .arg(&state)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let first = run(&["-c", "x = 1"]);
+    assert!(first.status.success(), "{first:?}");
+    let said = String::from_utf8_lossy(&first.stderr).into_owned();
+    let id = said
+        .split_whitespace()
+        .find(|w| w.starts_with("s-"))
+        .unwrap_or_else(|| panic!("{said}"))
+        .trim_end_matches(',')
+        .to_string();
+    assert_eq!(
+        said,
+        format!(
+            "[witbox] session {id}, kept in {} (continue it with --session {id})\n",
+            state.display()
+        )
+    );
+    let second = run(&["--session", &id, "-c", "x += 1", "-c", "x"]);
+    assert_eq!(String::from_utf8_lossy(&second.stdout), "2\n", "{second:?}");
+    let third = run(&["--session", &id, "-c", "x"]);
+    assert_eq!(String::from_utf8_lossy(&third.stdout), "2\n", "{third:?}");
+    for (session, said) in [
+        (
+            "s-bad",
+            "error: `--session s-bad` is not a session id (`s-` and 32 hex digits)\n".to_string(),
+        ),
+        (
+            "s-00000000000000000000000000000000",
+            format!(
+                "error: no session `s-00000000000000000000000000000000` in `{}`: it was closed, or it sat idle past its TTL\n",
+                state.display()
+            ),
+        ),
+        // A path is never an id.
+        (
+            "../../etc/passwd",
+            "error: `--session ../../etc/passwd` is not a session id (`s-` and 32 hex digits)\n"
+                .to_string(),
+        ),
+    ] {
+        let out = run(&["--session", session, "-c", "x"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(String::from_utf8_lossy(&out.stderr), said);
+    }
+}

@@ -38,3 +38,17 @@ impl SessionFlags {
         }
     }
 }
+
+/// `--state-dir` and `--session` of `witbox run` and `witbox repl`.
+#[derive(Args, Debug, Clone)]
+pub struct StateFlags {
+    /// Keep the session in DIR (the same folder `witbox mcp --state-dir` uses):
+    /// continued from there when `--session` names one saved in it, and saved
+    /// there after every cell.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// The session to continue from `--state-dir` (`s-` and 32 hex digits, as
+    /// printed when a session is first saved, or as `run_python` returns).
+    #[arg(long = "session", value_name = "ID", requires = "state_dir")]
+    pub session: Option<String>,
+}

@@ -15,6 +15,7 @@ mod mcp;
 mod new;
 mod repl;
 mod run;
+mod state;
 mod tools;
 
 use context::{Context, GlobalFlags};

@@ -1,7 +1,7 @@
 //! `witbox repl`: an interactive Python session.
 
 use crate::context::Context;
-use crate::flags::SessionFlags;
+use crate::flags::{SessionFlags, StateFlags};
 use crate::run::{exiting, print_outcome};
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -14,13 +14,16 @@ use witbox::Runner;
 pub struct ReplCommand {
     #[command(flatten)]
     session: SessionFlags,
+    #[command(flatten)]
+    state: StateFlags,
 }
 
 impl ReplCommand {
     pub async fn execute(self, cx: &Context) -> Result<ExitCode> {
         let manifest = cx.manifest()?;
-        let mut session =
-            Runner::one_session(&manifest, cx.options.clone(), &self.session.overrides()).await?;
+        let runner =
+            Runner::for_one_session(&manifest, cx.options.clone(), &self.session.overrides())?;
+        let (mut session, kept) = crate::state::open(&runner, &self.state).await?;
         let tools = session.tools();
         let mut editor: rustyline::DefaultEditor =
             rustyline::DefaultEditor::new().context("failed to open the terminal")?;
@@ -72,6 +75,11 @@ impl ReplCommand {
                 ran = session.run(&cell) => Some(ran),
                 _ = tokio::signal::ctrl_c() => None,
             };
+            if let Some(kept) = &kept
+                && let Err(e) = crate::state::save(&mut session, kept).await
+            {
+                eprintln!("error: {e:#}");
+            }
             match ran {
                 Some(Ok(o)) => print_outcome(&o),
                 Some(Err(e)) => eprintln!("error: {}", e.message),

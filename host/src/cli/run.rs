@@ -1,7 +1,7 @@
 //! `witbox run`: Python cells, in order, in one fresh session.
 
 use crate::context::Context;
-use crate::flags::SessionFlags;
+use crate::flags::{SessionFlags, StateFlags};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use std::io::{Read, Write};
@@ -15,6 +15,8 @@ use witbox::{RunOutcome, Runner, Session};
 pub struct RunCommand {
     #[command(flatten)]
     session: SessionFlags,
+    #[command(flatten)]
+    state: StateFlags,
     /// A cell of Python code. Repeatable: the cells run in order in one session.
     #[arg(short = 'c', value_name = "CODE")]
     cells: Vec<String>,
@@ -65,6 +67,7 @@ impl RunCommand {
         let manifest = cx.manifest()?;
         let runner =
             Runner::for_one_session(&manifest, cx.options.clone(), &self.session.overrides())?;
+        let mut state = None;
         let mut session = match (&snapshot, &self.restore) {
             (Some(bytes), Some(file)) => {
                 let file = file.display();
@@ -76,7 +79,11 @@ impl RunCommand {
                 }
                 session
             }
-            _ => runner.session().await?,
+            _ => {
+                let (session, kept) = crate::state::open(&runner, &self.state).await?;
+                state = kept;
+                session
+            }
         };
         for (local, guest, bytes) in &files {
             if let Err(e) = session.write_file(guest, bytes) {
@@ -110,6 +117,12 @@ impl RunCommand {
             } else {
                 print_outcome(&outcome);
             }
+        }
+        if let Some(kept) = &state
+            && let Err(e) = crate::state::save(&mut session, kept).await
+        {
+            session.leak();
+            return Err(e);
         }
         if let Some(file) = &self.snapshot_to {
             let bytes = match session.snapshot().await {

@@ -21,7 +21,7 @@ pub use outcome::{
 pub(crate) use scratch::Scratch;
 pub use scratch::{FileEntry, MAX_FILE_BYTES};
 pub use session::Session;
-pub use sessions::Sessions;
+pub use sessions::{Sessions, new_id, state_file};
 pub use snapshot::MAX_SNAPSHOT_BYTES;
 
 use crate::bindings::exports::witbox::agent::runner::RunOptions;

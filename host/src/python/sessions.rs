@@ -56,10 +56,7 @@ impl Sessions {
     /// The snapshot file of session `id` in the state dir (only for ids this
     /// module could have made: nothing else names a path).
     fn file(&self, id: &str) -> Option<PathBuf> {
-        let dir = self.state_dir.as_ref()?;
-        let hex = id.strip_prefix("s-")?;
-        (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| dir.join(format!("{id}.snap")))
+        state_file(self.state_dir.as_ref()?, id)
     }
 
     /// Whether session `id` is saved in the state dir.
@@ -378,7 +375,15 @@ impl Drop for Touch<'_> {
     }
 }
 
+/// Where a state dir keeps session `id`; `None` for a string that is not a
+/// session id (`s-` and 32 hex digits), so no id names another path.
+pub fn state_file(dir: &Path, id: &str) -> Option<PathBuf> {
+    let hex = id.strip_prefix("s-")?;
+    (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| dir.join(format!("{id}.snap")))
+}
+
 /// A session id that other clients cannot guess: 122 random bits (a v4 UUID).
-fn new_id() -> String {
+pub fn new_id() -> String {
     format!("s-{}", uuid::Uuid::new_v4().simple())
 }
