@@ -302,19 +302,34 @@ fn python(
         assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
         t.elapsed()
     };
+    // A clean interpreter too: `-I` skips site-packages and the user's site,
+    // which a crowded environment makes slow.
+    let isolated_run = || {
+        let t = Instant::now();
+        let out = Command::new(python3())
+            .args(["-I", "-c", "print(1+1)"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
+        t.elapsed()
+    };
     witbox_run();
     native_run();
-    let (mut ours, mut native) = (Vec::new(), Vec::new());
+    isolated_run();
+    let (mut ours, mut native, mut isolated) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..20 {
         ours.push(witbox_run());
         native.push(native_run());
+        isolated.push(isolated_run());
     }
-    let (ours, native) = (median(ours), median(native));
+    let (ours, native, isolated) = (median(ours), median(native), median(isolated));
     rows.push((
         "whole process `witbox run -c 'print(1+1)'` (warm cache)".into(),
         show(ours),
         format!(
-            "median of 20; `python3 -c` {} → {:.2}× native",
+            "median of 20; `python3 -I -c` {} → {:.2}× native; `python3 -c` {} → {:.2}×",
+            show(isolated),
+            ours.as_secs_f64() / isolated.as_secs_f64(),
             show(native),
             ours.as_secs_f64() / native.as_secs_f64()
         ),
@@ -380,6 +395,72 @@ fn python(
             }
         }
         rows.push(timing("warm `run(\"print(1+1)\")` in a session", warm));
+
+        // Checkpoints: the same cells with them off, interleaved by block.
+        let mut off_entry = with_tools.runner.clone();
+        off_entry.checkpoints = false;
+        let off_runner = Runner::load(
+            &with_tools,
+            &off_entry,
+            Registry::load(&with_tools, options.clone()).unwrap(),
+        )
+        .unwrap();
+        let mut off = off_runner.session().await.unwrap();
+        let setup = "data = {'a': list(range(20)), 'b': 'text'}\nn = 0";
+        s.run(setup).await.unwrap();
+        off.run(setup).await.unwrap();
+        for (name, code) in [
+            ("a cell that changes nothing (`print(1+1)`)", "print(1+1)"),
+            ("a cell that changes a small state (`n += 1`)", "n += 1"),
+        ] {
+            let (mut on_t, mut off_t) = (Vec::new(), Vec::new());
+            for i in 0..1100 {
+                let t = Instant::now();
+                s.run(code).await.unwrap();
+                let on = t.elapsed();
+                let t = Instant::now();
+                off.run(code).await.unwrap();
+                if i >= 100 {
+                    on_t.push(on);
+                    off_t.push(t.elapsed());
+                }
+            }
+            let (on, off) = (median(on_t), median(off_t));
+            rows.push((
+                format!("checkpoints on: {name}"),
+                show(on),
+                format!(
+                    "median of 1000; off: {} → +{}",
+                    show(off),
+                    show(on.saturating_sub(off))
+                ),
+            ));
+        }
+        s.write_file("in.bin", &vec![7u8; 100 << 10]).unwrap();
+        let mut snap_t = Vec::new();
+        let mut bytes = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            bytes = s.snapshot().await.unwrap();
+            snap_t.push(t.elapsed());
+        }
+        rows.push((
+            "snapshot of a session (small state + a 100 KiB file)".into(),
+            show(median(snap_t)),
+            format!("median of 50; {} bytes", bytes.len()),
+        ));
+        let mut restore_t = Vec::new();
+        for _ in 0..50 {
+            let t = Instant::now();
+            let (mut r, _) = runner.restore(&bytes).await.unwrap();
+            restore_t.push(t.elapsed());
+            assert_eq!(r.run("n > 0").await.unwrap().value.as_deref(), Some("True"));
+        }
+        rows.push((
+            "restore it into a new session (from the warm pool)".into(),
+            show(median(restore_t)),
+            "median of 50".into(),
+        ));
 
         let mut trips = Vec::new();
         for i in 0..1100 {
@@ -495,6 +576,7 @@ const CPU: [(&str, &str); 3] = [
 /// `witbox mcp` over stdio, as an MCP client sees it: one `tools/call` round trip.
 fn mcp(manifest_path: &Path, cache: &Path, rows: &mut Vec<(String, String, String)>) {
     use std::io::{BufRead, BufReader, Write};
+    let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_witbox"))
         .arg("--manifest")
         .arg(manifest_path)
@@ -524,6 +606,20 @@ fn mcp(manifest_path: &Path, cache: &Path, rows: &mut Vec<(String, String, Strin
         "initialize",
         json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}),
     );
+    let initialized = started.elapsed();
+    let first_run = request(
+        "tools/call",
+        json!({"name": "run_python", "arguments": {"code": "print(1+1)"}}),
+    );
+    assert_eq!(first_run["result"]["isError"], false, "{first_run}");
+    rows.push((
+        "MCP stdio: `initialize` answered, from exec (warm cache)".into(),
+        show(initialized),
+        format!(
+            "1 run; the first `run_python` answered at {}",
+            show(started.elapsed())
+        ),
+    ));
     let call = |request: &mut dyn FnMut(&str, serde_json::Value) -> serde_json::Value,
                 name: &str,
                 args: serde_json::Value| {
