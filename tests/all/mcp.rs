@@ -825,3 +825,65 @@ fn the_typescript_sdk_drives_witbox_mcp_over_stdio_and_http() {
         json!({"status": 404, "body": "Not Found: Session not found"})
     );
 }
+
+/// With a cold compile cache, `witbox mcp` answers `initialize` before the
+/// runner has compiled (it compiles in the background), and `run_python` waits
+/// for it instead of failing.
+#[test]
+fn with_a_cold_cache_initialize_does_not_wait_for_the_runner() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = TempDir::new("mcp-cold");
+    let m = dir.write("witbox.toml", runner_manifest(""));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_witbox"))
+        .arg("--manifest")
+        .arg(&m)
+        .arg("mcp")
+        .env("WITBOX_CACHE_DIR", dir.path().join("cold-cache"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // The log, line by line, with when each line came.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let log = std::thread::spawn(move || {
+        stderr
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| (std::time::Instant::now(), l))
+            .collect::<Vec<_>>()
+    });
+    let mut send = |m: Value| writeln!(stdin, "{m}").unwrap();
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}}),
+    );
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let initialized = std::time::Instant::now();
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["result"]["serverInfo"]["name"], "witbox", "{answer}");
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "run_python", "arguments": {"code": "print(1+1)"}}}));
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        answer["result"]["structuredContent"]["stdout"], "2\n",
+        "{answer}"
+    );
+    drop(send);
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = log.join().unwrap();
+    // The runner finished compiling after `initialize` was answered.
+    let ready = log
+        .iter()
+        .find(|(_, l)| l.starts_with("witbox mcp: the Python runner is ready ("))
+        .unwrap_or_else(|| panic!("{log:?}"));
+    assert!(ready.0 > initialized, "{log:?}");
+}

@@ -41,14 +41,14 @@ async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
         witbox::mcp::require_loopback(addr)?;
     }
     let manifest = cx.manifest()?;
-    let server = Server::load_with_state(
+    let server = Server::load_in_background(
         &manifest,
         cx.options.clone(),
         &args.session.overrides(),
         args.state_dir.as_deref(),
     )?;
     let tools = server.registry().tools().len();
-    let python = if server.sessions().is_some() {
+    let python = if server.has_python() {
         "Python sessions (run_python, reset_session, close_session, write_file, read_file, list_files)"
     } else {
         "no run_python (the runner is not built)"

@@ -101,9 +101,7 @@ impl Handler {
         fresh: &Mutex<Option<String>>,
     ) -> Result<CallToolResult, ToolError> {
         let server: &Server = self.server();
-        let Some(sessions) = server.sessions.clone() else {
-            return Err(ToolError::new(ErrorKind::NotFound, "no Python runner"));
-        };
+        let sessions = server.python().await?;
         let known: &[&str] = match tool {
             WRITE_FILE => &["session_id", "path", "content", "encoding"],
             _ => &["session_id", "path"],

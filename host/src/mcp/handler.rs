@@ -66,7 +66,7 @@ impl Drop for Starting<'_> {
 impl Drop for Handler {
     fn drop(&mut self) {
         // The client is gone: its sessions go with it.
-        if let Some(sessions) = &self.server.sessions {
+        if let Some(sessions) = self.server.sessions() {
             for id in self.owned.lock().unwrap_or_else(|p| p.into_inner()).drain() {
                 sessions.close(&id);
             }
@@ -125,7 +125,7 @@ impl Handler {
                 )
             })
             .collect();
-        if self.server.sessions.is_some() {
+        if self.server.has_python() {
             tools.push(Tool::new(
                 RUN_PYTHON,
                 "Runs Python code in a sandboxed session and returns what it printed (stdout, stderr), \
@@ -178,13 +178,7 @@ impl Handler {
         if owned.contains(id) {
             return Ok(());
         }
-        if self.trusts_state_dir
-            && self
-                .server
-                .sessions
-                .as_ref()
-                .is_some_and(|s| s.persisted(id))
-        {
+        if self.trusts_state_dir && self.server.sessions().is_some_and(|s| s.persisted(id)) {
             owned.insert(id.to_string());
             return Ok(());
         }
@@ -316,8 +310,9 @@ impl Handler {
     }
 
     async fn close_session(&self, args: &JsonObject) -> CallToolResult {
-        let Some(sessions) = self.server.sessions.clone() else {
-            return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
+        let sessions = match self.server.python().await {
+            Ok(s) => s,
+            Err(e) => return tool_error(&e),
         };
         let id = match session_arg(args, CLOSE_SESSION) {
             Ok(id) => id,
@@ -352,8 +347,9 @@ impl Handler {
     /// `fresh` is set to the session this call creates, whose id the client has
     /// not seen yet: a cancel closes that one (nothing could name it again).
     async fn run_python(&self, args: &JsonObject, fresh: &Mutex<Option<String>>) -> CallToolResult {
-        let Some(sessions) = self.server.sessions.clone() else {
-            return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
+        let sessions = match self.server.python().await {
+            Ok(s) => s,
+            Err(e) => return tool_error(&e),
         };
         let invalid = |m: String| tool_error(&ToolError::new(ErrorKind::InvalidArguments, m));
         if let Some(extra) = args.keys().find(|k| *k != "code" && *k != "session_id") {
@@ -412,8 +408,9 @@ impl Handler {
     }
 
     async fn reset_session(&self, args: &JsonObject) -> CallToolResult {
-        let Some(sessions) = self.server.sessions.clone() else {
-            return tool_error(&ToolError::new(ErrorKind::NotFound, "no Python runner"));
+        let sessions = match self.server.python().await {
+            Ok(s) => s,
+            Err(e) => return tool_error(&e),
         };
         let id = match session_arg(args, RESET_SESSION) {
             Ok(id) => id,
@@ -439,16 +436,16 @@ impl Handler {
         fresh: &Mutex<Option<String>>,
     ) -> Result<CallToolResult, ErrorData> {
         match name {
-            RUN_PYTHON if self.server.sessions.is_some() => Ok(self.run_python(&args, fresh).await),
-            RESET_SESSION if self.server.sessions.is_some() => Ok(self.reset_session(&args).await),
-            CLOSE_SESSION if self.server.sessions.is_some() => Ok(self.close_session(&args).await),
+            RUN_PYTHON if self.server.has_python() => Ok(self.run_python(&args, fresh).await),
+            RESET_SESSION if self.server.has_python() => Ok(self.reset_session(&args).await),
+            CLOSE_SESSION if self.server.has_python() => Ok(self.close_session(&args).await),
             super::files::WRITE_FILE | super::files::READ_FILE | super::files::LIST_FILES
-                if self.server.sessions.is_some() =>
+                if self.server.has_python() =>
             {
                 Ok(self.file_tool(name, &args, fresh).await)
             }
             super::snapshots::SNAPSHOT_SESSION | super::snapshots::RESTORE_SESSION
-                if self.server.sessions.is_some() =>
+                if self.server.has_python() =>
             {
                 Ok(self.snapshot_tool(name, &args).await)
             }
@@ -543,7 +540,7 @@ impl ServerHandler for Handler {
                 // created is closed: the client never saw its id. A client that
                 // went away has its sessions closed when its handler drops.
                 let fresh = fresh.lock().unwrap_or_else(|p| p.into_inner()).take();
-                if let (Some(sessions), Some(id)) = (&self.server.sessions, fresh) {
+                if let (Some(sessions), Some(id)) = (self.server.sessions(), fresh) {
                     sessions.close(&id);
                     self.forget(&id);
                 }

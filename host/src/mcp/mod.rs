@@ -15,6 +15,7 @@ mod files;
 mod guard;
 mod handler;
 mod http;
+mod python;
 mod snapshots;
 
 pub use guard::MAX_MESSAGE_BYTES;
@@ -45,7 +46,8 @@ pub const MAX_CODE_BYTES: usize = crate::limits::MAX_CODE_BYTES;
 /// What every client of one server shares: the tools and the session manager.
 pub struct Server {
     registry: Arc<Registry>,
-    sessions: Option<Arc<Sessions>>,
+    /// The Python sessions, when the runner is built (maybe still loading).
+    python: Option<python::Python>,
     /// The most sessions one client may hold at once.
     per_client: usize,
     instructions: String,
@@ -71,26 +73,59 @@ impl Server {
         overrides: &Overrides,
         state_dir: Option<&std::path::Path>,
     ) -> Result<Arc<Self>> {
+        Self::load_inner(manifest, options, overrides, state_dir, false)
+    }
+
+    /// [`Server::load_with_state`], but the runner (slow to compile on a cold
+    /// cache) loads in the background: the server answers `initialize` at once,
+    /// and a call that needs a Python session waits for it. `witbox mcp`.
+    pub fn load_in_background(
+        manifest: &Manifest,
+        options: EngineOptions,
+        overrides: &Overrides,
+        state_dir: Option<&std::path::Path>,
+    ) -> Result<Arc<Self>> {
+        Self::load_inner(manifest, options, overrides, state_dir, true)
+    }
+
+    fn load_inner(
+        manifest: &Manifest,
+        options: EngineOptions,
+        overrides: &Overrides,
+        state_dir: Option<&std::path::Path>,
+        background: bool,
+    ) -> Result<Arc<Self>> {
         let entry = overrides.apply(&manifest.runner)?;
         let registry = Registry::load(manifest, options)?;
         registry.select(&overrides.tools)?;
         let path = manifest.resolve(&entry.path);
-        let sessions = if path.exists() {
-            let runner = Runner::load(manifest, &entry, registry.clone())?;
-            let sessions = Sessions::new(
-                runner,
-                entry.max_sessions,
-                Duration::from_secs(entry.session_ttl_s),
-            );
-            Some(Arc::new(match state_dir {
-                Some(dir) => sessions.with_state_dir(dir)?,
-                None => sessions,
-            }))
-        } else {
-            None
-        };
         let per_client = entry.sessions_per_client();
-        Ok(Self::with_quota(registry, sessions, per_client))
+        if !path.exists() {
+            return Ok(Self::build(registry, None, per_client, None));
+        }
+        let about = RunnerInfo::new(manifest, &entry, &registry)?;
+        let load = {
+            let (manifest, registry) = (manifest.clone(), registry.clone());
+            let state_dir = state_dir.map(std::path::Path::to_path_buf);
+            move || -> Result<Arc<Sessions>> {
+                let runner = Runner::load(&manifest, &entry, registry)?;
+                let sessions = Sessions::new(
+                    runner,
+                    entry.max_sessions,
+                    Duration::from_secs(entry.session_ttl_s),
+                );
+                Ok(Arc::new(match &state_dir {
+                    Some(dir) => sessions.with_state_dir(dir)?,
+                    None => sessions,
+                }))
+            }
+        };
+        let python = if background {
+            python::Python::loading(load)
+        } else {
+            python::Python::loaded(load()?)
+        };
+        Ok(Self::build(registry, Some(python), per_client, Some(about)))
     }
 
     /// A server over a registry and (optionally) a session manager, each client
@@ -109,13 +144,40 @@ impl Server {
         sessions: Option<Arc<Sessions>>,
         per_client: usize,
     ) -> Arc<Self> {
-        let instructions = instructions(&registry, sessions.as_deref());
+        let about = sessions.as_ref().map(|s| RunnerInfo::of(s.runner()));
+        let python = sessions.map(python::Python::loaded);
+        Self::build(registry, python, per_client, about)
+    }
+
+    fn build(
+        registry: Arc<Registry>,
+        python: Option<python::Python>,
+        per_client: usize,
+        about: Option<RunnerInfo>,
+    ) -> Arc<Self> {
+        let instructions = instructions(&registry, about.as_ref());
         Arc::new(Self {
             registry,
-            sessions,
+            python,
             per_client,
             instructions,
         })
+    }
+
+    /// Whether this server has Python sessions (loaded or loading).
+    pub fn has_python(&self) -> bool {
+        self.python.is_some()
+    }
+
+    /// The Python sessions, once loaded.
+    pub(crate) async fn python(&self) -> Result<Arc<Sessions>, crate::error::ToolError> {
+        match &self.python {
+            Some(p) => p.get().await,
+            None => Err(crate::error::ToolError::new(
+                crate::error::ErrorKind::NotFound,
+                "no Python runner",
+            )),
+        }
     }
 
     /// The tools.
@@ -123,9 +185,9 @@ impl Server {
         &self.registry
     }
 
-    /// The Python sessions, when the runner is there.
-    pub fn sessions(&self) -> Option<&Arc<Sessions>> {
-        self.sessions.as_ref()
+    /// The Python sessions, when the runner is there and has loaded.
+    pub fn sessions(&self) -> Option<Arc<Sessions>> {
+        self.python.as_ref().and_then(python::Python::now)
     }
 
     /// A handler for one client.
@@ -217,24 +279,59 @@ impl Server {
 }
 
 /// What the model is told about the server, in `initialize`.
-fn instructions(registry: &Registry, sessions: Option<&Sessions>) -> String {
+/// What the instructions say of the runner, known before it has loaded.
+struct RunnerInfo {
+    timeout_ms: u128,
+    memory_mb: usize,
+    tools: Vec<String>,
+}
+
+impl RunnerInfo {
+    fn new(
+        manifest: &Manifest,
+        entry: &crate::manifest::RunnerEntry,
+        registry: &Registry,
+    ) -> Result<Self> {
+        let sandbox =
+            crate::policy::Sandbox::new("runner", &entry.policy, &Default::default(), manifest)
+                .context("invalid runner policy")?;
+        Ok(Self {
+            timeout_ms: sandbox.limits.timeout.as_millis(),
+            memory_mb: sandbox.limits.memory_mb(),
+            tools: registry
+                .tools()
+                .iter()
+                .filter(|t| sandbox.may_call(&t.name))
+                .map(|t| t.name.clone())
+                .collect(),
+        })
+    }
+
+    fn of(runner: &Runner) -> Self {
+        Self {
+            timeout_ms: runner.sandbox().limits.timeout.as_millis(),
+            memory_mb: runner.sandbox().limits.memory_mb(),
+            tools: runner.tool_names(),
+        }
+    }
+}
+
+fn instructions(registry: &Registry, about: Option<&RunnerInfo>) -> String {
     let mut out = String::from(
         "witbox runs each tool in its own WebAssembly sandbox, with only what its policy grants: \
          no files, no environment, no network unless granted, and limits on time, memory and output. \
          A failed call returns isError with the reason; fix the arguments and call again.\n",
     );
-    if let Some(sessions) = sessions {
-        let runner = sessions.runner();
-        let sandbox = runner.sandbox();
-        let tools = runner.tool_names();
+    if let Some(about) = about {
+        let tools = &about.tools;
         out.push_str(&format!(
-            "\n`{RUN_PYTHON}` runs Python 3.14 in a sandbox: most of the standard library, but no files, \
-             no network, no subprocesses, no threads. Each call may take {} ms and {} MiB. \
+            "\n`{RUN_PYTHON}` runs Python 3.14 in a sandbox: most of the standard library, a private scratch \
+             folder as `/` for files (`write_file`, `read_file`, `list_files`), but no network, no subprocesses, no threads. Each call may take {} ms and {} MiB. \
              Without `session_id` it starts a new session and returns its id; pass that id to keep \
              variables between calls, `{RESET_SESSION}` to clear them and `{CLOSE_SESSION}` when done. Call `final_answer(x)` to return a value. \
              Inside Python these tools are functions: {}.\n",
-            sandbox.limits.timeout.as_millis(),
-            sandbox.limits.memory_mb(),
+            about.timeout_ms,
+            about.memory_mb,
             if tools.is_empty() {
                 "none".to_string()
             } else {
@@ -242,7 +339,7 @@ fn instructions(registry: &Registry, sessions: Option<&Sessions>) -> String {
             }
         ));
     }
-    if registry.tools().is_empty() && sessions.is_none() {
+    if registry.tools().is_empty() && about.is_none() {
         out.push_str("\nThis server has no tools loaded.\n");
     }
     out

@@ -72,11 +72,7 @@ impl Handler {
     }
 
     async fn snapshot_session(&self, args: &JsonObject) -> Result<CallToolResult, ToolError> {
-        let sessions = self
-            .server()
-            .sessions
-            .clone()
-            .expect("checked by the caller");
+        let sessions = self.server().python().await?;
         let id = only(args, SNAPSHOT_SESSION, "session_id")?;
         self.check_owned(id)?;
         let bytes = sessions
@@ -104,11 +100,7 @@ impl Handler {
     }
 
     async fn restore_session(&self, args: &JsonObject) -> Result<CallToolResult, ToolError> {
-        let sessions = self
-            .server()
-            .sessions
-            .clone()
-            .expect("checked by the caller");
+        let sessions = self.server().python().await?;
         let text = only(args, RESTORE_SESSION, "snapshot")?;
         if text.len() > MAX_MCP_SNAPSHOT / 3 * 4 + 4 {
             return Err(invalid(format!(
