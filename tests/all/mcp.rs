@@ -876,7 +876,6 @@ fn with_a_cold_cache_initialize_does_not_wait_for_the_runner() {
         answer["result"]["structuredContent"]["stdout"], "2\n",
         "{answer}"
     );
-    drop(send);
     let _ = child.kill();
     let _ = child.wait();
     let log = log.join().unwrap();
