@@ -16,7 +16,8 @@
 //! - [`net`]: the outbound HTTP allow-list, the one network choke point.
 //! - `wasi`: WASI without sockets; `fs`: granted folders that stay closed (`quota-mb`). [`schedule`]: how running guests share the cores.
 //! - [`store`]: the data of one store, and [`store::ToolHost`], the guests' way
-//!   to other tools. `guest_api`: what a guest may ask of the host. `linker`: the
+//!   to other tools; `tap`: its stdout and stderr, kept, and handed on while a
+//!   run streams. `guest_api`: what a guest may ask of the host. `linker`: the
 //!   host linker every guest is instantiated with.
 //! - [`schema`], [`value`]: WIT types ⇄ JSON Schema and JSON values.
 //! - [`tools`]: loading components, describing their tools, and the one guarded
@@ -61,6 +62,7 @@ pub mod scaffold;
 pub mod schedule;
 pub mod schema;
 pub mod store;
+mod tap;
 pub mod text;
 pub mod tools;
 pub mod value;

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{ResourceTable, Val};
 use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -85,8 +84,8 @@ pub struct State {
     hooks: HttpPolicy,
     pub(crate) config: WasiConfigVariables,
     pub(crate) memory: Memory,
-    pub(crate) stdout: MemoryOutputPipe,
-    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) stdout: crate::tap::Tap,
+    pub(crate) stderr: crate::tap::Tap,
     /// The guest's checked policy.
     pub(crate) sandbox: Arc<Sandbox>,
     /// Where its tool calls and linked imports go, if anywhere.
@@ -117,8 +116,8 @@ pub(crate) fn new(
     scratch: Option<&crate::python::Scratch>,
 ) -> Result<Store<State>> {
     let limits = &sandbox.limits;
-    let stdout = MemoryOutputPipe::new(limits.max_output);
-    let stderr = MemoryOutputPipe::new(limits.max_output);
+    let stdout = crate::tap::Tap::new(limits.max_output);
+    let stderr = crate::tap::Tap::new(limits.max_output);
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(stdout.clone()).stderr(stderr.clone());
     wasi.envs(&sandbox.env);
