@@ -174,6 +174,15 @@ impl Redactor {
         crate::text::tail(&redacted, max).to_string()
     }
 
+    /// How many bytes at the end of `text` (already redacted) to hold back while
+    /// more of it may come (a streamed run): the longest end that could begin a
+    /// secret's spelling, so at most the longest spelling less one byte, and 0
+    /// without secrets. What comes before it can be handed on: nothing written
+    /// later makes a secret of it.
+    pub fn held_back(&self, text: &str) -> usize {
+        self.partial_end(text)
+    }
+
     /// Redacts a JSON value in place: strings, object keys, and numbers whose text
     /// is a secret (those become the string `[REDACTED]`).
     pub fn redact_json(&self, value: &mut Value) {
@@ -380,6 +389,16 @@ mod tests {
         );
         assert_eq!(r.tail("xxxxs3cr3t-Value-42 tail", 11, false), "ACTED] tail");
         assert_eq!(r.tail("panic: s3cr3t", 100, true), "panic: ");
+    }
+
+    #[test]
+    fn only_an_end_that_could_begin_a_secret_is_held_back() {
+        let r = Redactor::new(&["s3cr3t-Value-42".to_string()]);
+        assert_eq!(r.held_back("key=s3cr"), 4);
+        assert_eq!(r.held_back("key=s3cr3t-Value-4"), 14);
+        assert_eq!(r.held_back("key=[REDACTED]\n"), 0);
+        assert_eq!(r.held_back("plain"), 0);
+        assert_eq!(Redactor::default().held_back("s3cr"), 0);
     }
 
     #[test]
