@@ -72,5 +72,5 @@ pub use agent::{Agent, Mode};
 pub use engine::{Engine, EngineOptions};
 pub use error::{ErrorKind, ToolError};
 pub use manifest::Manifest;
-pub use python::{Overrides, RunOutcome, Runner, Session, Sessions};
+pub use python::{OutputSink, Overrides, RunOutcome, Runner, Session, Sessions};
 pub use tools::{Registry, Tool};

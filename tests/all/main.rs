@@ -28,5 +28,6 @@ mod schedule;
 mod secrets;
 mod shipped;
 mod snapshots;
+mod stream;
 mod types;
 mod weather;

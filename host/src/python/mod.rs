@@ -8,12 +8,14 @@
 //! - `outcome.rs`: [`RunOutcome`] and [`RunError`], the cap and redaction every
 //!   outcome passes, and the text a model reads about a run.
 //! - `sessions.rs`: [`Sessions`], live sessions by id for servers.
+//! - `stream.rs`: [`OutputSink`], a run's output as it comes (redacted, capped).
 
 mod outcome;
 mod scratch;
 mod session;
 mod sessions;
 mod snapshot;
+mod stream;
 
 pub use outcome::{
     MAX_OBSERVATION, RestartReason, RunError, RunErrorKind, RunOutcome, observe, restart_note,
@@ -23,6 +25,7 @@ pub use scratch::{FileEntry, MAX_FILE_BYTES};
 pub use session::Session;
 pub use sessions::{Sessions, new_id, state_file};
 pub use snapshot::MAX_SNAPSHOT_BYTES;
+pub use stream::{OutputSink, Stream};
 
 use crate::bindings::exports::witbox::agent::runner::RunOptions;
 use crate::bindings::{CodeRunner, CodeRunnerPre};

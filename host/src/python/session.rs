@@ -9,6 +9,7 @@
 
 use super::Runner;
 use super::outcome::{self, Raw, RestartReason, RunError, RunErrorKind, RunOutcome};
+use super::stream::{Live, OutputSink};
 use crate::bindings::CodeRunner;
 use crate::bindings::exports::witbox::agent::runner::{RunFailure, RunOptions};
 use crate::error::{ErrorKind, ToolError};
@@ -75,8 +76,29 @@ impl Session {
         code: &str,
         limit: Duration,
     ) -> Result<RunOutcome, ToolError> {
+        self.run_to(code, limit, None).await
+    }
+
+    /// Runs one cell as [`Session::run`] does, and hands its output to `sink` as
+    /// the cell writes it (redacted, within `max-output-bytes`; see
+    /// [`OutputSink`]). The outcome still has all of it.
+    pub async fn run_streaming(
+        &mut self,
+        code: &str,
+        sink: OutputSink,
+    ) -> Result<RunOutcome, ToolError> {
+        self.run_to(code, self.runner.sandbox.limits.timeout, Some(sink))
+            .await
+    }
+
+    async fn run_to(
+        &mut self,
+        code: &str,
+        limit: Duration,
+        sink: Option<OutputSink>,
+    ) -> Result<RunOutcome, ToolError> {
         let started = Instant::now();
-        let result = self.guarded(code, limit).await;
+        let result = self.guarded(code, limit, sink).await;
         // audit
         if let Some(audit) = &self.runner.engine.options().audit {
             let redactor = &self.runner.sandbox.redactor;
@@ -109,7 +131,12 @@ impl Session {
         result
     }
 
-    async fn guarded(&mut self, code: &str, limit: Duration) -> Result<RunOutcome, ToolError> {
+    async fn guarded(
+        &mut self,
+        code: &str,
+        limit: Duration,
+        sink: Option<OutputSink>,
+    ) -> Result<RunOutcome, ToolError> {
         // validate
         if code.contains('\0') {
             return Err(ToolError::new(
@@ -139,8 +166,9 @@ impl Session {
             max_output_bytes: limits.max_output as u64,
             checkpoint: checkpoints,
             checkpoint_max_bytes: limits::MAX_CHECKPOINT_BYTES as u64,
-            stream: false,
+            stream: sink.is_some(),
         };
+        let live = sink.map(|sink| Live::attach(&mut self.store, sink));
         let call = self
             .bindings
             .witbox_agent_runner()
@@ -148,6 +176,9 @@ impl Session {
         self.in_flight = true;
         let ran = tokio::time::timeout(timeout, call).await;
         self.in_flight = false;
+        if let Some(live) = live {
+            live.finish(matches!(ran, Ok(Ok(_))));
+        }
         self.store.data_mut().turn.end();
         let state = self.store.data();
         let mut outcome = RunOutcome {

@@ -245,6 +245,22 @@ impl Sessions {
         outcome
     }
 
+    /// Runs a cell in a session as [`Sessions::run`] does, and hands its output
+    /// to `sink` as the cell writes it ([`Session::run_streaming`]).
+    pub async fn run_streaming(
+        &self,
+        id: &str,
+        code: &str,
+        sink: super::OutputSink,
+    ) -> Result<RunOutcome, ToolError> {
+        let session = self.get(id).await?;
+        let _touch = Touch(self, id);
+        let mut session = session.lock().await;
+        let outcome = session.run_streaming(code, sink).await;
+        self.save(id, &mut session).await;
+        outcome
+    }
+
     /// Forgets a session's globals.
     pub async fn reset(&self, id: &str) -> Result<(), ToolError> {
         let session = self.get(id).await?;
