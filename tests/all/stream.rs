@@ -168,3 +168,48 @@ async fn a_crash_message_still_ends_with_the_guests_stderr() {
     );
     assert_eq!(joined(&seen, Stream::Stderr), "before the crash\n");
 }
+
+#[test]
+fn witbox_run_prints_each_line_as_the_cell_writes_it() {
+    use std::io::{BufRead, BufReader, Read};
+    drop(runner("")); // compile once, in process, before the CLI reads the cache
+    let dir = TempDir::new("stream-cli");
+    // The cell waits for a file that the test makes only once it has read the
+    // first line: without streaming, that line would not come until the cell's
+    // time limit ended it.
+    let gate = dir.path().join("gate");
+    std::fs::create_dir(&gate).unwrap();
+    let m = dir.write(
+        "witbox.toml",
+        runner_manifest(&format!(
+            "timeout-ms = 60000\ndirs = [{{ host = {gate:?}, guest = \"/gate\" }}]"
+        )),
+    );
+    let mut child = witbox_command(&m)
+        .args([
+            "run",
+            "-c",
+            "import os, time\nprint('first')\n\
+             while not os.path.exists('/gate/go'): time.sleep(0.02)\n\
+             print('second')\n'done'",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("failed to run witbox");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "first\n");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "witbox had exited before its first line was read"
+    );
+    std::fs::write(gate.join("go"), "").unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Printed once: the result's stdout is not printed again.
+    assert_eq!(rest, "second\n'done'\n");
+}

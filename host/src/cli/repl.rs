@@ -2,7 +2,7 @@
 
 use crate::context::Context;
 use crate::flags::{SessionFlags, StateFlags};
-use crate::run::{exiting, print_outcome};
+use crate::run::{exiting, print_outcome, terminal};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use std::io::IsTerminal;
@@ -72,7 +72,7 @@ impl ReplCommand {
             // Ctrl-C stops the cell (within one epoch tick) and keeps the REPL;
             // the next cell starts the session again and says so.
             let ran = tokio::select! {
-                ran = session.run(&cell) => Some(ran),
+                ran = session.run_streaming(&cell, terminal()) => Some(ran),
                 _ = tokio::signal::ctrl_c() => None,
             };
             if let Some(kept) = &kept

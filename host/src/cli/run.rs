@@ -1,4 +1,5 @@
-//! `witbox run`: Python cells, in order, in one fresh session.
+//! `witbox run`: Python cells, in order, in one fresh session; each cell's output
+//! is printed as it is written, then its value or error.
 
 use crate::context::Context;
 use crate::flags::{SessionFlags, StateFlags};
@@ -8,7 +9,8 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use witbox::limits::MAX_CODE_BYTES;
-use witbox::{RunOutcome, Runner, Session};
+use witbox::python::Stream;
+use witbox::{OutputSink, RunOutcome, Runner, Session};
 
 /// `witbox run`'s arguments.
 #[derive(Args, Debug)]
@@ -36,7 +38,7 @@ pub struct RunCommand {
     /// `--restore` or MCP `restore_session`.
     #[arg(long, value_name = "FILE")]
     snapshot_to: Option<PathBuf>,
-    /// Print one JSON object per cell: stdout, stderr, value, error, final_answer,
+    /// Print one JSON object per cell, when it ends: stdout, stderr, value, error, final_answer,
     /// session_restarted (and restart_reason), tool_calls, fuel_used (with --fuel), duration_us.
     #[arg(long)]
     json: bool,
@@ -96,7 +98,13 @@ impl RunCommand {
         }
         let mut ok = false;
         for (i, cell) in cells.iter().enumerate() {
-            let outcome = match session.run(cell).await {
+            // Output shows as the cell writes it; `--json` prints each cell's whole.
+            let ran = if self.json {
+                session.run(cell).await
+            } else {
+                session.run_streaming(cell, terminal()).await
+            };
+            let outcome = match ran {
                 Ok(o) => o,
                 Err(e) => {
                     if self.json {
@@ -200,10 +208,25 @@ fn split_cells(text: &str) -> Vec<String> {
     cells
 }
 
-/// Prints a cell's result like a notebook: output, then the value or the error.
+/// Where a cell's output goes as it is written: this process's stdout and
+/// stderr, flushed at each chunk.
+pub fn terminal() -> OutputSink {
+    OutputSink::new(|stream, chunk| match stream {
+        Stream::Stdout => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(chunk.as_bytes());
+            let _ = out.flush();
+        }
+        Stream::Stderr => {
+            let _ = std::io::stderr().lock().write_all(chunk.as_bytes());
+        }
+    })
+}
+
+/// Prints the rest of a cell's result like a notebook, after its output (which
+/// [`terminal`] printed as it came): the value or the error.
 pub fn print_outcome(o: &RunOutcome) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(o.stdout.as_bytes());
     if let Some(v) = &o.value {
         let _ = writeln!(out, "{v}");
     }
@@ -219,7 +242,6 @@ pub fn print_outcome(o: &RunOutcome) {
     }
     let _ = out.flush();
     let mut err = std::io::stderr().lock();
-    let _ = err.write_all(o.stderr.as_bytes());
     if let Some(e) = &o.error {
         if e.traceback.is_empty() {
             let _ = writeln!(err, "{}: {}", e.kind, e.message);
