@@ -436,6 +436,7 @@ fn check_python_sdk_session(seen: &Value) {
     assert_eq!(seen["python"]["first"]["stdout"], "set\n");
     assert_eq!(seen["python"]["second"]["value"], "42");
     assert_eq!(seen["python"]["same_session"], true);
+    check_progress(seen);
     assert_eq!(seen["denied"]["is_error"], true);
     assert!(
         seen["denied"]["text"].as_str().unwrap().contains(
@@ -467,6 +468,29 @@ fn check_python_sdk_session(seen: &Value) {
         "invalid-arguments: the path `../etc/passwd` leaves the session's scratch folder: `..` is not allowed"
     );
     assert_eq!(seen["unknown_tool"]["raised"], true, "{seen}");
+}
+
+/// A `run_python` with a progress token: every line came in a notification
+/// before the result, the first one while the loop still ran, and `progress`
+/// (bytes of output so far) grew with each.
+fn check_progress(seen: &Value) {
+    let progress = &seen["progress"];
+    assert_eq!(progress["stdout"], "0\n1\n2\n3\n4\n", "{seen}");
+    assert_eq!(progress["at_result"], progress["stdout"], "{seen}");
+    let notes = progress["notes"].as_array().unwrap();
+    let first = notes[0]["message"].as_str().unwrap();
+    assert!(
+        !first.contains('4'),
+        "the first notification came at the end: {seen}"
+    );
+    let mut last = 0.0;
+    for note in notes {
+        let p = note["progress"].as_f64().unwrap();
+        assert!(p > last, "progress did not grow: {seen}");
+        last = p;
+        assert_eq!(note["total"], Value::Null);
+    }
+    assert_eq!(last, 10.0);
 }
 
 #[test]

@@ -49,6 +49,24 @@ async def main():
             "same_session": r2.structured_content["session_id"] == sid,
         }
 
+        # With a progress callback (a `progressToken`), the output comes as it is
+        # printed, in `notifications/progress`, before the result.
+        notes = []
+
+        async def on_progress(progress, total, message):
+            notes.append({"progress": progress, "total": total, "message": message})
+
+        r = await client.call_tool(
+            "run_python",
+            {"code": "import time\nfor i in range(5):\n    print(i, flush=True)\n    time.sleep(0.2)"},
+            progress_callback=on_progress,
+        )
+        seen["progress"] = {
+            "at_result": "".join(n["message"] or "" for n in notes),
+            "notes": notes,
+            "stdout": r.structured_content["stdout"],
+        }
+
         r = await client.call_tool("run_python", {"code": "import socket"})
         seen["denied"] = {"is_error": r.is_error, "text": text(r)}
         r = await client.call_tool("run_python", {"code": "open('/etc/passwd').read()"})

@@ -2,6 +2,7 @@
 //! Python sessions (its quota, ownership, cancellation), and rmcp's
 //! `ServerHandler` for it.
 
+use super::progress::Progress;
 use super::{CLOSE_SESSION, Gone, MAX_CODE_BYTES, RESET_SESSION, RUN_PYTHON, Server, guard};
 use crate::error::{ErrorKind, ToolError};
 use crate::python::{Sessions, observe};
@@ -346,7 +347,13 @@ impl Handler {
 
     /// `fresh` is set to the session this call creates, whose id the client has
     /// not seen yet: a cancel closes that one (nothing could name it again).
-    async fn run_python(&self, args: &JsonObject, fresh: &Mutex<Option<String>>) -> CallToolResult {
+    /// With `progress`, the output goes to the client as it comes too.
+    async fn run_python(
+        &self,
+        args: &JsonObject,
+        fresh: &Mutex<Option<String>>,
+        progress: Option<Progress>,
+    ) -> CallToolResult {
         let sessions = match self.server.python().await {
             Ok(s) => s,
             Err(e) => return tool_error(&e),
@@ -396,7 +403,11 @@ impl Handler {
                 ));
             }
         };
-        match sessions.run(&id, code).await {
+        let ran = match progress {
+            Some(progress) => progress.run(&sessions, &id, code).await,
+            None => sessions.run(&id, code).await,
+        };
+        match ran {
             Ok(outcome) => {
                 let text = format!("{}[session_id: {id}]", observe(&outcome));
                 let mut structured = serde_json::to_value(&outcome).unwrap_or_default();
@@ -434,9 +445,12 @@ impl Handler {
         name: &str,
         args: JsonObject,
         fresh: &Mutex<Option<String>>,
+        progress: Option<Progress>,
     ) -> Result<CallToolResult, ErrorData> {
         match name {
-            RUN_PYTHON if self.server.has_python() => Ok(self.run_python(&args, fresh).await),
+            RUN_PYTHON if self.server.has_python() => {
+                Ok(self.run_python(&args, fresh, progress).await)
+            }
             RESET_SESSION if self.server.has_python() => Ok(self.reset_session(&args).await),
             CLOSE_SESSION if self.server.has_python() => Ok(self.close_session(&args).await),
             super::files::WRITE_FILE | super::files::READ_FILE | super::files::LIST_FILES
@@ -528,10 +542,11 @@ impl ServerHandler for Handler {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let progress = Progress::of(&request, &context);
         let args = request.arguments.unwrap_or_default();
         let fresh = Mutex::new(None);
         tokio::select! {
-            result = self.call(&request.name, args, &fresh) => result.map(CallToolResponse::from),
+            result = self.call(&request.name, args, &fresh, progress) => result.map(CallToolResponse::from),
             () = cancelled(&context) => {
                 // The client cancelled or went away mid-call: dropping the call
                 // stopped the run at once (the guest yields at every epoch tick).

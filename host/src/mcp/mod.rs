@@ -8,6 +8,9 @@
 //! against its quota (`max-sessions-per-client`), and they close when the
 //! client goes away.
 //!
+//! `run_python` with a `_meta.progressToken` sends the run's output as it comes
+//! in `notifications/progress` (`progress`).
+//!
 //! Between the client and rmcp: [`guard`] (a size cap and a JSON-RPC answer for
 //! every message the server will not act on) and, on HTTP, [`http`].
 
@@ -15,6 +18,7 @@ mod files;
 mod guard;
 mod handler;
 mod http;
+mod progress;
 mod python;
 mod snapshots;
 
