@@ -125,6 +125,16 @@ async fn streamed_output_stays_within_the_output_limit() {
         streamed,
         format!("{}\n", "x".repeat(9)).repeat(100) + &marker(1000)
     );
+    // A cut inside a character: the runner keeps less than the limit, then its
+    // marker, and the stream shows just that too.
+    let (sink, seen) = recording();
+    let o = s
+        .run_streaming("print('x' + 'é' * 1000)", sink)
+        .await
+        .unwrap();
+    assert_eq!(error_of(&o).0, "OutputLimit");
+    assert_eq!(o.stdout, format!("x{}{}", "é".repeat(499), marker(1000)));
+    assert_eq!(joined(&seen, Stream::Stdout), o.stdout);
     // Code that writes past the runner (`os.write`) is held to the limit too.
     let (sink, seen) = recording();
     let o = s

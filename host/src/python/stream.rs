@@ -351,6 +351,11 @@ mod tests {
         s.push(Stream::Stdout, b"12345678");
         s.push(Stream::Stdout, m.as_bytes());
         assert_eq!(texts(&seen), ["12345678", m.as_str()]);
+        // The guest's bytes count as the runner counts them, before redaction
+        // shortens them; an end cut in a secret is dropped.
+        let (mut s, seen) = streamer(&["0123456789abcdef"], 20);
+        s.push(Stream::Stdout, b"0123456789abcdef0123456789abcdef");
+        assert_eq!(texts(&seen), ["[REDACTED]", marker(20).as_str()]);
         // Redaction can lengthen text; the limit counts what goes out.
         let (mut s, seen) = streamer(&["ab"], 10);
         s.push(Stream::Stdout, b"ab ab");
