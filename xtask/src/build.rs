@@ -142,18 +142,16 @@ pub fn build() -> Result<(), String> {
     // user's compile cache), the first `witbox run` or MCP `initialize` after a
     // build starts in milliseconds. A no-op when the cache is warm.
     step("compiling the shipped tools and the Python runner into the compile cache");
-    run(toolchain::cargo().current_dir(&root).args([
-        "run",
-        "-q",
-        "-p",
-        "witbox",
-        "--",
-        "--manifest",
-        "witbox.toml",
-        "run",
-        "-c",
-        "pass",
-    ]))?;
+    // `witbox tools` loads every component of the shipped manifest (also the
+    // componentize-py tool, as slow to compile as the runner); `witbox run` the
+    // runner. Each is a no-op when the cache is warm.
+    for args in [&["tools"][..], &["run", "-c", "pass"][..]] {
+        run(toolchain::cargo()
+            .current_dir(&root)
+            .args(["run", "-q", "-p", "witbox", "--", "--manifest", "witbox.toml"])
+            .args(args)
+            .stdout(std::process::Stdio::null()))?;
+    }
     Ok(())
 }
 
