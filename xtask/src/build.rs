@@ -148,7 +148,15 @@ pub fn build() -> Result<(), String> {
     for args in [&["tools"][..], &["run", "-c", "pass"][..]] {
         run(toolchain::cargo()
             .current_dir(&root)
-            .args(["run", "-q", "-p", "witbox", "--", "--manifest", "witbox.toml"])
+            .args([
+                "run",
+                "-q",
+                "-p",
+                "witbox",
+                "--",
+                "--manifest",
+                "witbox.toml",
+            ])
             .args(args)
             .stdout(std::process::Stdio::null()))?;
     }
