@@ -89,3 +89,26 @@ async fn a_cancelled_run_restarts_from_the_checkpoint() {
         "value: 42\n(the Python session restarted because the previous run was cancelled: the globals of the last completed cell were restored)\n"
     );
 }
+
+#[tokio::test]
+async fn after_a_cancel_one_restart_is_enough() {
+    let runner = runner_with("", "timeout-ms = 60000");
+    let mut s = runner.session().await.unwrap();
+    cell(&mut s, "total = 1").await;
+    // A reset after a cancel starts the session again once; the run after it
+    // is an ordinary one, and the reset's forgetting holds.
+    let dropped = tokio::time::timeout(std::time::Duration::from_millis(300), s.run(SPIN)).await;
+    assert!(dropped.is_err());
+    s.reset().await.unwrap();
+    let o = cell(&mut s, "'total' in globals()").await;
+    assert!(!o.session_restarted, "{o:?}");
+    assert_eq!(o.value.as_deref(), Some("False"));
+    // So does a snapshot taken after a cancel.
+    cell(&mut s, "total = 2").await;
+    let dropped = tokio::time::timeout(std::time::Duration::from_millis(300), s.run(SPIN)).await;
+    assert!(dropped.is_err());
+    s.snapshot().await.unwrap();
+    let o = cell(&mut s, "total").await;
+    assert!(!o.session_restarted, "{o:?}");
+    assert_eq!(o.value.as_deref(), Some("2"));
+}

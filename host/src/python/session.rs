@@ -308,7 +308,9 @@ impl Session {
 
     /// Forgets every global, as if the session had just started.
     pub async fn reset(&mut self) -> Result<(), ToolError> {
+        // Forgotten before a restart could put it back.
         self.checkpoint = None;
+        self.generation += 1;
         if self.recover().await?.is_some() {
             // A fresh instance (with no checkpoint to restore) has nothing to forget.
             return Ok(());
@@ -325,8 +327,6 @@ impl Session {
             .bindings
             .witbox_agent_runner()
             .call_reset(&mut self.store);
-        self.checkpoint = None;
-        self.generation += 1;
         self.in_flight = true;
         let outcome = tokio::time::timeout(limits.timeout, call).await;
         self.in_flight = false;
@@ -416,6 +416,8 @@ impl Session {
             })?;
         self.store = instance.store;
         self.bindings = instance.bindings;
+        // Nothing is under way in a fresh instance.
+        self.in_flight = false;
         if let Some(caller) = &self.caller {
             self.store.data_mut().caller = caller.clone();
         }
@@ -499,7 +501,9 @@ impl Session {
             .bindings
             .witbox_agent_runner()
             .call_restore(&mut self.store, state);
+        self.in_flight = true;
         let restored = tokio::time::timeout(limits.timeout, call).await;
+        self.in_flight = false;
         self.store.data_mut().turn.end();
         match restored {
             Ok(Ok(missing)) => Ok(missing),
