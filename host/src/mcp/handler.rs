@@ -92,18 +92,22 @@ pub(super) fn text_result(text: String, structured: Value, is_error: bool) -> Ca
     result
 }
 
-/// The `session_id` of `reset_session` or `close_session`: a non-empty string,
-/// and nothing else.
-fn session_arg<'a>(args: &'a JsonObject, tool: &str) -> Result<&'a str, ToolError> {
+/// The one argument of a tool that takes a single non-empty string `key`
+/// (`session_id`, `snapshot`), and nothing else.
+pub(super) fn only_arg<'a>(
+    args: &'a JsonObject,
+    tool: &str,
+    key: &str,
+) -> Result<&'a str, ToolError> {
     let invalid = |m: String| ToolError::new(ErrorKind::InvalidArguments, m);
-    if let Some(extra) = args.keys().find(|k| *k != "session_id") {
+    if let Some(extra) = args.keys().find(|k| *k != key) {
         return Err(invalid(format!(
-            "`{tool}` has no argument `{extra}` (it takes `session_id`)"
+            "`{tool}` has no argument `{extra}` (it takes `{key}`)"
         )));
     }
-    match args.get("session_id") {
-        Some(Value::String(id)) if !id.is_empty() => Ok(id),
-        _ => Err(invalid("`session_id` (a string) is required".into())),
+    match args.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        _ => Err(invalid(format!("`{key}` (a string) is required"))),
     }
 }
 
@@ -315,7 +319,7 @@ impl Handler {
             Ok(s) => s,
             Err(e) => return tool_error(&e),
         };
-        let id = match session_arg(args, CLOSE_SESSION) {
+        let id = match only_arg(args, CLOSE_SESSION, "session_id") {
             Ok(id) => id,
             Err(e) => return tool_error(&e),
         };
@@ -423,7 +427,7 @@ impl Handler {
             Ok(s) => s,
             Err(e) => return tool_error(&e),
         };
-        let id = match session_arg(args, RESET_SESSION) {
+        let id = match only_arg(args, RESET_SESSION, "session_id") {
             Ok(id) => id,
             Err(e) => return tool_error(&e),
         };

@@ -2,12 +2,12 @@
 //! keeps, and a new session made from them, in this server or another one (of
 //! the same runner build, run by the same user).
 
-use super::handler::{Handler, object, text_result, tool_error};
+use super::handler::{Handler, object, only_arg, text_result, tool_error};
 use crate::error::{ErrorKind, ToolError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rmcp::model::{CallToolResult, JsonObject, Tool};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// Gives a session as bytes.
 pub const SNAPSHOT_SESSION: &str = "snapshot_session";
@@ -49,19 +49,6 @@ fn invalid(m: String) -> ToolError {
     ToolError::new(ErrorKind::InvalidArguments, m)
 }
 
-/// The one string argument `key` of `tool`, and nothing else.
-fn only<'a>(args: &'a JsonObject, tool: &str, key: &str) -> Result<&'a str, ToolError> {
-    if let Some(extra) = args.keys().find(|k| *k != key) {
-        return Err(invalid(format!(
-            "`{tool}` has no argument `{extra}` (it takes `{key}`)"
-        )));
-    }
-    match args.get(key) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        _ => Err(invalid(format!("`{key}` (a string) is required"))),
-    }
-}
-
 impl Handler {
     pub(super) async fn snapshot_tool(&self, tool: &str, args: &JsonObject) -> CallToolResult {
         let result = match tool {
@@ -73,7 +60,7 @@ impl Handler {
 
     async fn snapshot_session(&self, args: &JsonObject) -> Result<CallToolResult, ToolError> {
         let sessions = self.server().python().await?;
-        let id = only(args, SNAPSHOT_SESSION, "session_id")?;
+        let id = only_arg(args, SNAPSHOT_SESSION, "session_id")?;
         self.check_owned(id)?;
         let bytes = sessions
             .snapshot(id)
@@ -101,7 +88,7 @@ impl Handler {
 
     async fn restore_session(&self, args: &JsonObject) -> Result<CallToolResult, ToolError> {
         let sessions = self.server().python().await?;
-        let text = only(args, RESTORE_SESSION, "snapshot")?;
+        let text = only_arg(args, RESTORE_SESSION, "snapshot")?;
         if text.len() > MAX_MCP_SNAPSHOT / 3 * 4 + 4 {
             return Err(invalid(format!(
                 "`snapshot` is {} characters of base64; the limit is {MAX_MCP_SNAPSHOT} bytes",

@@ -182,23 +182,12 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    /// Notes a restart and what it put back (each line redacted and cut: the
-    /// names and reasons are the guest's).
-    pub(crate) fn restarted(
-        &mut self,
-        reason: RestartReason,
-        restored: super::session::Restored,
-        redactor: &Redactor,
-    ) {
+    /// Notes a restart and what it put back.
+    pub(crate) fn restarted(&mut self, reason: RestartReason, restored: super::session::Restored) {
         self.session_restarted = true;
         self.restart_reason = Some(reason);
         self.globals_restored = restored.globals;
-        self.not_restored = restored
-            .missing
-            .iter()
-            .take(crate::limits::MAX_NOT_RESTORED)
-            .map(|line| redactor.head(line, MAX_TYPE_NAME, false).0)
-            .collect();
+        self.not_restored = restored.missing;
     }
 
     /// Whether the run ended without an error.

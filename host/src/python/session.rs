@@ -187,7 +187,7 @@ impl Session {
             ..RunOutcome::default()
         };
         if let Some((reason, restored)) = recovered {
-            outcome.restarted(reason, restored, &sandbox.redactor);
+            outcome.restarted(reason, restored);
         }
         let (tool_limit_hit, memory_hit) = (state.tool_limit_hit, state.memory.hit);
         let redactor = &sandbox.redactor;
@@ -235,7 +235,7 @@ impl Session {
             };
             let why = self.hit_error(hit, timeout);
             let restored = self.restart(reason).await?;
-            outcome.restarted(reason, restored, &sandbox.redactor);
+            outcome.restarted(reason, restored);
             outcome.error = Some(why);
         } else if tool_limit_hit {
             outcome.error = Some(RunError::host(
@@ -477,12 +477,7 @@ impl Session {
         match self.restore(&checkpoint).await {
             Ok(missing) => {
                 self.checkpoint = Some(checkpoint);
-                let redactor = &self.runner.sandbox.redactor;
-                Ok(missing
-                    .iter()
-                    .take(limits::MAX_NOT_RESTORED)
-                    .map(|line| redactor.head(line, limits::MAX_TYPE_NAME, false).0)
-                    .collect())
+                Ok(missing)
             }
             Err(e) => Err(ToolError::new(
                 ErrorKind::InvalidArguments,
@@ -491,8 +486,22 @@ impl Session {
         }
     }
 
-    /// Puts a checkpoint into the (fresh) instance, under the run limits.
+    /// Puts a checkpoint into the (fresh) instance, under the run limits. The
+    /// lines it returns (and its error) are the guest's words: redacted and cut.
     async fn restore(&mut self, state: &[u8]) -> Result<Vec<String>, String> {
+        let redactor = self.runner.sandbox.redactor.clone();
+        let said = |line: &str| redactor.head(line, limits::MAX_TYPE_NAME, false).0;
+        match self.restore_raw(state).await {
+            Ok(lines) => Ok(lines
+                .iter()
+                .take(limits::MAX_NOT_RESTORED)
+                .map(|l| said(l))
+                .collect()),
+            Err(e) => Err(said(&e)),
+        }
+    }
+
+    async fn restore_raw(&mut self, state: &[u8]) -> Result<Vec<String>, String> {
         let limits = &self.runner.sandbox.limits;
         let admission = crate::schedule::admit(0).await;
         limits::arm(&mut self.store, admission, limits, limits.timeout)
