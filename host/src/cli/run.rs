@@ -71,16 +71,9 @@ impl RunCommand {
             Runner::for_one_session(&manifest, cx.options.clone(), &self.session.overrides())?;
         let mut state = None;
         let mut session = match (&snapshot, &self.restore) {
-            (Some(bytes), Some(file)) => {
-                let file = file.display();
-                let (session, missing) = runner.restore(bytes).await.map_err(|e| {
-                    anyhow::anyhow!("failed to restore the snapshot `{file}`: {}", e.message)
-                })?;
-                for line in missing {
-                    eprintln!("[witbox] not restored from `{file}`: {line}");
-                }
-                session
-            }
+            (Some(bytes), Some(file)) => crate::state::restore(&runner, bytes, file)
+                .await
+                .with_context(|| format!("failed to restore the snapshot `{}`", file.display()))?,
             _ => {
                 let (session, kept) = crate::state::open(&runner, &self.state).await?;
                 state = kept;
@@ -132,16 +125,11 @@ impl RunCommand {
             session.leak();
             return Err(e);
         }
-        if let Some(file) = &self.snapshot_to {
-            let bytes = match session.snapshot().await {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    session.leak();
-                    bail!("failed to snapshot the session: {}", e.message);
-                }
-            };
-            std::fs::write(file, bytes)
-                .with_context(|| format!("failed to write the snapshot to `{}`", file.display()))?;
+        if let Some(file) = &self.snapshot_to
+            && let Err(e) = crate::state::write(&mut session, file).await
+        {
+            session.leak();
+            return Err(e.context("failed to snapshot the session"));
         }
         exiting(session);
         Ok(if ok {

@@ -29,14 +29,9 @@ pub async fn open(runner: &Arc<Runner>, flags: &StateFlags) -> Result<(Session, 
     };
     let session = if file.is_file() {
         let bytes = witbox::limits::read_file(&file, witbox::python::MAX_SNAPSHOT_BYTES as u64)?;
-        let (session, missing) = runner
-            .restore(&bytes)
+        restore(runner, &bytes, &file)
             .await
-            .map_err(|e| anyhow::anyhow!("failed to continue session `{id}`: {}", e.message))?;
-        for line in missing {
-            eprintln!("[witbox] not restored: {line}");
-        }
-        session
+            .with_context(|| format!("failed to continue session `{id}`"))?
     } else if flags.session.is_some() {
         bail!(
             "no session `{id}` in `{}`: it was closed, or it sat idle past its TTL",
@@ -52,14 +47,36 @@ pub async fn open(runner: &Arc<Runner>, flags: &StateFlags) -> Result<(Session, 
     Ok((session, Some(Kept { file, id })))
 }
 
-/// Saves the session to the state dir (written aside, then moved into place).
-pub async fn save(session: &mut Session, kept: &Kept) -> Result<()> {
+/// A new session from the snapshot `bytes` read from `file`; says on stderr
+/// what it could not put back.
+pub async fn restore(
+    runner: &Arc<Runner>,
+    bytes: &[u8],
+    file: &std::path::Path,
+) -> Result<Session> {
+    let (session, missing) = runner
+        .restore(bytes)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    for line in missing {
+        eprintln!("[witbox] not restored from `{}`: {line}", file.display());
+    }
+    Ok(session)
+}
+
+/// Writes a snapshot of the session to `file` (aside, then moved into place).
+pub async fn write(session: &mut Session, file: &std::path::Path) -> Result<()> {
     let bytes = session
         .snapshot()
         .await
-        .map_err(|e| anyhow::anyhow!("failed to save session `{}`: {}", kept.id, e.message))?;
-    let aside = kept.file.with_extension("snap.tmp");
-    std::fs::write(&aside, bytes)
-        .and_then(|()| std::fs::rename(&aside, &kept.file))
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    witbox::python::write_snapshot(file, &bytes)
+        .with_context(|| format!("failed to write `{}`", file.display()))
+}
+
+/// Saves the session to the state dir.
+pub async fn save(session: &mut Session, kept: &Kept) -> Result<()> {
+    write(session, &kept.file)
+        .await
         .with_context(|| format!("failed to save session `{}`", kept.id))
 }
