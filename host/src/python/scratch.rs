@@ -85,7 +85,7 @@ impl Scratch {
         let old = cap_primitives::fs::stat(&self.dir, &rel, FollowSymlinks::No)
             .map(|m| if m.is_file() { m.len() } else { 0 })
             .unwrap_or(0);
-        let used = usage(&self.root);
+        let used = tally(&self.root).bytes;
         if used.saturating_sub(old) + bytes.len() as u64 > self.limit {
             return Err(ToolError::new(
                 ErrorKind::Denied,
@@ -223,24 +223,8 @@ impl Scratch {
     /// What changes when anything below the folder changes: entries, bytes and
     /// the latest modification (metadata only).
     pub(crate) fn fingerprint(&self) -> (u64, u64, i128) {
-        use std::os::unix::fs::MetadataExt;
-        let (mut count, mut bytes, mut latest) = (0u64, 0u64, 0i128);
-        let mut todo = vec![self.root.clone()];
-        while let Some(dir) = todo.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let Ok(m) = entry.metadata() else { continue };
-                count += 1;
-                bytes += m.len();
-                latest = latest.max(m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128);
-                if m.is_dir() {
-                    todo.push(entry.path());
-                }
-            }
-        }
-        (count, bytes, latest)
+        let t = tally(&self.root);
+        (t.entries, t.bytes, t.latest)
     }
 
     /// Puts saved entries back (into an empty folder), within `scratch-mb`;
@@ -354,21 +338,36 @@ fn io_error(path: &str, e: std::io::Error) -> ToolError {
     ToolError::new(kind, format!("`{path}`: {why}"))
 }
 
-/// The bytes of the files below `root` (symlinks not followed).
-fn usage(root: &Path) -> u64 {
-    let mut total = 0;
+/// What is below a folder (symlinks not followed).
+#[derive(Default)]
+struct Tally {
+    entries: u64,
+    /// Of the files.
+    bytes: u64,
+    /// The latest modification, in ns since the epoch.
+    latest: i128,
+}
+
+fn tally(root: &Path) -> Tally {
+    use std::os::unix::fs::MetadataExt;
+    let mut t = Tally::default();
     let mut todo = vec![root.to_path_buf()];
     while let Some(dir) = todo.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
-            match entry.metadata() {
-                Ok(m) if m.is_dir() => todo.push(entry.path()),
-                Ok(m) if m.is_file() => total += m.len(),
-                _ => {}
+            let Ok(m) = entry.metadata() else { continue };
+            t.entries += 1;
+            t.latest = t
+                .latest
+                .max(m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128);
+            if m.is_dir() {
+                todo.push(entry.path());
+            } else if m.is_file() {
+                t.bytes += m.len();
             }
         }
     }
-    total
+    t
 }
