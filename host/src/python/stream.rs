@@ -113,6 +113,19 @@ enum Flush {
 }
 
 impl Streamer {
+    fn new(sink: OutputSink, redactor: Redactor, max: usize) -> Self {
+        Self {
+            sink,
+            redactor,
+            max,
+            marker: marker(max),
+            taken: 0,
+            sent: 0,
+            done: false,
+            held: Default::default(),
+        }
+    }
+
     /// The guest wrote `data` to `stream`.
     fn push(&mut self, stream: Stream, data: &[u8]) {
         if self.done {
@@ -243,16 +256,11 @@ impl Live {
         let state = store.data();
         let sandbox = &state.sandbox;
         let max = sandbox.limits.max_output;
-        let streamer = Arc::new(Mutex::new(Streamer {
+        let streamer = Arc::new(Mutex::new(Streamer::new(
             sink,
-            redactor: sandbox.redactor.clone(),
+            sandbox.redactor.clone(),
             max,
-            marker: marker(max),
-            taken: 0,
-            sent: 0,
-            done: false,
-            held: Default::default(),
-        }));
+        )));
         let taps = [state.stdout.clone(), state.stderr.clone()];
         for (tap, stream) in taps.iter().zip([Stream::Stdout, Stream::Stderr]) {
             let streamer = streamer.clone();
@@ -287,16 +295,7 @@ mod tests {
         let into = seen.clone();
         let sink = OutputSink::new(move |s, c| into.lock().unwrap().push((s, c)));
         let secrets: Vec<String> = secrets.iter().map(|s| s.to_string()).collect();
-        let streamer = Streamer {
-            sink,
-            redactor: Redactor::new(&secrets),
-            max,
-            marker: marker(max),
-            taken: 0,
-            sent: 0,
-            done: false,
-            held: Default::default(),
-        };
+        let streamer = Streamer::new(sink, Redactor::new(&secrets), max);
         (streamer, seen)
     }
 
