@@ -22,6 +22,11 @@ pub const TICK: Duration = Duration::from_millis(10);
 /// built on tools, shallow enough that a cycle of grants ends quickly.
 pub const MAX_CALL_DEPTH: u32 = 4;
 
+/// The tool instances a one-caller registry (`witbox call`, `run`, `repl`) keeps
+/// room for: one call chain is at most [`MAX_CALL_DEPTH`] deep, one instance a
+/// level, with room to spare. A server's registry keeps room for a crowd.
+pub const ONE_CALLER_INSTANCES: u32 = 4 * MAX_CALL_DEPTH;
+
 /// Code longer than this is refused before it reaches the interpreter: a cell an
 /// agent writes is kilobytes; a megabyte is a mistake or an attack.
 pub const MAX_CODE_BYTES: usize = 1 << 20;

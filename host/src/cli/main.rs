@@ -102,6 +102,11 @@ enum Command {
 }
 
 impl Command {
+    /// Whether the command serves many callers at once (`mcp`).
+    fn serves_many(&self) -> bool {
+        matches!(self, Self::Mcp(_))
+    }
+
     async fn execute(self, cx: &Context) -> anyhow::Result<ExitCode> {
         match self {
             Self::Tools(c) => c.execute(cx).await,
@@ -120,10 +125,15 @@ impl Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // A server runs sessions side by side on every core; a command that serves
+    // one caller runs one thing at a time, and starting worker threads would
+    // cost it more than it gains.
+    let mut builder = if cli.command.serves_many() {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: failed to start the async runtime: {e}");

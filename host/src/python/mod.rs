@@ -184,6 +184,7 @@ impl Runner {
     ) -> Result<Arc<Self>> {
         let entry = RunnerEntry {
             warm_sessions: 0,
+            max_sessions: 1,
             ..overrides.apply(&manifest.runner)?
         };
         let registry = Registry::load_for(manifest, options, &entry.policy.call_tools)?;

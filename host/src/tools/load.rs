@@ -41,11 +41,18 @@ impl Registry {
     /// quadratic_solve` does not compile every other component of the manifest
     /// first. With no patterns it loads nothing; a pattern that no component could
     /// match loads everything, so the error can list the tools there are.
+    ///
+    /// It serves one caller (a CLI command), so its pool is sized for one call
+    /// chain, not for a server's crowd: reserving the default pool's thousand
+    /// stacks and memories would cost more than the call.
     pub fn load_for(
         manifest: &Manifest,
-        options: EngineOptions,
+        mut options: EngineOptions,
         patterns: &[String],
     ) -> Result<Arc<Self>> {
+        if options.max_instances == 0 {
+            options.max_instances = crate::limits::ONE_CALLER_INSTANCES;
+        }
         let entries = &manifest.component;
         let prefix = |e: &ComponentEntry| format!("{}_", e.name.replace('-', "_"));
         let reaches = |pattern: &str, e: &ComponentEntry| could_match(pattern, &prefix(e));
