@@ -29,23 +29,7 @@ impl Engine {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("failed to read `{}`", path.display()))?;
         crate::limits::check_regular(path, &meta, crate::limits::MAX_COMPONENT_BYTES)?;
-        let index = self.options.cache_dir.as_ref().and_then(|dir| {
-            let mtime = meta
-                .modified()
-                .ok()?
-                .duration_since(std::time::UNIX_EPOCH)
-                .ok()?;
-            let full = std::fs::canonicalize(path).ok()?;
-            let mut h = Sha256::new();
-            h.update(full.as_os_str().as_encoded_bytes());
-            h.update(meta.len().to_le_bytes());
-            h.update(mtime.as_nanos().to_le_bytes());
-            h.update(self.compat().to_le_bytes());
-            Some(
-                dir.join("by-file")
-                    .join(crate::text::hex(&h.finalize()[..16])),
-            )
-        });
+        let index = self.index_of(path, &meta);
         if let Some(index) = &index
             && let Ok(key) = std::fs::read_to_string(index)
             && let Some(dir) = &self.options.cache_dir
@@ -60,6 +44,38 @@ impl Engine {
                 .and_then(|()| std::fs::write(&index, key));
         }
         Ok(component)
+    }
+
+    /// Whether [`Engine::compile_file`] would find `path` in the cache (without
+    /// loading it): when it would not, loading means compiling, for seconds.
+    pub fn is_cached(&self, path: &Path) -> bool {
+        let (Ok(meta), Some(dir)) = (std::fs::metadata(path), &self.options.cache_dir) else {
+            return false;
+        };
+        self.index_of(path, &meta)
+            .and_then(|index| std::fs::read_to_string(index).ok())
+            .is_some_and(|key| dir.join(format!("{}.cwasm", key.trim())).is_file())
+    }
+
+    /// The index entry of a file: its path, size and modification time, and
+    /// this engine's configuration.
+    fn index_of(&self, path: &Path, meta: &std::fs::Metadata) -> Option<PathBuf> {
+        let dir = self.options.cache_dir.as_ref()?;
+        let mtime = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        let full = std::fs::canonicalize(path).ok()?;
+        let mut h = Sha256::new();
+        h.update(full.as_os_str().as_encoded_bytes());
+        h.update(meta.len().to_le_bytes());
+        h.update(mtime.as_nanos().to_le_bytes());
+        h.update(self.compat().to_le_bytes());
+        Some(
+            dir.join("by-file")
+                .join(crate::text::hex(&h.finalize()[..16])),
+        )
     }
 
     fn compile_keyed(&self, name: &str, wasm: &[u8]) -> Result<(Component, Option<String>)> {

@@ -854,13 +854,21 @@ fn the_typescript_sdk_drives_witbox_mcp_over_stdio_and_http() {
 }
 
 /// With a cold compile cache, `witbox mcp` answers `initialize` before the
-/// runner has compiled (it compiles in the background), and `run_python` waits
-/// for it instead of failing.
+/// tools (here an 18 MB Python tool) and the runner have compiled (they compile
+/// in the background), and `tools/list` and `run_python` wait for them instead
+/// of failing.
 #[test]
-fn with_a_cold_cache_initialize_does_not_wait_for_the_runner() {
+fn with_a_cold_cache_initialize_does_not_wait_for_the_tools_or_the_runner() {
     use std::io::{BufRead, BufReader, Write};
     let dir = TempDir::new("mcp-cold");
-    let m = dir.write("witbox.toml", runner_manifest(""));
+    let m = dir.write(
+        "witbox.toml",
+        format!(
+            "{}{}",
+            entry("text-stats", "text-stats", ""),
+            runner_manifest("")
+        ),
+    );
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_witbox"))
         .arg("--manifest")
         .arg(&m)
@@ -893,7 +901,26 @@ fn with_a_cold_cache_initialize_does_not_wait_for_the_runner() {
     let initialized = std::time::Instant::now();
     let answer: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(answer["result"]["serverInfo"]["name"], "witbox", "{answer}");
+    let instructions = answer["result"]["instructions"].as_str().unwrap();
+    assert!(
+        instructions.contains("The tools are still compiling"),
+        "{instructions}"
+    );
     send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}));
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    let listed = std::time::Instant::now();
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    let names: Vec<&str> = answer["result"]["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"text_stats_analyze"), "{names:?}");
+    assert!(names.contains(&"quadratic_solve"), "{names:?}");
+    assert!(names.contains(&"run_python"), "{names:?}");
     send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                 "params": {"name": "run_python", "arguments": {"code": "print(1+1)"}}}));
     line.clear();
@@ -906,10 +933,19 @@ fn with_a_cold_cache_initialize_does_not_wait_for_the_runner() {
     let _ = child.kill();
     let _ = child.wait();
     let log = log.join().unwrap();
-    // The runner finished compiling after `initialize` was answered.
-    let ready = log
-        .iter()
-        .find(|(_, l)| l.starts_with("witbox mcp: the Python runner is ready ("))
-        .unwrap_or_else(|| panic!("{log:?}"));
-    assert!(ready.0 > initialized, "{log:?}");
+    let when = |prefix: &str| {
+        log.iter()
+            .find(|(_, l)| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {log:?}"))
+            .0
+    };
+    when("witbox mcp: compiling text-stats, quadratic in the background");
+    // The tools, then the runner, finished compiling after `initialize` was
+    // answered; `tools/list` waited for the tools.
+    let tools = when("witbox mcp: the tools: ready in ");
+    assert!(tools > initialized && listed >= tools, "{log:?}");
+    assert!(
+        when("witbox mcp: the Python runner: ready in ") > tools,
+        "{log:?}"
+    );
 }

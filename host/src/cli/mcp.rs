@@ -47,7 +47,10 @@ async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
         &args.session.overrides(),
         args.state_dir.as_deref(),
     )?;
-    let tools = server.registry().tools().len();
+    let tools = match server.registry() {
+        Some(r) => format!("{} tools", r.tools().len()),
+        None => format!("the tools of {} components", manifest.component.len()),
+    };
     let python = if server.has_python() {
         "Python sessions (run_python, reset_session, close_session, write_file, read_file, list_files)"
     } else {

@@ -116,10 +116,11 @@ pub(super) fn tool_error(e: &ToolError) -> CallToolResult {
 }
 
 impl Handler {
-    fn tools(&self) -> Vec<Tool> {
-        let mut tools: Vec<Tool> = self
-            .server
-            .registry
+    /// Every tool: the registry's (waiting for them if they are still compiling)
+    /// and the server's own.
+    async fn tools(&self) -> Result<Vec<Tool>, ToolError> {
+        let registry = self.server.tools().await?;
+        let mut tools: Vec<Tool> = registry
             .tools()
             .iter()
             .map(|t| {
@@ -174,7 +175,7 @@ impl Handler {
             tools.extend(super::files::tools());
             tools.extend(super::snapshots::tools());
         }
-        tools
+        Ok(tools)
     }
 
     /// A session a client names must be one it created.
@@ -467,8 +468,23 @@ impl Handler {
             {
                 Ok(self.snapshot_tool(name, &args).await)
             }
-            _ if self.server.registry.tool(name).is_some() => {
-                match self.server.registry.call(name, &Value::Object(args)).await {
+            _ => self.call_registry_tool(name, args).await,
+        }
+    }
+
+    /// A call of a registry tool, once the tools have loaded.
+    async fn call_registry_tool(
+        &self,
+        name: &str,
+        args: JsonObject,
+    ) -> Result<CallToolResult, ErrorData> {
+        let registry = match self.server.tools().await {
+            Ok(r) => r,
+            Err(e) => return Ok(tool_error(&e)),
+        };
+        match () {
+            _ if registry.tool(name).is_some() => {
+                match registry.call(name, &Value::Object(args)).await {
                     Ok(v) => {
                         let text = serde_json::to_string(&v).unwrap_or_default();
                         let structured = match v {
@@ -483,7 +499,7 @@ impl Handler {
             _ => Err(ErrorData::invalid_params(
                 format!("unknown tool `{name}`"),
                 Some(
-                    json!({"tools": self.tools().iter().map(|t| t.name.to_string()).collect::<Vec<_>>()}),
+                    json!({"tools": self.tools().await.unwrap_or_default().iter().map(|t| t.name.to_string()).collect::<Vec<_>>()}),
                 ),
             )),
         }
@@ -512,7 +528,11 @@ impl ServerHandler for Handler {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.tools()))
+        let tools = self
+            .tools()
+            .await
+            .map_err(|e| ErrorData::internal_error(e.message, None))?;
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     /// rmcp reads a standard request whose params do not fit its type (a

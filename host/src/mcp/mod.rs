@@ -18,8 +18,8 @@ mod files;
 mod guard;
 mod handler;
 mod http;
+mod later;
 mod progress;
-mod python;
 mod snapshots;
 
 pub use guard::MAX_MESSAGE_BYTES;
@@ -49,9 +49,10 @@ pub const MAX_CODE_BYTES: usize = crate::limits::MAX_CODE_BYTES;
 
 /// What every client of one server shares: the tools and the session manager.
 pub struct Server {
-    registry: Arc<Registry>,
+    /// The tools (maybe still loading).
+    registry: later::Later<Arc<Registry>>,
     /// The Python sessions, when the runner is built (maybe still loading).
-    python: Option<python::Python>,
+    python: Option<later::Later<Arc<Sessions>>>,
     /// The most sessions one client may hold at once.
     per_client: usize,
     instructions: String,
@@ -100,18 +101,20 @@ impl Server {
         background: bool,
     ) -> Result<Arc<Self>> {
         let entry = overrides.apply(&manifest.runner)?;
-        let registry = Registry::load(manifest, options)?;
-        registry.select(&overrides.tools)?;
-        let path = manifest.resolve(&entry.path);
         let per_client = entry.sessions_per_client();
-        if !path.exists() {
-            return Ok(Self::build(registry, None, per_client, None));
-        }
-        let about = RunnerInfo::new(manifest, &entry, &registry)?;
-        let load = {
-            let (manifest, registry) = (manifest.clone(), registry.clone());
+        let has_runner = manifest.resolve(&entry.path).exists();
+        let engine = Registry::engine_for(manifest, options)?;
+        let cold: Vec<&str> = manifest
+            .component
+            .iter()
+            .filter(|c| !engine.is_cached(&manifest.resolve(&c.path)))
+            .map(|c| c.name.as_str())
+            .collect();
+        let make_sessions = {
+            let manifest = manifest.clone();
+            let entry = entry.clone();
             let state_dir = state_dir.map(std::path::Path::to_path_buf);
-            move || -> Result<Arc<Sessions>> {
+            move |registry: Arc<Registry>| -> Result<Arc<Sessions>> {
                 let runner = Runner::load(&manifest, &entry, registry)?;
                 let sessions = Sessions::new(
                     runner,
@@ -124,12 +127,77 @@ impl Server {
                 }))
             }
         };
+        if background && !cold.is_empty() {
+            // Nothing to answer `initialize` with but what the manifest says: the
+            // tools, then the runner, compile on a thread of their own.
+            eprintln!(
+                "witbox mcp: compiling {} in the background (the compile cache does not hold {}); tools/list and calls wait for them",
+                cold.join(", "),
+                if cold.len() == 1 { "it" } else { "them" },
+            );
+            let (registry, tools_promise) = later::Later::promised("the tools");
+            let (python, python_promise) = if has_runner {
+                let (later, promise) = later::Later::promised("the Python runner");
+                (Some(later), Some(promise))
+            } else {
+                (None, None)
+            };
+            let (owned, patterns) = (manifest.clone(), overrides.tools.clone());
+            std::thread::Builder::new()
+                .name("witbox-load".into())
+                .spawn(move || {
+                    let started = std::time::Instant::now();
+                    let loaded = Registry::load_on(&owned, engine)
+                        .and_then(|r| r.select(&patterns).map(|_| r));
+                    let failed = loaded.as_ref().err().map(|e| format!("{e:#}"));
+                    let runner_started = std::time::Instant::now();
+                    let registry = loaded.as_ref().ok().cloned();
+                    tools_promise.keep(started, loaded);
+                    if let Some(promise) = python_promise {
+                        let made = match registry {
+                            Some(registry) => make_sessions(registry),
+                            None => Err(anyhow::anyhow!(
+                                "the tools it calls failed to load: {}",
+                                failed.unwrap_or_default()
+                            )),
+                        };
+                        promise.keep(runner_started, made);
+                    }
+                })
+                .context("failed to start a thread")?;
+            let about = has_runner
+                .then(|| RunnerInfo::new(manifest, &entry, None))
+                .transpose()?;
+            return Ok(Self::build(registry, python, per_client, about));
+        }
+        let registry = Registry::load_on(manifest, engine)?;
+        registry.select(&overrides.tools)?;
+        if !has_runner {
+            return Ok(Self::build(
+                later::Later::ready("the tools", registry),
+                None,
+                per_client,
+                None,
+            ));
+        }
+        let about = RunnerInfo::new(manifest, &entry, Some(&registry))?;
         let python = if background {
-            python::Python::loading(load)
+            let (later, promise) = later::Later::promised("the Python runner");
+            let registry = registry.clone();
+            std::thread::Builder::new()
+                .name("witbox-runner-load".into())
+                .spawn(move || promise.keep(std::time::Instant::now(), make_sessions(registry)))
+                .context("failed to start a thread")?;
+            later
         } else {
-            python::Python::loaded(load()?)
+            later::Later::ready("the Python runner", make_sessions(registry.clone())?)
         };
-        Ok(Self::build(registry, Some(python), per_client, Some(about)))
+        Ok(Self::build(
+            later::Later::ready("the tools", registry),
+            Some(python),
+            per_client,
+            Some(about),
+        ))
     }
 
     /// A server over a registry and (optionally) a session manager, each client
@@ -149,17 +217,22 @@ impl Server {
         per_client: usize,
     ) -> Arc<Self> {
         let about = sessions.as_ref().map(|s| RunnerInfo::of(s.runner()));
-        let python = sessions.map(python::Python::loaded);
-        Self::build(registry, python, per_client, about)
+        let python = sessions.map(|s| later::Later::ready("the Python runner", s));
+        Self::build(
+            later::Later::ready("the tools", registry),
+            python,
+            per_client,
+            about,
+        )
     }
 
     fn build(
-        registry: Arc<Registry>,
-        python: Option<python::Python>,
+        registry: later::Later<Arc<Registry>>,
+        python: Option<later::Later<Arc<Sessions>>>,
         per_client: usize,
         about: Option<RunnerInfo>,
     ) -> Arc<Self> {
-        let instructions = instructions(&registry, about.as_ref());
+        let instructions = instructions(registry.now().as_deref(), about.as_ref());
         Arc::new(Self {
             registry,
             python,
@@ -184,14 +257,19 @@ impl Server {
         }
     }
 
-    /// The tools.
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
+    /// The tools, when they have loaded (see [`Server::load_in_background`]).
+    pub fn registry(&self) -> Option<Arc<Registry>> {
+        self.registry.now()
+    }
+
+    /// The tools, once loaded.
+    pub(crate) async fn tools(&self) -> Result<Arc<Registry>, crate::error::ToolError> {
+        self.registry.get().await
     }
 
     /// The Python sessions, when the runner is there and has loaded.
     pub fn sessions(&self) -> Option<Arc<Sessions>> {
-        self.python.as_ref().and_then(python::Python::now)
+        self.python.as_ref().and_then(later::Later::now)
     }
 
     /// A handler for one client.
@@ -294,7 +372,7 @@ impl RunnerInfo {
     fn new(
         manifest: &Manifest,
         entry: &crate::manifest::RunnerEntry,
-        registry: &Registry,
+        registry: Option<&Registry>,
     ) -> Result<Self> {
         let sandbox =
             crate::policy::Sandbox::new("runner", &entry.policy, &Default::default(), manifest)
@@ -302,12 +380,13 @@ impl RunnerInfo {
         Ok(Self {
             timeout_ms: sandbox.limits.timeout.as_millis(),
             memory_mb: sandbox.limits.memory_mb(),
-            tools: registry
-                .tools()
-                .iter()
-                .filter(|t| sandbox.may_call(&t.name))
-                .map(|t| t.name.clone())
-                .collect(),
+            tools: registry.map_or_else(Vec::new, |r| {
+                r.tools()
+                    .iter()
+                    .filter(|t| sandbox.may_call(&t.name))
+                    .map(|t| t.name.clone())
+                    .collect()
+            }),
         })
     }
 
@@ -320,7 +399,7 @@ impl RunnerInfo {
     }
 }
 
-fn instructions(registry: &Registry, about: Option<&RunnerInfo>) -> String {
+fn instructions(registry: Option<&Registry>, about: Option<&RunnerInfo>) -> String {
     let mut out = String::from(
         "witbox runs each tool in its own WebAssembly sandbox, with only what its policy grants: \
          no files, no environment, no network unless granted, and limits on time, memory and output. \
@@ -336,15 +415,23 @@ fn instructions(registry: &Registry, about: Option<&RunnerInfo>) -> String {
              Inside Python these tools are functions: {}.\n",
             about.timeout_ms,
             about.memory_mb,
-            if tools.is_empty() {
+            if registry.is_none() {
+                "those of `tools/list` that its policy grants".to_string()
+            } else if tools.is_empty() {
                 "none".to_string()
             } else {
                 tools.join(", ")
             }
         ));
     }
-    if registry.tools().is_empty() && about.is_none() {
-        out.push_str("\nThis server has no tools loaded.\n");
+    match registry {
+        None => out.push_str(
+            "\nThe tools are still compiling (the server's compile cache was cold): `tools/list` answers once they are ready.\n",
+        ),
+        Some(r) if r.tools().is_empty() && about.is_none() => {
+            out.push_str("\nThis server has no tools loaded.\n");
+        }
+        Some(_) => {}
     }
     out
 }

@@ -32,7 +32,19 @@ struct Pending {
 impl Registry {
     /// Loads every component of a manifest. Fuel is compiled in if any policy sets it.
     pub fn load(manifest: &Manifest, options: EngineOptions) -> Result<Arc<Self>> {
-        Self::load_entries(manifest, options, manifest.component.iter().collect())
+        Self::load_on(manifest, Self::engine_for(manifest, options)?)
+    }
+
+    /// The engine [`Registry::load`] builds: fuel is compiled in if any policy sets it.
+    pub fn engine_for(manifest: &Manifest, mut options: EngineOptions) -> Result<Engine> {
+        options.fuel |=
+            manifest.runner.policy.fuel > 0 || manifest.component.iter().any(|c| c.policy.fuel > 0);
+        Engine::new(options)
+    }
+
+    /// [`Registry::load`] on an engine from [`Registry::engine_for`].
+    pub fn load_on(manifest: &Manifest, engine: Engine) -> Result<Arc<Self>> {
+        Self::load_entries(manifest, engine, manifest.component.iter().collect())
     }
 
     /// Loads only the components a call of tools matching `patterns` can reach:
@@ -62,6 +74,7 @@ impl Registry {
         {
             return Self::load(manifest, options);
         }
+        let engine = Self::engine_for(manifest, options)?;
         let mut wanted: Vec<&ComponentEntry> = entries
             .iter()
             .filter(|e| patterns.iter().any(|p| reaches(p, e)))
@@ -82,17 +95,14 @@ impl Registry {
             .iter()
             .filter(|e| wanted.iter().any(|w| w.name == e.name))
             .collect();
-        Self::load_entries(manifest, options, wanted)
+        Self::load_entries(manifest, engine, wanted)
     }
 
     fn load_entries(
         manifest: &Manifest,
-        mut options: EngineOptions,
+        engine: Engine,
         entries: Vec<&ComponentEntry>,
     ) -> Result<Arc<Self>> {
-        options.fuel |=
-            manifest.runner.policy.fuel > 0 || manifest.component.iter().any(|c| c.policy.fuel > 0);
-        let engine = Engine::new(options)?;
         let linker = crate::linker::new(&engine)?;
         let mut registry = Registry {
             engine,
@@ -184,7 +194,9 @@ impl Registry {
                     path.display()
                 )
             })?;
-        let component = self.engine.compile(name, &bytes).with_context(|| {
+        // By the file's index, so a cached component is not hashed on every start
+        // (a Python tool is 18 MB).
+        let component = self.engine.compile_file(name, path).with_context(|| {
             format!(
                 "failed to load component `{name}` from `{}`",
                 path.display()
