@@ -11,6 +11,7 @@ after the old one died (checkpoint.py).
 import ast
 import builtins
 import collections
+import errno
 import importlib
 import inspect
 import io
@@ -563,6 +564,25 @@ def _compile(code, filename):
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = compile(ast.Expression(tree.body.pop().value), filename, "eval")
     return compile(tree, filename, "exec"), last
+
+
+def _no_space(code, offset, exc):
+    """Gives a write past a folder's quota its errno. The host refuses it with
+    ENOSPC (`insufficient-space`), but the WASI layer under CPython reports every
+    failed stream write as EIO, and a write to a folder the host grants fails
+    for no other reason. Called when an exception is raised."""
+    if isinstance(exc, OSError) and exc.errno == errno.EIO:
+        exc.errno = errno.ENOSPC
+        exc.strerror = (
+            "No space left on device (the folder is at its quota: `scratch-mb` for"
+            " the session's scratch folder, `quota-mb` for a granted one)"
+        )
+        exc.args = (exc.errno, exc.strerror)
+
+
+sys.monitoring.use_tool_id(4, "witbox")
+sys.monitoring.register_callback(4, sys.monitoring.events.RAISE, _no_space)
+sys.monitoring.set_events(4, sys.monitoring.events.RAISE)
 
 
 def _execute(code, filename):

@@ -340,7 +340,13 @@ async fn python_sessions_share_the_quota_and_get_it_back_when_they_remove_files(
     assert_eq!(o.value.as_deref(), Some("614400"), "{o:?}");
     // `b` was made before `a` wrote, and still sees what `a` added.
     let o = cell(&mut b, &put("b", 600)).await;
-    assert_eq!(error_of(&o), ("OSError", "[Errno 29] I/O error"));
+    assert_eq!(
+        error_of(&o),
+        (
+            "OSError",
+            "[Errno 51] No space left on device (the folder is at its quota: `scratch-mb` for the session's scratch folder, `quota-mb` for a granted one)"
+        )
+    );
     assert_eq!(size_of(dir.path()), MIB);
     // Removing files gives their bytes back within the same session.
     let code = format!(

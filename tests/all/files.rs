@@ -128,12 +128,15 @@ async fn the_scratch_folder_is_capped() {
     let mut s = runner.session().await.unwrap();
     let o = cell(
         &mut s,
-        "try:\n    with open('big', 'wb') as f:\n        f.write(b'x' * (2 << 20))\nexcept OSError as e:\n    print(type(e).__name__, e)\nimport os\nos.path.getsize('big')",
+        "import errno\ntry:\n    with open('big', 'wb') as f:\n        f.write(b'x' * (2 << 20))\nexcept OSError as e:\n    print(type(e).__name__, e.errno == errno.ENOSPC, e)\nimport os\nos.path.getsize('big')",
     )
     .await;
-    // wasi-libc reports every failed stream write as EIO; nothing past the
-    // cap is written.
-    assert_eq!(o.stdout, "OSError [Errno 29] I/O error\n", "{o:?}");
+    // ENOSPC, as a full disk; nothing past the cap is written.
+    assert_eq!(
+        o.stdout,
+        "OSError True [Errno 51] No space left on device (the folder is at its quota: `scratch-mb` for the session's scratch folder, `quota-mb` for a granted one)\n",
+        "{o:?}"
+    );
     assert!(
         o.value.as_deref().unwrap().parse::<u64>().unwrap() <= 1 << 20,
         "{o:?}"

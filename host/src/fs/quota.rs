@@ -7,7 +7,8 @@
 //! a stream offers (`check-write`) only what fits and refuses a write past it
 //! whole; `set-size` growth must fit whole. (wasi-libc, under Rust's std and
 //! CPython, reports any failed stream write as `EIO`; guests that ask
-//! `filesystem-error-code` get `insufficient-space`.) Charges are not refunded as
+//! `filesystem-error-code` get `insufficient-space`, and the Python runner gives
+//! the `OSError` back its `ENOSPC`.) Charges are not refunded as
 //! they happen; when one does not fit after the guest removed, truncated or
 //! renamed something, the folder is measured again. The count is shared by every
 //! store of the policy, and the count and the write happen under one lock, so
