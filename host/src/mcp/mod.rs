@@ -50,9 +50,9 @@ pub const MAX_CODE_BYTES: usize = crate::limits::MAX_CODE_BYTES;
 /// What every client of one server shares: the tools and the session manager.
 pub struct Server {
     /// The tools (maybe still loading).
-    registry: later::Later<Arc<Registry>>,
+    registry: Tools,
     /// The Python sessions, when the runner is built (maybe still loading).
-    python: Option<later::Later<Arc<Sessions>>>,
+    python: Option<Python>,
     /// The most sessions one client may hold at once.
     per_client: usize,
     instructions: String,
@@ -128,43 +128,19 @@ impl Server {
             }
         };
         if background && !cold.is_empty() {
-            // Nothing to answer `initialize` with but what the manifest says: the
-            // tools, then the runner, compile on a thread of their own.
+            // `initialize` is answered from what the manifest says.
             eprintln!(
                 "witbox mcp: compiling {} in the background (the compile cache does not hold {}); tools/list and calls wait for them",
                 cold.join(", "),
                 if cold.len() == 1 { "it" } else { "them" },
             );
-            let (registry, tools_promise) = later::Later::promised("the tools");
-            let (python, python_promise) = if has_runner {
-                let (later, promise) = later::Later::promised("the Python runner");
-                (Some(later), Some(promise))
-            } else {
-                (None, None)
-            };
-            let (owned, patterns) = (manifest.clone(), overrides.tools.clone());
-            std::thread::Builder::new()
-                .name("witbox-load".into())
-                .spawn(move || {
-                    let started = std::time::Instant::now();
-                    let loaded = Registry::load_on(&owned, engine)
-                        .and_then(|r| r.select(&patterns).map(|_| r));
-                    let failed = loaded.as_ref().err().map(|e| format!("{e:#}"));
-                    let runner_started = std::time::Instant::now();
-                    let registry = loaded.as_ref().ok().cloned();
-                    tools_promise.keep(started, loaded);
-                    if let Some(promise) = python_promise {
-                        let made = match registry {
-                            Some(registry) => make_sessions(registry),
-                            None => Err(anyhow::anyhow!(
-                                "the tools it calls failed to load: {}",
-                                failed.unwrap_or_default()
-                            )),
-                        };
-                        promise.keep(runner_started, made);
-                    }
-                })
-                .context("failed to start a thread")?;
+            let (registry, python) = load_cold(
+                manifest,
+                engine,
+                &overrides.tools,
+                has_runner,
+                make_sessions,
+            )?;
             let about = has_runner
                 .then(|| RunnerInfo::new(manifest, &entry, None))
                 .transpose()?;
@@ -227,8 +203,8 @@ impl Server {
     }
 
     fn build(
-        registry: later::Later<Arc<Registry>>,
-        python: Option<later::Later<Arc<Sessions>>>,
+        registry: Tools,
+        python: Option<Python>,
         per_client: usize,
         about: Option<RunnerInfo>,
     ) -> Arc<Self> {
@@ -358,6 +334,55 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The tools, now or once they have loaded.
+type Tools = later::Later<Arc<Registry>>;
+/// The Python sessions, now or once the runner has loaded.
+type Python = later::Later<Arc<Sessions>>;
+
+/// The tools, then the runner, loaded on a thread of their own: what
+/// [`Server::load_in_background`] does when the compile cache is cold.
+fn load_cold(
+    manifest: &Manifest,
+    engine: crate::engine::Engine,
+    patterns: &[String],
+    has_runner: bool,
+    make_sessions: impl FnOnce(Arc<Registry>) -> Result<Arc<Sessions>> + Send + 'static,
+) -> Result<(Tools, Option<Python>)> {
+    let (registry, tools_promise) = later::Later::promised("the tools");
+    let (python, python_promise) = match has_runner {
+        true => {
+            let (later, promise) = later::Later::promised("the Python runner");
+            (Some(later), Some(promise))
+        }
+        false => (None, None),
+    };
+    let (manifest, patterns) = (manifest.clone(), patterns.to_vec());
+    std::thread::Builder::new()
+        .name("witbox-load".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            let loaded =
+                Registry::load_on(&manifest, engine).and_then(|r| r.select(&patterns).map(|_| r));
+            let failed = loaded.as_ref().err().map(|e| format!("{e:#}"));
+            let registry = loaded.as_ref().ok().cloned();
+            tools_promise.keep(started, loaded);
+            let Some(promise) = python_promise else {
+                return;
+            };
+            let started = std::time::Instant::now();
+            let made = match registry {
+                Some(registry) => make_sessions(registry),
+                None => Err(anyhow::anyhow!(
+                    "the tools it calls failed to load: {}",
+                    failed.unwrap_or_default()
+                )),
+            };
+            promise.keep(started, made);
+        })
+        .context("failed to start a thread")?;
+    Ok((registry, python))
 }
 
 /// What the model is told about the server, in `initialize`.
