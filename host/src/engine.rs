@@ -24,6 +24,11 @@ pub struct EngineOptions {
     /// misses is a copy-on-write fault in the next instance, each a TLB shootdown
     /// when other threads run. For small tools the scan is cheaper.
     pub full_reset: bool,
+    /// Fill every function table when an instance is made, instead of each entry
+    /// on its first use. For the Python runner: CPython calls through function
+    /// pointers everywhere, and a fresh instance's first cell otherwise spends
+    /// ~2 ms (of ~5) initialising entries one lookup at a time.
+    pub eager_tables: bool,
     /// How many component instances may be alive at once (0: 1000). The pool's
     /// stacks, memories and tables are reserved up front for this many.
     pub max_instances: u32,
@@ -49,6 +54,7 @@ impl Engine {
         config.consume_fuel(options.fuel);
         config.wasm_component_model(true);
         config.parallel_compilation(true);
+        config.table_lazy_init(!options.eager_tables);
         if options.max_wasm_stack > 0 {
             config.max_wasm_stack(options.max_wasm_stack);
             // Host functions the guest calls run on the same fiber stack, above its

@@ -119,6 +119,7 @@ impl Runner {
         // Room for every session, the warm ones, and a restart in flight for each.
         let engine = Engine::new(EngineOptions {
             full_reset: true,
+            eager_tables: true,
             max_instances: 2 * (entry.max_sessions + entry.warm_sessions) as u32 + 4,
             max_wasm_stack: crate::limits::PYTHON_WASM_STACK,
             ..registry.engine().options().clone()
