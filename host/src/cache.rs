@@ -26,22 +26,37 @@ impl Engine {
     /// modification time to the content key of its compiled form. (The Python
     /// runner is 25 MB: hashing it would take longer than starting a session.)
     pub fn compile_file(&self, name: &str, path: &Path) -> Result<Component> {
+        self.compile_indexed(name, path, None)
+    }
+
+    /// [`Engine::compile_file`] for a file the caller has read already: `bytes`
+    /// are compiled (and hashed) only when the cache does not hold the file.
+    pub fn compile_read_file(&self, name: &str, path: &Path, bytes: &[u8]) -> Result<Component> {
+        self.compile_indexed(name, path, Some(bytes))
+    }
+
+    fn compile_indexed(&self, name: &str, path: &Path, bytes: Option<&[u8]>) -> Result<Component> {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("failed to read `{}`", path.display()))?;
         crate::limits::check_regular(path, &meta, crate::limits::MAX_COMPONENT_BYTES)?;
         let index = self.index_of(path, &meta);
-        if let Some(index) = &index
-            && let Ok(key) = std::fs::read_to_string(index)
-            && let Some(dir) = &self.options.cache_dir
-            && let Ok(Some(c)) = self.cached(dir, key.trim())
+        if let Some((dir, key)) = self.indexed_key(index.as_deref())
+            && let Ok(Some(c)) = self.cached(dir, &key)
         {
             return Ok(c);
         }
-        let bytes = crate::limits::read_file(path, crate::limits::MAX_COMPONENT_BYTES)?;
-        let (component, key) = self.compile_keyed(name, &bytes)?;
+        let read;
+        let bytes = match bytes {
+            Some(bytes) => bytes,
+            None => {
+                read = crate::limits::read_file(path, crate::limits::MAX_COMPONENT_BYTES)?;
+                &read
+            }
+        };
+        let (component, key) = self.compile_keyed(name, bytes)?;
         if let (Some(index), Some(key)) = (index, key) {
             let _ = std::fs::create_dir_all(index.parent().expect("index has a folder"))
-                .and_then(|()| std::fs::write(&index, key));
+                .and_then(|()| crate::limits::write_aside(&index, key.as_bytes()));
         }
         Ok(component)
     }
@@ -49,12 +64,17 @@ impl Engine {
     /// Whether [`Engine::compile_file`] would find `path` in the cache (without
     /// loading it): when it would not, loading means compiling, for seconds.
     pub fn is_cached(&self, path: &Path) -> bool {
-        let (Ok(meta), Some(dir)) = (std::fs::metadata(path), &self.options.cache_dir) else {
+        let Ok(meta) = std::fs::metadata(path) else {
             return false;
         };
-        self.index_of(path, &meta)
-            .and_then(|index| std::fs::read_to_string(index).ok())
-            .is_some_and(|key| dir.join(format!("{}.cwasm", key.trim())).is_file())
+        self.indexed_key(self.index_of(path, &meta).as_deref())
+            .is_some_and(|(dir, key)| dir.join(format!("{key}.cwasm")).is_file())
+    }
+
+    /// The cache folder and the content key a file's index entry names, if any.
+    fn indexed_key(&self, index: Option<&Path>) -> Option<(&Path, String)> {
+        let key = std::fs::read_to_string(index?).ok()?;
+        Some((self.options.cache_dir.as_deref()?, key.trim().to_string()))
     }
 
     /// The index entry of a file: its path, size and modification time, and
@@ -159,10 +179,7 @@ fn write_cache(path: &Path, component: &Component) -> Result<()> {
     let dir = path.parent().context("cache path has no folder")?;
     std::fs::create_dir_all(dir).context("failed to create the cache folder")?;
     let bytes = component.serialize().map_err(anyhow::Error::from)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).context("failed to write the cache file")?;
-    std::fs::rename(&tmp, path).context("failed to move the cache file in place")?;
-    Ok(())
+    crate::limits::write_aside(path, &bytes).context("failed to write the cache file")
 }
 
 /// The default cache folder: `$WITBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/witbox`, else `~/.cache/witbox`.

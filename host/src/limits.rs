@@ -159,6 +159,18 @@ pub fn read_file(path: &Path, max: u64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Writes a file another process may read at any moment (a compiled component in
+/// the cache, a snapshot, a session in a state dir): beside `path` under a name of
+/// its own first, then moved into place, so no reader sees half of one.
+pub fn write_aside(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let aside = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    let written = std::fs::write(&aside, bytes).and_then(|()| std::fs::rename(&aside, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&aside);
+    }
+    written
+}
+
 /// Refuses what is not a regular file, or is larger than `max` bytes.
 pub fn check_regular(path: &Path, meta: &std::fs::Metadata, max: u64) -> Result<()> {
     use std::os::unix::fs::FileTypeExt;

@@ -70,7 +70,7 @@ pub async fn write(session: &mut Session, file: &std::path::Path) -> Result<()> 
         .snapshot()
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    witbox::python::write_snapshot(file, &bytes)
+    witbox::limits::write_aside(file, &bytes)
         .with_context(|| format!("failed to write `{}`", file.display()))
 }
 

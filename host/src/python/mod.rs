@@ -24,7 +24,7 @@ pub(crate) use scratch::Scratch;
 pub use scratch::{FileEntry, MAX_FILE_BYTES};
 pub use session::Session;
 pub use sessions::{Sessions, new_id, state_file};
-pub use snapshot::{MAX_SNAPSHOT_BYTES, write_snapshot};
+pub use snapshot::MAX_SNAPSHOT_BYTES;
 pub use stream::{OutputSink, Stream};
 
 use crate::bindings::exports::witbox::agent::runner::RunOptions;

@@ -88,7 +88,7 @@ impl Sessions {
         let Some(file) = self.file(id) else { return };
         let written = match session.snapshot_if_changed().await {
             Ok(None) => return,
-            Ok(Some(bytes)) => super::write_snapshot(&file, &bytes).map_err(|e| e.to_string()),
+            Ok(Some(bytes)) => crate::limits::write_aside(&file, &bytes).map_err(|e| e.to_string()),
             Err(e) => Err(e.message),
         };
         if let Err(e) = written {

@@ -155,17 +155,6 @@ impl Reader<'_> {
     }
 }
 
-/// Writes a snapshot to `path` beside it first and then moves it into place, so
-/// a reader (another process continuing the session) never sees half of one.
-pub fn write_snapshot(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let aside = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-    let written = std::fs::write(&aside, bytes).and_then(|()| std::fs::rename(&aside, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&aside);
-    }
-    written
-}
-
 /// The user's snapshot key: `$WITBOX_DATA_DIR`, `$XDG_DATA_HOME/witbox` or
 /// `~/.local/share/witbox`, `snapshot.key`; made (mode 0600) on first use.
 pub(crate) fn key() -> anyhow::Result<[u8; 32]> {

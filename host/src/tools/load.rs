@@ -196,12 +196,15 @@ impl Registry {
             })?;
         // By the file's index, so a cached component is not hashed on every start
         // (a Python tool is 18 MB).
-        let component = self.engine.compile_file(name, path).with_context(|| {
-            format!(
-                "failed to load component `{name}` from `{}`",
-                path.display()
-            )
-        })?;
+        let component = self
+            .engine
+            .compile_read_file(name, path, &bytes)
+            .with_context(|| {
+                format!(
+                    "failed to load component `{name}` from `{}`",
+                    path.display()
+                )
+            })?;
         let engine = self.engine.inner();
         let imports = component
             .component_type()
