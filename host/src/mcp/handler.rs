@@ -482,26 +482,25 @@ impl Handler {
             Ok(r) => r,
             Err(e) => return Ok(tool_error(&e)),
         };
-        match () {
-            _ if registry.tool(name).is_some() => {
-                match registry.call(name, &Value::Object(args)).await {
-                    Ok(v) => {
-                        let text = serde_json::to_string(&v).unwrap_or_default();
-                        let structured = match v {
-                            Value::Object(_) => v,
-                            other => json!({ "result": other }),
-                        };
-                        Ok(text_result(text, structured, false))
-                    }
-                    Err(e) => Ok(tool_error(&e)),
-                }
-            }
-            _ => Err(ErrorData::invalid_params(
+        if registry.tool(name).is_none() {
+            let tools = self.tools().await.unwrap_or_default();
+            return Err(ErrorData::invalid_params(
                 format!("unknown tool `{name}`"),
                 Some(
-                    json!({"tools": self.tools().await.unwrap_or_default().iter().map(|t| t.name.to_string()).collect::<Vec<_>>()}),
+                    json!({"tools": tools.iter().map(|t| t.name.to_string()).collect::<Vec<_>>()}),
                 ),
-            )),
+            ));
+        }
+        match registry.call(name, &Value::Object(args)).await {
+            Ok(v) => {
+                let text = serde_json::to_string(&v).unwrap_or_default();
+                let structured = match v {
+                    Value::Object(_) => v,
+                    other => json!({ "result": other }),
+                };
+                Ok(text_result(text, structured, false))
+            }
+            Err(e) => Ok(tool_error(&e)),
         }
     }
 }

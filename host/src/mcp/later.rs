@@ -58,12 +58,13 @@ impl<T: Clone> Later<T> {
     }
 }
 
-impl<T> Promise<T> {
-    /// Keeps the promise with what a load made; the server's log (stderr) says
-    /// when it took long, or failed.
-    pub(super) fn keep(self, started: std::time::Instant, loaded: anyhow::Result<T>) {
+impl<T: Clone> Promise<T> {
+    /// Keeps the promise with what `load` makes, and gives it back too; the
+    /// server's log (stderr) says when it took long, or failed.
+    pub(super) fn make(self, load: impl FnOnce() -> anyhow::Result<T>) -> Result<T, String> {
+        let started = std::time::Instant::now();
+        let loaded = load().map_err(|e| format!("{e:#}"));
         let took = started.elapsed();
-        let loaded = loaded.map_err(|e| format!("{e:#}"));
         match &loaded {
             Ok(_) if took > std::time::Duration::from_secs(1) => eprintln!(
                 "witbox mcp: {}: ready in {:.1} s (compiled and cached; the next start takes milliseconds)",
@@ -73,6 +74,19 @@ impl<T> Promise<T> {
             Ok(_) => {}
             Err(e) => eprintln!("witbox mcp: {}: failed to load: {e}", self.what),
         }
-        let _ = self.tx.send(Some(loaded));
+        let _ = self.tx.send(Some(loaded.clone()));
+        loaded
     }
+}
+
+/// Runs `work` on a thread of its own, named `name`.
+pub(super) fn in_background(
+    name: &str,
+    work: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(work)
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("failed to start a thread: {e}"))
 }

@@ -160,10 +160,9 @@ impl Server {
         let python = if background {
             let (later, promise) = later::Later::promised("the Python runner");
             let registry = registry.clone();
-            std::thread::Builder::new()
-                .name("witbox-runner-load".into())
-                .spawn(move || promise.keep(std::time::Instant::now(), make_sessions(registry)))
-                .context("failed to start a thread")?;
+            later::in_background("witbox-runner-load", move || {
+                let _ = promise.make(|| make_sessions(registry));
+            })?;
             later
         } else {
             later::Later::ready("the Python runner", make_sessions(registry.clone())?)
@@ -359,33 +358,20 @@ fn load_cold(
         false => (None, None),
     };
     let (manifest, patterns) = (manifest.clone(), patterns.to_vec());
-    std::thread::Builder::new()
-        .name("witbox-load".into())
-        .spawn(move || {
-            let started = std::time::Instant::now();
-            let loaded =
-                Registry::load_on(&manifest, engine).and_then(|r| r.select(&patterns).map(|_| r));
-            let failed = loaded.as_ref().err().map(|e| format!("{e:#}"));
-            let registry = loaded.as_ref().ok().cloned();
-            tools_promise.keep(started, loaded);
-            let Some(promise) = python_promise else {
-                return;
-            };
-            let started = std::time::Instant::now();
-            let made = match registry {
-                Some(registry) => make_sessions(registry),
-                None => Err(anyhow::anyhow!(
-                    "the tools it calls failed to load: {}",
-                    failed.unwrap_or_default()
-                )),
-            };
-            promise.keep(started, made);
-        })
-        .context("failed to start a thread")?;
+    later::in_background("witbox-load", move || {
+        let loaded = tools_promise.make(|| {
+            Registry::load_on(&manifest, engine).and_then(|r| r.select(&patterns).map(|_| r))
+        });
+        if let Some(promise) = python_promise {
+            let _ = promise.make(|| match loaded {
+                Ok(registry) => make_sessions(registry),
+                Err(e) => Err(anyhow::anyhow!("the tools it calls failed to load: {e}")),
+            });
+        }
+    })?;
     Ok((registry, python))
 }
 
-/// What the model is told about the server, in `initialize`.
 /// What the instructions say of the runner, known before it has loaded.
 struct RunnerInfo {
     timeout_ms: u128,
@@ -424,6 +410,7 @@ impl RunnerInfo {
     }
 }
 
+/// What the model is told about the server, in `initialize`.
 fn instructions(registry: Option<&Registry>, about: Option<&RunnerInfo>) -> String {
     let mut out = String::from(
         "witbox runs each tool in its own WebAssembly sandbox, with only what its policy grants: \
