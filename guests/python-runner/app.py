@@ -580,9 +580,10 @@ def _no_space(code, offset, exc):
         exc.args = (exc.errno, exc.strerror)
 
 
-sys.monitoring.use_tool_id(4, "witbox")
-sys.monitoring.register_callback(4, sys.monitoring.events.RAISE, _no_space)
-sys.monitoring.set_events(4, sys.monitoring.events.RAISE)
+_MONITOR = 4  # a free sys.monitoring tool id (0-2 and 5 are taken by convention)
+sys.monitoring.use_tool_id(_MONITOR, "witbox")
+sys.monitoring.register_callback(_MONITOR, sys.monitoring.events.RAISE, _no_space)
+sys.monitoring.set_events(_MONITOR, sys.monitoring.events.RAISE)
 
 
 def _execute(code, filename):

@@ -18,6 +18,12 @@ fn runner_with(runner_keys: &str, policy: &str) -> Arc<witbox::Runner> {
 
 const SPIN: &str = "import time\nwhile True: time.sleep(0.001)";
 
+/// The caller stops waiting for a cell that never ends: the run is dropped mid-cell.
+async fn cancel_mid_cell(s: &mut witbox::Session) {
+    let dropped = tokio::time::timeout(std::time::Duration::from_millis(300), s.run(SPIN)).await;
+    assert!(dropped.is_err());
+}
+
 #[tokio::test]
 async fn a_timeout_keeps_functions_classes_and_shared_values() {
     let runner = runner_with("", "timeout-ms = 300");
@@ -77,9 +83,7 @@ async fn a_cancelled_run_restarts_from_the_checkpoint() {
     let runner = runner_with("", "timeout-ms = 60000");
     let mut s = runner.session().await.unwrap();
     cell(&mut s, "total = 41").await;
-    // The caller stops waiting: the run is dropped mid-cell.
-    let dropped = tokio::time::timeout(std::time::Duration::from_millis(300), s.run(SPIN)).await;
-    assert!(dropped.is_err());
+    cancel_mid_cell(&mut s).await;
     let o = cell(&mut s, "total + 1").await;
     assert_eq!(o.restart_reason, Some(RestartReason::Cancelled));
     assert!(o.globals_restored);
@@ -97,16 +101,14 @@ async fn after_a_cancel_one_restart_is_enough() {
     cell(&mut s, "total = 1").await;
     // A reset after a cancel starts the session again once; the run after it
     // is an ordinary one, and the reset's forgetting holds.
-    let dropped = tokio::time::timeout(std::time::Duration::from_millis(300), s.run(SPIN)).await;
-    assert!(dropped.is_err());
+    cancel_mid_cell(&mut s).await;
     s.reset().await.unwrap();
     let o = cell(&mut s, "'total' in globals()").await;
     assert!(!o.session_restarted, "{o:?}");
     assert_eq!(o.value.as_deref(), Some("False"));
     // So does a snapshot taken after a cancel.
     cell(&mut s, "total = 2").await;
-    let dropped = tokio::time::timeout(std::time::Duration::from_millis(300), s.run(SPIN)).await;
-    assert!(dropped.is_err());
+    cancel_mid_cell(&mut s).await;
     s.snapshot().await.unwrap();
     let o = cell(&mut s, "total").await;
     assert!(!o.session_restarted, "{o:?}");
