@@ -231,6 +231,7 @@ async fn tools_mode_sends_schemas_runs_calls_and_returns_results() {
             Event::Thought { .. } => "thought",
             Event::Code { .. } => "code",
             Event::ToolCall { .. } => "tool_call",
+            Event::Correction { .. } => "correction",
             Event::Observation { .. } => "observation",
             Event::Answer { .. } => "answer",
             Event::Failed { .. } => "failed",
@@ -267,12 +268,28 @@ async fn the_loop_stops_at_max_steps() {
     let (answer, events) = run(&agent, "loop forever").await;
     assert_eq!(
         answer.unwrap_err(),
-        "the agent reached its limit of 2 steps without a final answer (`--max-steps`)"
+        "the agent reached its limit of 2 steps without a final answer (`--max-steps`), and gave none when asked for one"
     );
-    assert_eq!(server.bodies().len(), 2);
+    // Two steps, then the ask for a final answer.
+    let bodies = server.bodies();
+    assert_eq!(bodies.len(), 3);
+    let ask = bodies[2]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(ask["role"], "user");
+    assert!(
+        ask["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("You have used all 2 steps."),
+        "{ask}"
+    );
     assert!(matches!(
         events.last(),
-        Some(Event::Failed { steps: 2, .. })
+        Some(Event::Failed { steps: 3, .. })
     ));
 }
 

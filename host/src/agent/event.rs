@@ -1,6 +1,6 @@
 //! What an agent run reports: its [`Event`]s as they happen, and the [`Answer`].
 
-use super::Mode;
+use super::{Mode, Sampling};
 use serde::Serialize;
 use serde_json::Value;
 use std::time::Duration;
@@ -16,19 +16,26 @@ pub enum Event {
         task: String,
         mode: Mode,
         model: String,
+        /// The sampling settings sent to the server (none: its defaults).
+        sampling: Sampling,
         tools: Vec<String>,
     },
     /// The model's text that is not code or a call.
     Thought { step: u32, text: String },
     /// The Python the model wrote (`code` mode).
     Code { step: u32, code: String },
-    /// A tool call the model made (`tools` mode); `arguments` as the model wrote them.
+    /// A tool call the model made (`tools` mode); `arguments` as the model wrote
+    /// them. `from_text`: read from the reply's text, not a native tool call.
     ToolCall {
         step: u32,
         id: String,
         name: String,
         arguments: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        from_text: bool,
     },
+    /// What the model is told when its reply had no code (`code` mode).
+    Correction { step: u32, text: String },
     /// What the model is told about its code or call.
     Observation {
         step: u32,
@@ -39,10 +46,13 @@ pub enum Event {
         duration_ms: f64,
     },
     /// The task ended with an answer.
+    /// `after_step_limit`: the model gave it when asked, at the step limit.
     Answer {
         answer: String,
         steps: u32,
         duration_ms: f64,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        after_step_limit: bool,
     },
     /// The task ended without one (steps, time, or the model failed).
     Failed {
@@ -63,4 +73,6 @@ pub struct Answer {
     pub steps: u32,
     /// How long the task took.
     pub duration: Duration,
+    /// The steps ran out, and the model gave this answer when asked for one.
+    pub after_step_limit: bool,
 }

@@ -19,17 +19,17 @@ mod prompt;
 mod reply;
 
 pub use event::{Answer, Event};
-pub use model::{Message, Model, Request, Role, ToolCall, ToolSpec};
+pub use model::{Message, Model, Request, Role, Sampling, ToolCall, ToolSpec};
 pub use offline::Offline;
 pub use openai::OpenAi;
 pub use prompt::{FINAL_ANSWER, final_answer_spec};
-pub use reply::split_code;
+pub use reply::{TextCall, split_code, text_tool_calls};
 
-use reply::final_answer_of;
+use reply::{final_answer_line, final_answer_of};
 
 use crate::engine::EngineOptions;
 use crate::manifest::Manifest;
-use crate::python::{RunOutcome, Runner, Session, observe};
+use crate::python::{Runner, Session, observe};
 use crate::text::ms;
 use crate::tools::Registry;
 use anyhow::{Context, Result, bail};
@@ -92,6 +92,13 @@ impl Default for Limits {
     }
 }
 
+/// Where a `code`-mode step is: its number, its deadline, the corrections spent.
+struct CodeStep<'a> {
+    step: u32,
+    deadline: Instant,
+    corrections: &'a mut u32,
+}
+
 /// A model, the tools it may use, and (in `code` mode) the Python runner.
 pub struct Agent {
     model: Arc<dyn Model>,
@@ -100,6 +107,21 @@ pub struct Agent {
     tools: Vec<ToolSpec>,
     mode: Mode,
     limits: Limits,
+    text_tool_calls: bool,
+}
+
+/// How many times a `code`-mode reply without code is corrected before it counts
+/// as the answer.
+pub const MAX_CORRECTIONS: u32 = 2;
+
+/// What a `code`-mode reply with neither code nor `final_answer` is told.
+const NO_CODE: &str = "No code block found. Write Python in a ```python block (it runs, and you see what it printed), or give your answer with `final_answer(answer)` in one.";
+
+/// Where a reply's tool calls came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Native,
+    Text,
 }
 
 impl Agent {
@@ -133,7 +155,15 @@ impl Agent {
             tools,
             mode,
             limits,
+            text_tool_calls: true,
         })
+    }
+
+    /// Whether `tools` mode reads tool calls a model wrote in its text when the
+    /// server returned none (on by default; `--text-tool-calls off`).
+    pub fn with_text_tool_calls(mut self, on: bool) -> Self {
+        self.text_tool_calls = on;
+        self
     }
 
     /// Loads a manifest's components and gives the agent the tools matching
@@ -167,9 +197,14 @@ impl Agent {
         &self.tools
     }
 
-    /// The system prompt of this agent's mode, with its tools.
+    /// The system prompt of this agent's mode, with its tools (and, in `code`
+    /// mode, the limits of the session).
     pub fn system_prompt(&self) -> String {
-        prompt::system(self.mode, &self.tools)
+        let session = self
+            .runner
+            .as_ref()
+            .map(|r| prompt::SessionFacts::of(r.sandbox().limits.clone(), r.scratch_mb));
+        prompt::system(self.mode, &self.tools, session.as_ref())
     }
 
     /// Runs one task to its answer, telling `on_event` each step as it happens.
@@ -184,6 +219,7 @@ impl Agent {
             task: task.to_string(),
             mode: self.mode,
             model: self.model.describe(),
+            sampling: self.model.sampling(),
             tools: self.tools.iter().map(|t| t.name.clone()).collect(),
         });
         let mut steps = 0;
@@ -194,6 +230,7 @@ impl Agent {
                 answer: a.text.clone(),
                 steps,
                 duration_ms,
+                after_step_limit: a.after_step_limit,
             }),
             Err(e) => on_event(&Event::Failed {
                 error: format!("{e:#}"),
@@ -228,7 +265,7 @@ impl Agent {
         if self.mode == Mode::Tools {
             offered.push(final_answer_spec());
         }
-        let answer = |value: Value, steps: u32| Answer {
+        let answer = |value: Value, steps: u32, after_step_limit: bool| Answer {
             text: match &value {
                 Value::String(s) => s.clone(),
                 v => v.to_string(),
@@ -236,8 +273,21 @@ impl Agent {
             value,
             steps,
             duration: started.elapsed(),
+            after_step_limit,
         };
-        for step in 1..=self.limits.max_steps {
+        let mut corrections = 0;
+        let last = self.limits.max_steps + 1;
+        for step in 1..=last {
+            let at_limit = step == last;
+            if at_limit {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                messages.push(Message::user(prompt::at_step_limit(
+                    self.mode,
+                    self.limits.max_steps,
+                )));
+            }
             *steps = step;
             let step_deadline = deadline.min(Instant::now() + self.limits.step_timeout);
             let budget = |at: Instant| {
@@ -268,7 +318,18 @@ impl Agent {
             };
             let ended = match session.as_mut() {
                 Some(session) => {
-                    self.code_step(session, step, reply, step_deadline, &mut messages, on_event)
+                    // The last ask takes a reply without code as the answer.
+                    let mut spent = MAX_CORRECTIONS;
+                    let step = CodeStep {
+                        step,
+                        deadline: step_deadline,
+                        corrections: if at_limit {
+                            &mut spent
+                        } else {
+                            &mut corrections
+                        },
+                    };
+                    self.code_step(session, step, reply, &mut messages, on_event)
                         .await
                 }
                 None => {
@@ -277,32 +338,52 @@ impl Agent {
                 }
             };
             if let Some(value) = ended {
-                return Ok(answer(value, step));
+                return Ok(answer(value, step, at_limit));
             }
             if Instant::now() >= deadline {
                 bail!("{}", budget(deadline));
             }
         }
         bail!(
-            "the agent reached its limit of {} steps without a final answer (`--max-steps`)",
+            "the agent reached its limit of {} steps without a final answer (`--max-steps`), and gave none when asked for one",
             self.limits.max_steps
         )
     }
 
     /// Runs the Python of a `code`-mode reply and tells the model what happened;
-    /// `Some` answer when the task ends (`final_answer`, or a reply with no code).
+    /// `Some` answer when the task ends (`final_answer`, a `Final Answer:` line,
+    /// or a reply with no code once the corrections are spent).
     async fn code_step(
         &self,
         session: &mut Session,
-        step: u32,
+        at: CodeStep<'_>,
         reply: Message,
-        step_deadline: Instant,
         messages: &mut Vec<Message>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Option<Value> {
+        let step = at.step;
         let (thought, code) = split_code(&reply.content);
         let Some(code) = code else {
-            return Some(Value::String(reply.content.trim().to_string()));
+            if let Some(answer) = final_answer_line(&reply.content) {
+                return Some(Value::String(answer));
+            }
+            if *at.corrections >= MAX_CORRECTIONS {
+                return Some(Value::String(reply.content.trim().to_string()));
+            }
+            *at.corrections += 1;
+            if !thought.is_empty() {
+                on_event(&Event::Thought {
+                    step,
+                    text: thought,
+                });
+            }
+            on_event(&Event::Correction {
+                step,
+                text: NO_CODE.to_string(),
+            });
+            messages.push(Message::assistant(reply.content));
+            messages.push(Message::user(NO_CODE));
+            return None;
         };
         if !thought.is_empty() {
             on_event(&Event::Thought {
@@ -316,12 +397,17 @@ impl Agent {
         });
         messages.push(Message::assistant(reply.content));
         let t0 = Instant::now();
-        let outcome = session
-            .run_within(&code, step_deadline.saturating_duration_since(t0))
-            .await;
-        let (text, error) = match &outcome {
-            Ok(o) => (observe(o), o.error.is_some()),
-            Err(e) => (format!("error: {}", e.message), true),
+        let (text, error, value) = match self.redefined(session, &code).await {
+            Some(refusal) => (refusal, true, None),
+            None => {
+                let outcome = session
+                    .run_within(&code, at.deadline.saturating_duration_since(t0))
+                    .await;
+                match outcome {
+                    Ok(o) => (observe(&o), o.error.is_some(), o.final_answer),
+                    Err(e) => (format!("error: {}", e.message), true, None),
+                }
+            }
         };
         on_event(&Event::Observation {
             step,
@@ -330,19 +416,52 @@ impl Agent {
             error,
             duration_ms: ms(t0.elapsed()),
         });
-        if let Ok(RunOutcome {
-            final_answer: Some(value),
-            ..
-        }) = outcome
-        {
-            return Some(value);
+        if value.is_some() {
+            return value;
         }
         messages.push(Message::user(format!("Observation:\n{text}")));
         None
     }
 
-    /// Runs the tool calls of a `tools`-mode reply and answers each under its id;
-    /// `Some` answer when the task ends (`final_answer`, or a reply with no call).
+    /// The refusal of code that binds a tool's name (`def quadratic_solve(...)`,
+    /// `final_answer = ...`), which would hide the real tool from the model; `None`
+    /// when it binds none. Python's own parser reads the code, in the session.
+    async fn redefined(&self, session: &mut Session, code: &str) -> Option<String> {
+        let names: Vec<&str> = self
+            .tools
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain([FINAL_ANSWER])
+            .filter(|name| code.contains(name))
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        let check = prompt::guard_cell(code, &names);
+        let found = session.run(&check).await.ok()?;
+        let bound: Vec<&str> = found.stdout.split_whitespace().collect();
+        let first = *bound.first()?;
+        let call = self
+            .tools
+            .iter()
+            .find(|t| t.name == first)
+            .map_or_else(|| format!("{FINAL_ANSWER}(answer)"), prompt::python_call);
+        let shown: Vec<String> = bound.iter().map(|n| format!("`{n}`")).collect();
+        Some(format!(
+            "error: the code was not run: it defines {}, which {} already defined in this session. Do not define, assign or import {}; call it instead, for example `{call}`.",
+            shown.join(", "),
+            if bound.len() == 1 {
+                "is a tool"
+            } else {
+                "are tools"
+            },
+            if bound.len() == 1 { "it" } else { "them" },
+        ))
+    }
+
+    /// Runs the tool calls of a `tools`-mode reply (native, or written in its text)
+    /// and answers each; `Some` answer when the task ends (`final_answer`, or a
+    /// reply with no call).
     async fn tools_step(
         &self,
         step: u32,
@@ -353,7 +472,23 @@ impl Agent {
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Option<Value> {
         let content = reply.content.trim().to_string();
-        if reply.tool_calls.is_empty() {
+        let (source, calls) = if !reply.tool_calls.is_empty() {
+            (Source::Native, reply.tool_calls.clone())
+        } else if self.text_tool_calls {
+            let calls = text_tool_calls(&content)
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| ToolCall {
+                    id: format!("text_{step}_{}", i + 1),
+                    name: c.name,
+                    arguments: c.arguments,
+                })
+                .collect();
+            (Source::Text, calls)
+        } else {
+            (Source::Native, Vec::new())
+        };
+        if calls.is_empty() {
             if !content.is_empty() {
                 return Some(Value::String(content));
             }
@@ -363,24 +498,31 @@ impl Agent {
             ));
             return None;
         }
-        if !content.is_empty() {
+        if source == Source::Native && !content.is_empty() {
             on_event(&Event::Thought {
                 step,
                 text: content,
             });
         }
-        messages.push(reply.clone());
-        for call in &reply.tool_calls {
+        messages.push(reply);
+        let mut results = Vec::new();
+        for call in &calls {
             on_event(&Event::ToolCall {
                 step,
                 id: call.id.clone(),
                 name: call.name.clone(),
                 arguments: call.arguments.clone(),
+                from_text: source == Source::Text,
             });
-            if call.name == FINAL_ANSWER
-                && let Some(value) = final_answer_of(&call.arguments)
-            {
-                return Some(value);
+            if call.name == FINAL_ANSWER {
+                let written = (source == Source::Text)
+                    .then(|| call.arguments.trim())
+                    .filter(|a| !a.is_empty() && serde_json::from_str::<Value>(a).is_err());
+                if let Some(value) = final_answer_of(&call.arguments)
+                    .or_else(|| written.map(|a| Value::String(a.to_string())))
+                {
+                    return Some(value);
+                }
             }
             let t0 = Instant::now();
             let (text, error) = self.call(call, step_deadline, budget).await;
@@ -391,7 +533,16 @@ impl Agent {
                 error,
                 duration_ms: ms(t0.elapsed()),
             });
-            messages.push(Message::tool(&call.id, text));
+            match source {
+                Source::Native => messages.push(Message::tool(&call.id, text)),
+                Source::Text => results.push(format!("`{}` returned: {text}", call.name)),
+            }
+        }
+        // Calls read from text are answered in text: the server never issued them,
+        // and a model without native calls may not read tool messages.
+        if source == Source::Text {
+            results.push(prompt::AFTER_TEXT_CALL.to_string());
+            messages.push(Message::user(results.join("\n")));
         }
         None
     }

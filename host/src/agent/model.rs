@@ -111,6 +111,69 @@ impl Request<'_> {
     }
 }
 
+/// How the server samples the model's replies; each `None` leaves its default.
+/// Set them for an eval: the servers' defaults (llama.cpp's temperature 0.8)
+/// make two runs of one task differ.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Sampling {
+    /// `temperature`: 0 picks the likeliest token every time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// `top_p`: sample only from the tokens that make up this much probability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// `seed`, for servers that honour it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// `max_tokens`: the longest a reply may be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+}
+
+impl Sampling {
+    /// Checks each value set is in the range servers accept.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if let Some(t) = self.temperature {
+            anyhow::ensure!(
+                (0.0..=2.0).contains(&t),
+                "the temperature must be between 0 and 2, got {t}"
+            );
+        }
+        if let Some(p) = self.top_p {
+            anyhow::ensure!(
+                p > 0.0 && p <= 1.0,
+                "top-p must be above 0 and at most 1, got {p}"
+            );
+        }
+        if let Some(n) = self.max_tokens {
+            anyhow::ensure!(n > 0, "max-tokens must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// `temperature 0, seed 7`, or `server defaults` when none is set.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(t) = self.temperature {
+            parts.push(format!("temperature {t}"));
+        }
+        if let Some(p) = self.top_p {
+            parts.push(format!("top-p {p}"));
+        }
+        if let Some(s) = self.seed {
+            parts.push(format!("seed {s}"));
+        }
+        if let Some(n) = self.max_tokens {
+            parts.push(format!("max-tokens {n}"));
+        }
+        if parts.is_empty() {
+            "server defaults".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
 /// A boxed future, as [`Model::complete`] returns.
 pub use crate::store::BoxFuture;
 
@@ -118,6 +181,11 @@ pub use crate::store::BoxFuture;
 pub trait Model: Send + Sync {
     /// One line for the transcript header: what this model is.
     fn describe(&self) -> String;
+
+    /// The sampling settings it sends (the transcript header shows them).
+    fn sampling(&self) -> Sampling {
+        Sampling::default()
+    }
 
     /// The next assistant message. `Err` is a failure of the backend itself
     /// (unreachable, refused, out of retries); the loop stops on it.

@@ -56,7 +56,11 @@ impl Model for Offline {
 /// The next message: a first step from the task, or an answer from the last observation.
 fn reply(request: &Request<'_>) -> Message {
     let Some(plan) = plan(request.task()) else {
-        return Message::assistant(CANNOT);
+        // In `code` mode a reply without code is corrected; this one is final.
+        return Message::assistant(match request.mode {
+            Mode::Tools => CANNOT.to_string(),
+            Mode::Code => format!("Final Answer: {CANNOT}"),
+        });
     };
     let started = request.messages.iter().any(|m| m.role == Role::Assistant);
     let last = request.messages.last().map_or("", |m| m.content.as_str());
@@ -69,7 +73,7 @@ fn reply(request: &Request<'_>) -> Message {
         )),
         // The code ends with `final_answer`, so a second step means it failed.
         (Mode::Code, true) => Message::assistant(format!(
-            "The offline planner's code did not reach an answer, and it cannot repair code. What the code gave:\n{last}"
+            "Final Answer: The offline planner's code did not reach an answer, and it cannot repair code. What the code gave:\n{last}"
         )),
     }
 }

@@ -5,7 +5,7 @@
 //! stack wasmtime-wasi-http links, so the client adds nothing to the build.
 
 use super::Mode;
-use super::model::{BoxFuture, Message, Model, Request, Role, ToolCall};
+use super::model::{BoxFuture, Message, Model, Request, Role, Sampling, ToolCall};
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use http::{Uri, header};
@@ -28,6 +28,8 @@ pub struct OpenAi {
     pub retries: u32,
     /// The wait before the first retry; it doubles each time (a `Retry-After` wins).
     pub backoff: Duration,
+    /// Sent with every request (`temperature`, `top_p`, `seed`, `max_tokens`).
+    pub sampling: Sampling,
 }
 
 impl OpenAi {
@@ -55,6 +57,7 @@ impl OpenAi {
             timeout: Duration::from_secs(120),
             retries: 3,
             backoff: Duration::from_millis(500),
+            sampling: Sampling::default(),
         })
     }
 
@@ -62,6 +65,23 @@ impl OpenAi {
     pub fn body(&self, request: &Request<'_>) -> Value {
         let messages: Vec<Value> = request.messages.iter().map(wire_message).collect();
         let mut body = json!({ "model": self.model, "messages": messages });
+        let Sampling {
+            temperature,
+            top_p,
+            seed,
+            max_tokens,
+        } = self.sampling;
+        let set = [
+            ("temperature", temperature.map(Value::from)),
+            ("top_p", top_p.map(Value::from)),
+            ("seed", seed.map(Value::from)),
+            ("max_tokens", max_tokens.map(Value::from)),
+        ];
+        for (key, value) in set {
+            if let Some(value) = value {
+                body[key] = value;
+            }
+        }
         if request.mode == Mode::Tools && !request.tools.is_empty() {
             let tools: Vec<Value> = request
                 .tools
@@ -315,6 +335,10 @@ fn clip(text: &str, max: usize) -> String {
 impl Model for OpenAi {
     fn describe(&self) -> String {
         format!("{} at {}", self.model, self.base)
+    }
+
+    fn sampling(&self) -> Sampling {
+        self.sampling
     }
 
     fn complete<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<Message>> {

@@ -1,16 +1,74 @@
 //! What the model is told: the system prompt of each mode (`host/prompts/`),
-//! with the tools as a list (`tools` mode) or as Python signatures (`code` mode),
-//! and the `final_answer` tool `tools` mode adds.
+//! with the tools as a list (`tools` mode) or as Python signatures and the
+//! session's limits (`code` mode); the `final_answer` tool `tools` mode adds;
+//! the ask at the step limit; the check for code that redefines a tool.
 
 use super::{Mode, ToolSpec};
+use crate::limits::Limits;
 use serde_json::{Value, json};
 
 /// The system prompts; `{tools}` is replaced by the tools.
 const TOOLS_PROMPT: &str = include_str!("../../prompts/tools.md");
 const CODE_PROMPT: &str = include_str!("../../prompts/code.md");
 
-/// The system prompt of `mode`, with `tools`.
-pub(super) fn system(mode: Mode, tools: &[ToolSpec]) -> String {
+/// Modules of the standard library the code prompt names (a test imports each
+/// one in a session).
+pub const MODULES: &[&str] = &[
+    "math",
+    "cmath",
+    "statistics",
+    "fractions",
+    "decimal",
+    "random",
+    "itertools",
+    "functools",
+    "collections",
+    "re",
+    "json",
+    "datetime",
+    "calendar",
+    "string",
+    "textwrap",
+    "csv",
+    "heapq",
+    "bisect",
+    "hashlib",
+];
+
+/// What the code prompt says about the agent's Python session.
+pub(super) struct SessionFacts {
+    limits: Limits,
+    scratch_mb: u64,
+}
+
+impl SessionFacts {
+    pub(super) fn of(limits: Limits, scratch_mb: u64) -> Self {
+        Self { limits, scratch_mb }
+    }
+
+    fn describe(&self) -> String {
+        let l = &self.limits;
+        let files = if self.scratch_mb > 0 {
+            format!(
+                "a private working folder for files ({} MiB)",
+                self.scratch_mb
+            )
+        } else {
+            "no files".into()
+        };
+        format!(
+            "the standard library ({}, ...), no third-party packages; {files}; no network,              no asyncio, no subprocesses, no threads (use the tools for the outside world).              Each block may run {} s, use {} MiB of memory, print {} KiB and make {} tool calls.",
+            MODULES.join(", "),
+            l.timeout.as_secs_f64(),
+            l.memory_bytes >> 20,
+            l.max_output >> 10,
+            l.max_tool_calls
+        )
+    }
+}
+
+/// The system prompt of `mode`, with `tools` (and in `code` mode, the session).
+pub(super) fn system(mode: Mode, tools: &[ToolSpec], session: Option<&SessionFacts>) -> String {
     match mode {
         Mode::Tools => {
             let names: Vec<String> = tools.iter().map(|t| format!("- `{}`", t.name)).collect();
@@ -23,9 +81,68 @@ pub(super) fn system(mode: Mode, tools: &[ToolSpec]) -> String {
             } else {
                 defs.join("\n\n")
             };
-            CODE_PROMPT.replace("{tools}", &tools)
+            let session = session.map_or_else(|| "plain Python.".into(), SessionFacts::describe);
+            CODE_PROMPT
+                .replace("{tools}", &tools)
+                .replace("{session}", &session)
         }
     }
+}
+
+/// What the model is told at the step limit: answer now.
+pub(super) fn at_step_limit(mode: Mode, max_steps: u32) -> String {
+    let how = match mode {
+        Mode::Tools => "call `final_answer`, or reply with the answer in words",
+        Mode::Code => {
+            "reply with `final_answer(answer)` in a ```python block, or with `Final Answer:` and the answer"
+        }
+    };
+    format!(
+        "You have used all {max_steps} steps. From what you found above, give your final answer to the task now: {how}. If you could not finish, give your best answer and say what is missing."
+    )
+}
+
+/// What follows the results of calls a model wrote as text.
+pub(super) const AFTER_TEXT_CALL: &str = "Call another tool the same way if you need one, or give the answer: call `final_answer`, or reply with the answer in words.";
+
+/// A cell that prints which of `names` the code `code` binds (defines, assigns,
+/// imports, deletes), reading it with Python's own parser; it runs nothing of
+/// `code` and leaves no global behind. Code that does not parse binds nothing:
+/// running it will report the syntax error.
+pub(super) fn guard_cell(code: &str, names: &[&str]) -> String {
+    let code = serde_json::to_string(code).expect("a string serializes");
+    let names = serde_json::to_string(names).expect("strings serialize");
+    format!(
+        r#"def __witbox_binds(src, names):
+    import ast
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        return []
+    bound = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound.add(node.id)
+        elif isinstance(node, ast.alias):
+            bound.add(node.asname or node.name.split(".")[0])
+    return [n for n in names if n in bound]
+print(*__witbox_binds({code}, {names}))
+del __witbox_binds
+"#
+    )
+}
+
+/// A call of a tool with its parameters as placeholders: `f(a=..., b=...)`.
+pub(super) fn python_call(tool: &ToolSpec) -> String {
+    let args: Vec<String> = tool.parameters["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, _)| format!("{name}=..."))
+        .collect();
+    format!("{}({})", tool.name, args.join(", "))
 }
 
 /// The tool `tools` mode adds to end a task.

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use witbox::Agent;
-use witbox::agent::{Event, Limits, Mode, Model, Offline, OpenAi};
+use witbox::agent::{Event, Limits, Mode, Model, Offline, OpenAi, Sampling};
 
 /// `witbox agent`'s arguments.
 #[derive(Args, Debug)]
@@ -43,8 +43,27 @@ pub struct AgentCommand {
     /// Time for the whole task, in seconds.
     #[arg(long, default_value_t = 600.0, value_name = "S")]
     timeout_s: f64,
+    /// `on`: when the server returns no native tool calls, run the calls the model
+    /// wrote in its text (a JSON object with `name` and `arguments`, in a fenced
+    /// block or bare; `<tool_call>…</tool_call>`; `Action: {…}`), as small local
+    /// models do. The transcript marks them. `off`: such a reply is the answer.
+    #[arg(long, default_value = "on", value_parser = ["on", "off"], value_name = "on|off")]
+    text_tool_calls: String,
+    /// Sampling temperature sent to the server (0 to 2; 0 for repeatable runs).
+    /// Unset: the server's default (llama.cpp: 0.8).
+    #[arg(long, env = "WITBOX_TEMPERATURE", value_name = "T")]
+    temperature: Option<f64>,
+    /// Nucleus sampling (`top_p`, above 0 and at most 1) sent to the server.
+    #[arg(long, env = "WITBOX_TOP_P", value_name = "P")]
+    top_p: Option<f64>,
+    /// Sampling seed sent to the server, for servers that honour it.
+    #[arg(long, env = "WITBOX_SEED", value_name = "N")]
+    seed: Option<u64>,
+    /// The longest reply, in tokens (`max_tokens`) sent to the server.
+    #[arg(long, env = "WITBOX_MAX_TOKENS", value_name = "N")]
+    max_tokens: Option<u32>,
     /// Print one JSON event per line on stdout (start, thought, code, tool_call,
-    /// observation, answer or failed) instead of the transcript.
+    /// correction, observation, answer or failed) instead of the transcript.
     #[arg(long)]
     json: bool,
 }
@@ -86,11 +105,19 @@ async fn agent(cx: &Context, args: AgentCommand) -> Result<ExitCode> {
         step_timeout: seconds(args.step_timeout_s, "--step-timeout-s")?,
         task_timeout: seconds(args.timeout_s, "--timeout-s")?,
     };
+    let sampling = Sampling {
+        temperature: args.temperature,
+        top_p: args.top_p,
+        seed: args.seed,
+        max_tokens: args.max_tokens,
+    };
+    sampling.check().context("invalid sampling settings")?;
     let model: Arc<dyn Model> = if args.model == "offline" {
         Arc::new(Offline)
     } else {
         let mut client = OpenAi::new(&args.base_url, &args.model, args.api_key.clone())?;
         client.timeout = limits.step_timeout;
+        client.sampling = sampling;
         Arc::new(client)
     };
     let manifest = cx.manifest()?;
@@ -101,7 +128,8 @@ async fn agent(cx: &Context, args: AgentCommand) -> Result<ExitCode> {
         mode,
         &args.tools,
         limits,
-    )?;
+    )?
+    .with_text_tool_calls(args.text_tool_calls == "on");
     let mut transcript = Transcript::new(args.json);
     let result = agent.run(task, &mut |e| transcript.show(e)).await;
     Ok(match result {
@@ -158,6 +186,7 @@ impl Transcript {
         if let Event::Thought { step, .. }
         | Event::Code { step, .. }
         | Event::ToolCall { step, .. }
+        | Event::Correction { step, .. }
         | Event::Observation { step, .. } = event
             && *step != self.step
         {
@@ -169,11 +198,14 @@ impl Transcript {
                 task,
                 mode,
                 model,
+                sampling,
                 tools,
             } => format!(
-                "{}\n{} {model}\n{} {task}\n{} {}\n",
+                "{}\n{} {model}\n{} {}\n{} {task}\n{} {}\n",
                 self.paint(bold, &format!("witbox agent · {mode} mode")),
                 self.paint(dim, "model:"),
+                self.paint(dim, "sampling:"),
+                sampling.describe(),
                 self.paint(dim, "task: "),
                 self.paint(dim, "tools:"),
                 if tools.is_empty() {
@@ -189,8 +221,22 @@ impl Transcript {
                 indent(&self.paint(cyan, code.trim_end()), "  │ ")
             ),
             Event::ToolCall {
-                name, arguments, ..
-            } => format!("  {} {arguments}", self.paint(cyan, &format!("→ {name}"))),
+                name,
+                arguments,
+                from_text,
+                ..
+            } => format!(
+                "  {} {arguments}{}",
+                self.paint(cyan, &format!("→ {name}")),
+                if *from_text {
+                    self.paint(dim, "  (read from the reply's text)")
+                } else {
+                    String::new()
+                }
+            ),
+            Event::Correction { text, .. } => {
+                format!("  {} {text}", self.paint(red, "↺ correction:"))
+            }
             Event::Observation {
                 text,
                 error,
@@ -206,10 +252,20 @@ impl Transcript {
                 )
             }
             Event::Answer {
-                steps, duration_ms, ..
+                steps,
+                duration_ms,
+                after_step_limit,
+                ..
             } => self.paint(
                 bold,
-                &format!("answer after {steps} step(s), {duration_ms} ms:"),
+                &format!(
+                    "answer after {steps} step(s), {duration_ms} ms{}:",
+                    if *after_step_limit {
+                        " (asked for at the step limit)"
+                    } else {
+                        ""
+                    }
+                ),
             ),
             Event::Failed {
                 steps, duration_ms, ..

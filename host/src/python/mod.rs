@@ -54,7 +54,7 @@ pub struct Runner {
     filling: AtomicUsize,
     warm_target: usize,
     /// MiB of each session's scratch folder; 0 for none.
-    scratch_mb: u64,
+    pub(crate) scratch_mb: u64,
     /// Whether sessions checkpoint their globals after each cell.
     pub(crate) checkpoints: bool,
     /// The runner component's file, and its sha256 once a snapshot needs it.
