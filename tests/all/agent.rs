@@ -13,13 +13,13 @@ use witbox::{Agent, Manifest};
 
 /// A Chat Completions server on 127.0.0.1:0 that answers each request with the
 /// next scripted `(status, body)` and records what it was sent.
-struct Scripted {
+pub struct Scripted {
     addr: std::net::SocketAddr,
     requests: Arc<Mutex<Vec<(String, Value)>>>,
 }
 
 impl Scripted {
-    fn start(replies: Vec<(u16, String)>) -> Self {
+    pub fn start(replies: Vec<(u16, String)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -36,12 +36,12 @@ impl Scripted {
     }
 
     /// The base URL, as `OPENAI_BASE_URL` would be.
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
 
     /// The JSON bodies received so far.
-    fn bodies(&self) -> Vec<Value> {
+    pub fn bodies(&self) -> Vec<Value> {
         self.requests
             .lock()
             .unwrap()
@@ -51,7 +51,7 @@ impl Scripted {
     }
 
     /// A client for it that retries quickly.
-    fn model(&self) -> Arc<dyn Model> {
+    pub fn model(&self) -> Arc<dyn Model> {
         let mut client = OpenAi::new(&self.url(), "scripted", Some("sk-test".into())).unwrap();
         client.backoff = Duration::from_millis(10);
         client.timeout = Duration::from_secs(10);
@@ -97,7 +97,7 @@ fn answer(
 }
 
 /// A completion whose message is `content`.
-fn says(content: &str) -> (u16, String) {
+pub fn says(content: &str) -> (u16, String) {
     let body = json!({"id": "x", "object": "chat.completion", "choices": [
         {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
     ]});
@@ -105,7 +105,7 @@ fn says(content: &str) -> (u16, String) {
 }
 
 /// A completion that calls tools: `(id, name, arguments text)`.
-fn calls(calls: &[(&str, &str, &str)]) -> (u16, String) {
+pub fn calls(calls: &[(&str, &str, &str)]) -> (u16, String) {
     let calls: Vec<Value> = calls
         .iter()
         .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}))
@@ -116,7 +116,7 @@ fn calls(calls: &[(&str, &str, &str)]) -> (u16, String) {
 }
 
 /// The manifest: quadratic, weather (at `weather_url` when given), and the Python runner.
-fn manifest(weather_url: Option<&str>) -> Manifest {
+pub fn manifest(weather_url: Option<&str>) -> Manifest {
     let mut text = entry("quadratic", "quadratic", "");
     if let Some(url) = weather_url {
         text.push_str(&entry(
@@ -132,17 +132,22 @@ fn manifest(weather_url: Option<&str>) -> Manifest {
     Manifest::parse(&text, &root()).unwrap()
 }
 
-fn agent_with(model: Arc<dyn Model>, mode: Mode, limits: Limits, weather: Option<&str>) -> Agent {
+pub fn agent_with(
+    model: Arc<dyn Model>,
+    mode: Mode,
+    limits: Limits,
+    weather: Option<&str>,
+) -> Agent {
     compiling(|| Agent::from_manifest(&manifest(weather), options(), model, mode, &[], limits))
         .unwrap()
 }
 
-fn agent(model: Arc<dyn Model>, mode: Mode) -> Agent {
+pub fn agent(model: Arc<dyn Model>, mode: Mode) -> Agent {
     agent_with(model, mode, Limits::default(), None)
 }
 
 /// Runs a task; returns the answer (or the error's text) and the events.
-async fn run(agent: &Agent, task: &str) -> (Result<witbox::agent::Answer, String>, Vec<Event>) {
+pub async fn run(agent: &Agent, task: &str) -> (Result<witbox::agent::Answer, String>, Vec<Event>) {
     let mut events = Vec::new();
     let result = agent.run(task, &mut |e| events.push(e.clone())).await;
     (result.map_err(|e| format!("{e:#}")), events)

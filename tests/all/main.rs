@@ -16,6 +16,7 @@ mod compose;
 mod dirs;
 mod files;
 mod limits;
+mod local_models;
 mod malformed;
 mod mcp;
 mod net;

@@ -22,7 +22,7 @@ pub use event::{Answer, Event};
 pub use model::{Message, Model, Request, Role, Sampling, ToolCall, ToolSpec};
 pub use offline::Offline;
 pub use openai::OpenAi;
-pub use prompt::{FINAL_ANSWER, final_answer_spec};
+pub use prompt::{FINAL_ANSWER, MODULES, final_answer_spec};
 pub use reply::{TextCall, split_code, text_tool_calls};
 
 use reply::{final_answer_line, final_answer_of};

@@ -57,7 +57,9 @@ impl SessionFacts {
             "no files".into()
         };
         format!(
-            "the standard library ({}, ...), no third-party packages; {files}; no network,              no asyncio, no subprocesses, no threads (use the tools for the outside world).              Each block may run {} s, use {} MiB of memory, print {} KiB and make {} tool calls.",
+            "the standard library ({}, ...), no third-party packages; {files}; no network, \
+             no asyncio, no subprocesses, no threads (use the tools for the outside world). \
+             Each block may run {} s, use {} MiB of memory, print {} KiB and make {} tool calls.",
             MODULES.join(", "),
             l.timeout.as_secs_f64(),
             l.memory_bytes >> 20,
@@ -107,18 +109,20 @@ pub(super) const AFTER_TEXT_CALL: &str = "Call another tool the same way if you 
 
 /// A cell that prints which of `names` the code `code` binds (defines, assigns,
 /// imports, deletes), reading it with Python's own parser; it runs nothing of
-/// `code` and leaves no global behind. Code that does not parse binds nothing:
-/// running it will report the syntax error.
+/// `code` and leaves no global behind. Code that does not parse (a reply cut
+/// off at its token limit) is read line by line for `def`, `class` and `=`.
 pub(super) fn guard_cell(code: &str, names: &[&str]) -> String {
     let code = serde_json::to_string(code).expect("a string serializes");
     let names = serde_json::to_string(names).expect("strings serialize");
     format!(
         r#"def __witbox_binds(src, names):
-    import ast
+    import ast, re
     try:
         tree = ast.parse(src)
     except SyntaxError:
-        return []
+        line = re.compile(r"\s*(?:async\s+def|def|class)\s+(\w+)|\s*(\w+)\s*(?::[^=]*)?=(?!=)")
+        bound = {{g for m in map(line.match, src.splitlines()) if m for g in m.groups() if g}}
+        return [n for n in names if n in bound]
     bound = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
