@@ -7,8 +7,8 @@ use crate::agent::{Scripted, agent, agent_with, calls, manifest, run, says};
 use crate::support::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use witbox::agent::{Event, Limits, MAX_CORRECTIONS, MODULES, Mode, Sampling};
 use witbox::Runner;
+use witbox::agent::{Event, Limits, MAX_CORRECTIONS, MODULES, Mode, Sampling};
 
 /// The recorded replies of `mode`, in file order: (task, content).
 fn recorded(mode: &str) -> Vec<(String, String)> {

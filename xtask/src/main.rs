@@ -9,6 +9,7 @@ mod demo_manifest;
 #[path = "../../host/src/embed.rs"]
 #[allow(dead_code)] // the host uses the rest of it
 mod embed;
+mod eval;
 #[allow(dead_code)] // the tests use the rest of it
 mod fixture;
 mod fuzz;
@@ -33,9 +34,13 @@ commands:
   test [ARGS]
           build, install the pinned Python MCP SDK and smolagents into .venv and the
           pinned TypeScript MCP SDK into tests/node/node_modules (npm ci), run every
-          test, then a smoke run of each fuzz target (18 s each); ARGS go to `cargo test`
-          and skip the smoke run
+          test, the agent eval (`eval --check`), then a smoke run of each fuzz target
+          (18 s each); ARGS go to `cargo test` and skip the eval and the smoke run
   bench   build in release mode, then print a table of timings
+  eval [--base-url URL --model M] [--mode tools|code|both] [--repeat K] [--check] ...
+          run the agent suite (xtask/eval/tasks.toml, ~20 tasks) through `witbox agent`,
+          check each answer, and print solve rate, steps, tool calls and wall time per
+          task; without a URL, the offline planner and a scripted model (`eval --help`)
   load [SESSIONS] [SECONDS]
           concurrent Python sessions (200) for SECONDS (20) under a workload mix that
           hits every limit, through the library and `witbox mcp --http`; prints figures
@@ -52,6 +57,8 @@ fn main() -> ExitCode {
         Some("demo") => build::build().and_then(|()| demo::demo()),
         Some("test") => build::build().and_then(|()| test(&args[1..])),
         Some("bench") => build::build().and_then(|()| bench(&args[1..])),
+        Some("eval") if args.iter().any(|a| a == "-h" || a == "--help") => eval::eval(&args[1..]),
+        Some("eval") => build::build().and_then(|()| eval::eval(&args[1..])),
         Some("load") => build::build().and_then(|()| load(&args[1..])),
         Some("fuzz") => build::build().and_then(|()| fuzz::fuzz(&args[1..])),
         Some("-h" | "--help" | "help") | None => {
@@ -115,9 +122,11 @@ fn test(extra: &[String]) -> Result<(), String> {
     step("running the tests");
     run(toolchain::cargo()
         .current_dir(root())
-        .args(["test", "-p", "witbox"])
+        .args(["test", "-p", "witbox", "-p", "xtask"])
         .args(extra))?;
     if extra.is_empty() {
+        step("running the agent eval against the offline planner and the scripted model");
+        eval::eval(&["--check".into()])?;
         fuzz::smoke()?;
     }
     Ok(())

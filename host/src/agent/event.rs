@@ -36,7 +36,8 @@ pub enum Event {
     },
     /// What the model is told when its reply had no code (`code` mode).
     Correction { step: u32, text: String },
-    /// What the model is told about its code or call.
+    /// What the model is told about its code or call; `tool_calls`: how many
+    /// tools its code called (`code` mode).
     Observation {
         step: u32,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,6 +45,8 @@ pub enum Event {
         text: String,
         error: bool,
         duration_ms: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tool_calls: Option<u32>,
     },
     /// The task ended with an answer.
     /// `after_step_limit`: the model gave it when asked, at the step limit.

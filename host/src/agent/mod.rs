@@ -397,15 +397,15 @@ impl Agent {
         });
         messages.push(Message::assistant(reply.content));
         let t0 = Instant::now();
-        let (text, error, value) = match self.redefined(session, &code).await {
-            Some(refusal) => (refusal, true, None),
+        let (text, error, value, calls) = match self.redefined(session, &code).await {
+            Some(refusal) => (refusal, true, None, 0),
             None => {
                 let outcome = session
                     .run_within(&code, at.deadline.saturating_duration_since(t0))
                     .await;
                 match outcome {
-                    Ok(o) => (observe(&o), o.error.is_some(), o.final_answer),
-                    Err(e) => (format!("error: {}", e.message), true, None),
+                    Ok(o) => (observe(&o), o.error.is_some(), o.final_answer, o.tool_calls),
+                    Err(e) => (format!("error: {}", e.message), true, None, 0),
                 }
             }
         };
@@ -415,6 +415,7 @@ impl Agent {
             text: text.clone(),
             error,
             duration_ms: ms(t0.elapsed()),
+            tool_calls: Some(calls),
         });
         if value.is_some() {
             return value;
@@ -532,6 +533,7 @@ impl Agent {
                 text: text.clone(),
                 error,
                 duration_ms: ms(t0.elapsed()),
+                tool_calls: None,
             });
             match source {
                 Source::Native => messages.push(Message::tool(&call.id, text)),
