@@ -314,13 +314,12 @@ async fn at_the_step_limit_the_model_is_asked_for_a_final_answer() {
     assert_eq!(answer.value, json!(355687428096000u64));
     assert!(answer.after_step_limit);
     assert_eq!(answer.steps, 3);
+    // The ask follows the last observation, in the same user message.
     let ask = last_message(&server, 2);
     assert_eq!(ask["role"], "user");
+    let ask = ask["content"].as_str().unwrap();
     assert!(
-        ask["content"]
-            .as_str()
-            .unwrap()
-            .starts_with("You have used all 2 steps."),
+        ask.starts_with("Observation:\n") && ask.contains("\n\nYou have used all 2 steps."),
         "{ask}"
     );
     let json = serde_json::to_value(events.last().unwrap()).unwrap();

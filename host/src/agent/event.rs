@@ -16,8 +16,10 @@ pub enum Event {
         task: String,
         mode: Mode,
         model: String,
-        /// The sampling settings sent to the server (none: its defaults).
-        sampling: Sampling,
+        /// The sampling settings sent to the server (`{}`: its defaults); none
+        /// for a model that does not sample.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sampling: Option<Sampling>,
         tools: Vec<String>,
     },
     /// The model's text that is not code or a call.

@@ -283,10 +283,15 @@ impl Agent {
                 if Instant::now() >= deadline {
                     break;
                 }
-                messages.push(Message::user(prompt::at_step_limit(
-                    self.mode,
-                    self.limits.max_steps,
-                )));
+                let ask = prompt::at_step_limit(self.mode, self.limits.max_steps);
+                // After an observation: one user message, as some chat templates
+                // refuse two in a row.
+                match messages.last_mut() {
+                    Some(last) if last.role == Role::User => {
+                        last.content = format!("{}\n\n{ask}", last.content.trim_end());
+                    }
+                    _ => messages.push(Message::user(ask)),
+                }
             }
             *steps = step;
             let step_deadline = deadline.min(Instant::now() + self.limits.step_timeout);

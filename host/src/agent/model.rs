@@ -182,9 +182,10 @@ pub trait Model: Send + Sync {
     /// One line for the transcript header: what this model is.
     fn describe(&self) -> String;
 
-    /// The sampling settings it sends (the transcript header shows them).
-    fn sampling(&self) -> Sampling {
-        Sampling::default()
+    /// The sampling settings it sends (the transcript header shows them); `None`
+    /// for a model that does not sample (the offline planner).
+    fn sampling(&self) -> Option<Sampling> {
+        None
     }
 
     /// The next assistant message. `Err` is a failure of the backend itself

@@ -337,8 +337,8 @@ impl Model for OpenAi {
         format!("{} at {}", self.model, self.base)
     }
 
-    fn sampling(&self) -> Sampling {
-        self.sampling
+    fn sampling(&self) -> Option<Sampling> {
+        Some(self.sampling)
     }
 
     fn complete<'a>(&'a self, request: &'a Request<'a>) -> BoxFuture<'a, Result<Message>> {

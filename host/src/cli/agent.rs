@@ -201,11 +201,14 @@ impl Transcript {
                 sampling,
                 tools,
             } => format!(
-                "{}\n{} {model}\n{} {}\n{} {task}\n{} {}\n",
+                "{}\n{} {model}\n{}{} {task}\n{} {}\n",
                 self.paint(bold, &format!("witbox agent · {mode} mode")),
                 self.paint(dim, "model:"),
-                self.paint(dim, "sampling:"),
-                sampling.describe(),
+                sampling.map_or(String::new(), |s| format!(
+                    "{} {}\n",
+                    self.paint(dim, "sampling:"),
+                    s.describe()
+                )),
                 self.paint(dim, "task: "),
                 self.paint(dim, "tools:"),
                 if tools.is_empty() {
