@@ -368,20 +368,22 @@ impl Agent {
     ) -> Option<Value> {
         let step = at.step;
         let (thought, code) = split_code(&reply.content);
-        let Some(code) = code else {
+        if code.is_none() {
             if let Some(answer) = final_answer_line(&reply.content) {
                 return Some(Value::String(answer));
             }
             if *at.corrections >= MAX_CORRECTIONS {
                 return Some(Value::String(reply.content.trim().to_string()));
             }
+        }
+        if !thought.is_empty() {
+            on_event(&Event::Thought {
+                step,
+                text: thought,
+            });
+        }
+        let Some(code) = code else {
             *at.corrections += 1;
-            if !thought.is_empty() {
-                on_event(&Event::Thought {
-                    step,
-                    text: thought,
-                });
-            }
             on_event(&Event::Correction {
                 step,
                 text: NO_CODE.to_string(),
@@ -390,12 +392,6 @@ impl Agent {
             messages.push(Message::user(NO_CODE));
             return None;
         };
-        if !thought.is_empty() {
-            on_event(&Event::Thought {
-                step,
-                text: thought,
-            });
-        }
         on_event(&Event::Code {
             step,
             code: code.clone(),
