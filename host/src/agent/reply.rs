@@ -15,26 +15,20 @@ pub fn split_code(reply: &str) -> (String, Option<String>) {
     let mut tagged = Vec::new();
     let mut untagged = Vec::new();
     let mut thought = None;
-    let mut rest = reply;
-    while let Some(open) = rest.find("```") {
+    let mut after_last = 0;
+    for fence in fences(reply) {
         let found = !tagged.is_empty() || !untagged.is_empty();
-        if found && imagines_output(&rest[..open]) {
+        if found && imagines_output(&reply[after_last..fence.start]) {
             break;
         }
-        thought.get_or_insert_with(|| reply[..reply.len() - rest.len() + open].trim().to_string());
-        let after = &rest[open + 3..];
-        let line_end = after.find('\n').unwrap_or(after.len());
-        let lang = after[..line_end].trim().to_lowercase();
-        let body = &after[(line_end + 1).min(after.len())..];
-        let close = body.find("```").unwrap_or(body.len());
-        let code = body[..close].to_string();
-        match lang.as_str() {
-            "python" | "py" | "python3" => tagged.push(code),
-            "" => untagged.push(code),
+        thought.get_or_insert_with(|| reply[..fence.start].trim().to_string());
+        match fence.lang.as_str() {
+            "python" | "py" | "python3" => tagged.push(fence.body.to_string()),
+            "" => untagged.push(fence.body.to_string()),
             "output" | "result" | "observation" | "text" | "console" if found => break,
             _ => {}
         }
-        rest = &body[(close + 3).min(body.len())..];
+        after_last = fence.end;
     }
     if tagged.is_empty() && untagged.is_empty() {
         if let Some((before, after)) = reply.split_once("<code>") {
@@ -47,6 +41,36 @@ pub fn split_code(reply: &str) -> (String, Option<String>) {
     let blocks = if tagged.is_empty() { untagged } else { tagged };
     let code = blocks.join("\n");
     (thought.unwrap_or_default(), has_code(&code).then_some(code))
+}
+
+/// One ```` ``` ```` block of a reply: its language tag (lower case), its body,
+/// and where it starts and ends in the reply. An unclosed block runs to the end.
+struct Fence<'a> {
+    start: usize,
+    lang: String,
+    body: &'a str,
+    end: usize,
+}
+
+/// The fenced blocks of a text, in order.
+fn fences(text: &str) -> impl Iterator<Item = Fence<'_>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let start = at + text[at..].find("```")?;
+        let after = start + 3;
+        let line_end = text[after..].find('\n').map_or(text.len(), |i| after + i);
+        let body_start = (line_end + 1).min(text.len());
+        let close = text[body_start..]
+            .find("```")
+            .map_or(text.len(), |i| body_start + i);
+        at = (close + 3).min(text.len());
+        Some(Fence {
+            start,
+            lang: text[after..line_end].trim().to_lowercase(),
+            body: &text[body_start..close],
+            end: at,
+        })
+    })
 }
 
 /// Whether text between two blocks is the model imagining the output of the first.
@@ -152,24 +176,16 @@ fn tagged_calls(reply: &str) -> Vec<TextCall> {
 }
 
 fn fenced_calls(reply: &str) -> Vec<TextCall> {
-    let mut calls = Vec::new();
-    let mut rest = reply;
-    while let Some(open) = rest.find("```") {
-        let after = &rest[open + 3..];
-        let line_end = after.find('\n').unwrap_or(after.len());
-        let lang = after[..line_end].trim().to_lowercase();
-        let body = &after[(line_end + 1).min(after.len())..];
-        let close = body.find("```").unwrap_or(body.len());
-        if matches!(
-            lang.as_str(),
-            "" | "json" | "tool_call" | "tool_code" | "javascript"
-        ) && let Ok(v) = serde_json::from_str::<Value>(body[..close].trim())
-        {
-            calls.extend(calls_in(&v));
-        }
-        rest = &body[(close + 3).min(body.len())..];
-    }
-    calls
+    fences(reply)
+        .filter(|f| {
+            matches!(
+                f.lang.as_str(),
+                "" | "json" | "tool_call" | "tool_code" | "javascript"
+            )
+        })
+        .filter_map(|f| serde_json::from_str::<Value>(f.body.trim()).ok())
+        .flat_map(|v| calls_in(&v))
+        .collect()
 }
 
 /// `Action: {json}`, or `Action: NAME` followed by `Action Input: {json}`.
