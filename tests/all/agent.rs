@@ -4,7 +4,6 @@
 use crate::fixture::Fixture;
 use crate::support::*;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,36 +63,16 @@ fn answer(
     seen: &Mutex<Vec<(String, Value)>>,
     replies: &Mutex<std::vec::IntoIter<(u16, String)>>,
 ) {
-    let mut reader = BufReader::new(&stream);
-    let mut head = String::new();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        if let Some(v) = line.to_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap();
-        }
-        if line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
+    let Ok(Some((head, body))) = crate::fixture::read_request(&stream) else {
+        return;
+    };
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     seen.lock().unwrap().push((head, body));
     let (status, text) = replies.lock().unwrap().next().unwrap_or((
         400,
         json!({"error": {"message": "the script has no more replies"}}).to_string(),
     ));
-    let response = format!(
-        "HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    );
-    let mut stream = stream;
-    let _ = stream.write_all(response.as_bytes());
+    let _ = crate::fixture::write_json(&stream, status, &text);
 }
 
 /// A completion whose message is `content`.

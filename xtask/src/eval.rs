@@ -10,7 +10,7 @@
 use crate::{demo_manifest, fixture, root, step};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::IsTerminal;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -510,31 +510,14 @@ impl Scripted {
 }
 
 fn serve(stream: TcpStream, tasks: &[Task]) -> std::io::Result<()> {
-    let mut reader = BufReader::new(&stream);
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        if let Some(v) = line.to_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
+    let Some((_, body)) = fixture::read_request(&stream)? else {
+        return Ok(());
+    };
     let (status, text) = match serde_json::from_slice::<Value>(&body) {
         Ok(request) => reply(&request, tasks),
         Err(e) => (400, error(&format!("the body is not JSON: {e}"))),
     };
-    let response = format!(
-        "HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    );
-    (&stream).write_all(response.as_bytes())
+    fixture::write_json(&stream, status, &text)
 }
 
 fn error(message: &str) -> String {

@@ -6,7 +6,7 @@
 //! - A server made with [`Fixture::redirecting`] answers every request with a 302 to another address.
 //! - A server made with [`Fixture::holding`] answers nothing until [`Fixture::release`].
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -118,6 +118,40 @@ impl Drop for Fixture {
         self.stop.store(true, Ordering::Relaxed);
         let _ = TcpStream::connect(self.addr); // wake the accept loop
     }
+}
+
+/// Reads one HTTP/1.1 request: its head (request line and headers, as sent)
+/// and its body (`Content-Length` bytes); `None` if the client closed first.
+/// For the scripted model servers of the eval and the tests.
+pub fn read_request(stream: &TcpStream) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        if let Some(v) = line.to_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok(Some((head, body)))
+}
+
+/// Answers with a JSON body and closes the connection.
+pub fn write_json(mut stream: &TcpStream, status: u16, body: &str) -> std::io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes())
 }
 
 fn handle(
