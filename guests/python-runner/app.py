@@ -34,51 +34,144 @@ from wit_world.exports.runner import (
 )
 from wit_world.imports import host
 
-# The standard library a model expects to find. Only modules imported now are
-# in the component; a module that cannot load here is left out, not fatal.
-PRELOAD = """
-abc argparse array base64 binascii bisect calendar cmath codecs codeop collections
-collections.abc colorsys contextlib contextvars copy copyreg csv dataclasses datetime
-decimal difflib dis email email.message email.parser email.utils enum errno filecmp
-fileinput fnmatch fractions functools gc getopt gettext glob graphlib gzip hashlib
-heapq hmac html html.entities html.parser http importlib importlib.resources inspect
-io ipaddress itertools json keyword linecache locale logging math mimetypes numbers
-operator optparse os os.path pathlib pickle pkgutil platform pprint pydoc quopri
-random re reprlib sched secrets shlex shutil statistics string stringprep struct
-sys tarfile tempfile textwrap time timeit token tokenize tomllib traceback types
-typing unicodedata unittest urllib urllib.parse uuid warnings weakref xml
-xml.dom.minidom xml.etree.ElementTree zipfile zlib zoneinfo sqlite3 queue
-""".split()
-
-for _name in PRELOAD:
-    try:
-        importlib.import_module(_name)
-    except Exception:  # not in this CPython build; `import` will say so at run time
-        pass
-
-# What the sandbox does not have, and the words to say so.
-BLOCKED = {
-    "subprocess": "no processes",
-    "_posixsubprocess": "no processes",
-    "multiprocessing": "no processes",
-    "_multiprocessing": "no processes",
-    "concurrent": "no threads or processes",
-    "threading": "no threads",
-    "_thread": "no threads",
-    "socket": "no sockets",
-    "_socket": "no sockets",
-    "ssl": "no sockets",
-    "_ssl": "no sockets",
-    "select": "no sockets",
-    "selectors": "no sockets",
-    "asyncio": "no sockets or event loop",
-    "http.client": "no network",
-    "urllib.request": "no network",
-    "ftplib": "no network",
-    "smtplib": "no network",
-    "ctypes": "no native code",
-    "_ctypes": "no native code",
+# The whole standard library. The component has no files at run time: a module
+# is there only if it was imported now, when componentize-py snapshots the
+# interpreter. So every module of the bundled stdlib is imported here, and what
+# cannot load (its C library is not in this build, or it is for another
+# system) is remembered with the reason, for `import` to give it.
+_LEFT_OUT = {
+    "test": "the CPython test suite is not included",
+    "idlelib": "it has no GUI (Tk is not in this build)",
+    "tkinter": "it has no GUI (Tk is not in this build)",
+    "turtle": "it has no GUI (Tk is not in this build)",
+    "turtledemo": "it has no GUI (Tk is not in this build)",
+    "_pyrepl": "it has no terminal",
+    "antigravity": "it has no web browser",
+    "this": "it is an easter egg that prints at import",
+    "ensurepip": "it has no pip: add packages to `[runner] packages` in the manifest",
+    "venv": "it has no pip: add packages to `[runner] packages` in the manifest",
+    "_ios_support": "it is not iOS",
 }
+# Why a module's C part is missing, by the part's name.
+_NATIVE = {
+    "_ctypes": "it runs no native code",
+    "_multiprocessing": "it has no processes",
+    "_posixsubprocess": "it has no processes",
+    "_posixshmem": "it has no processes",
+    "termios": "it has no terminal",
+    "_curses": "it has no terminal",
+    "_curses_panel": "it has no terminal",
+    "readline": "it has no terminal",
+    "_tkinter": "it has no GUI (Tk is not in this build)",
+    "_interpreters": "it has no subinterpreters",
+    "_interpchannels": "it has no subinterpreters",
+    "_interpqueues": "it has no subinterpreters",
+    "_remote_debugging": "it has no debugger attach",
+    "mmap": "WASI has no memory mapping",
+    "fcntl": "WASI has no file locks",
+    "grp": "WASI has no users or groups",
+    "pwd": "WASI has no users or groups",
+    "resource": "WASI has no resource limits to read",
+    "syslog": "WASI has no system log",
+    "_ssl": "it has no sockets",
+}
+_WINDOWS = {"nt", "msvcrt", "winreg", "winsound", "_winapi", "_overlapped", "_wmi", "_scproxy"}
+_MISSING = {}
+
+
+def _why_missing(name, exc):
+    if name.split(".")[-1] == "__main__":
+        return "it runs a program at import"
+    windows = ("windows_events", "windows_utils", "win32", "windows_console", "mbcs", "oem")
+    if name in _WINDOWS or name.endswith(windows):
+        return "it is for Windows or macOS"
+    part = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if part in _NATIVE:
+        return _NATIVE[part]
+    if part in _MISSING or part in _WINDOWS:
+        return _MISSING.get(part) or "it is for Windows or macOS"
+    if part and part.startswith("_"):
+        return f"its C library is not in this build (`{part}`)"
+    return f"it does not load under WASI ({type(exc).__name__}: {exc})"
+
+
+def _import_stdlib():
+    import pkgutil
+
+    quiet = io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = quiet  # nothing a module prints at import is kept
+    try:
+        for top in sorted(sys.stdlib_module_names):
+            if top in _LEFT_OUT:
+                _MISSING[top] = _LEFT_OUT[top]
+                continue
+            if not _import(top) or not hasattr(sys.modules[top], "__path__"):
+                continue
+            for info in pkgutil.walk_packages(sys.modules[top].__path__, top + ".", onerror=str):
+                parts = info.name.split(".")
+                if parts[-1] == "__main__":
+                    _MISSING[info.name] = _why_missing(info.name, None)
+                elif not {"test", "tests", "idle_test"} & set(parts):
+                    _import(info.name)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _import(name):
+    if name in sys.modules:
+        return True
+    try:
+        importlib.import_module(name)
+        return True
+    except BaseException as e:  # noqa: BLE001 - not in this build: `import` will say why
+        _MISSING[name] = _why_missing(name, e)
+        return False
+
+
+_import_stdlib()
+
+# Sockets: the stdlib's modules that hold `socket` (asyncio, logging.handlers,
+# email.utils) get errors, not a crash: the host links no `wasi:sockets`, and
+# calling one of its functions would trap the instance.
+_socket_module = sys.modules["socket"]
+
+
+def _no_sockets(*args, **kwargs):
+    raise OSError(errno.ENOTSUP, "the witbox sandbox has no sockets")
+
+
+_socket_module.socket.__init__ = _no_sockets
+for _name in (
+    "create_connection create_server socketpair fromfd getaddrinfo getnameinfo gethostbyname"
+    " gethostbyname_ex gethostbyaddr getservbyname getservbyport getprotobyname getfqdn"
+).split():
+    setattr(_socket_module, _name, _no_sockets)
+del _socket_module
+
+# What the sandbox has but does not allow, and the words to say so. The stdlib's
+# own modules imported above keep their references (asyncio holds `socket`);
+# user code cannot import them. The network clients (`urllib.request`,
+# `http.client`, `smtplib`, ...) import, for what needs no network (a `Request`,
+# `pathname2url`, `http.client.responses`); connecting fails (below).
+BLOCKED = {
+    "subprocess": "it has no processes",
+    "multiprocessing": "it has no processes",
+    "pty": "it has no processes",
+    "socket": "it has no sockets",
+    "_socket": "it has no sockets",
+    "ssl": "it has no sockets",
+    "select": "it has no sockets",
+    "selectors": "it has no sockets",
+    "socketserver": "it has no sockets",
+    "ctypes": "it runs no native code",
+}
+
+
+def _unavailable(name, why):
+    return ModuleNotFoundError(
+        f"module `{name}` is not available in the witbox sandbox: {why}", name=name
+    )
 
 
 class _Blocked:
@@ -88,12 +181,10 @@ class _Blocked:
     def find_spec(name, path=None, target=None):
         parts = name.split(".")
         for i in range(len(parts), 0, -1):
-            why = BLOCKED.get(".".join(parts[:i]))
+            prefix = ".".join(parts[:i])
+            why = BLOCKED.get(prefix) or _MISSING.get(prefix)
             if why:
-                raise ImportError(
-                    f"module `{name}` is not available: the witbox sandbox has {why}",
-                    name=name,
-                )
+                raise _unavailable(name, why)
         return None
 
 
@@ -102,7 +193,24 @@ for _name in list(sys.modules):
         del sys.modules[_name]
 sys.meta_path.insert(0, _Blocked)
 
-_RUNNER_FILE = __file__ if "__file__" in globals() else "app.py"
+# Threads: the modules import (the stdlib and many packages take a lock or two),
+# but none can start.
+import _thread  # noqa: E402
+import threading  # noqa: E402
+
+
+def _no_thread(*args, **kwargs):
+    raise RuntimeError("can't start a new thread: the witbox sandbox has no threads")
+
+
+threading.Thread.start = _no_thread
+for _name in ("start_new_thread", "start_new", "start_joinable_thread"):
+    if hasattr(_thread, _name):
+        setattr(_thread, _name, _no_thread)
+
+import aio  # noqa: E402
+
+_RUNNER_FILES = {aio.__file__, __file__ if "__file__" in globals() else "app.py"}
 _MARKER = "\n[witbox: output truncated: the run reached its limit of {} bytes]\n"
 
 
@@ -394,8 +502,14 @@ def _user_frames(tb):
     """The traceback without the runner's own frames, as (the first frames, how
     many were left out, the last frames)."""
     head, tail, left_out = [], collections.deque(maxlen=_KEEP_FRAMES), 0
+    # A cell that awaits runs under the event loop's frames: they are not the user's.
+    first = tb
+    while first is not None and not first.tb_frame.f_code.co_filename.startswith("<cell"):
+        first = first.tb_next
+    if first is not None:
+        tb = first
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename != _RUNNER_FILE:
+        if tb.tb_frame.f_code.co_filename not in _RUNNER_FILES:
             if len(head) < _KEEP_FRAMES:
                 head.append(tb)
             else:
@@ -479,6 +593,9 @@ def _describe(exc, during):
             column=_u32(exc.offset),
         )
     message = str(exc)
+    if type(exc) is ModuleNotFoundError and message == f"No module named {exc.name!r}":
+        if not getattr(exc, "__notes__", None):
+            exc.add_note(_NOT_INSTALLED)
     frames = _user_frames(exc.__traceback__)
     line = _cell_line(frames)
     text = ""
@@ -496,6 +613,13 @@ def _describe(exc, during):
         line=line,
         column=None,
     )
+
+
+# What a missing package's error adds: where packages come from.
+_NOT_INSTALLED = (
+    "The witbox sandbox has the standard library and no other packages; add one"
+    " to `[runner] packages` in the manifest."
+)
 
 
 def _traceback_text(exc, frames):
@@ -551,19 +675,41 @@ def _collapse(lines):
     return out
 
 
+# A cell may `await` at the top level, as in a notebook: its code is then a
+# coroutine, run on the session's event loop (aio.py).
+_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+
+
 def _compile(code, filename):
     """The cell as (statements, trailing expression or None), both code objects."""
     try:
         # Most cells an agent sends are one expression (a call, a name): compiling
         # the source directly is twice as fast as going through the AST.
-        return None, compile(code, filename, "eval")
+        return None, compile(code, filename, "eval", flags=_AWAIT)
     except SyntaxError:
         pass
     tree = ast.parse(code, filename=filename, mode="exec")
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = compile(ast.Expression(tree.body.pop().value), filename, "eval")
-    return compile(tree, filename, "exec"), last
+        last = compile(ast.Expression(tree.body.pop().value), filename, "eval", flags=_AWAIT)
+    return compile(tree, filename, "exec", flags=_AWAIT), last
+
+
+def _awaits(code):
+    return code is not None and code.co_flags & inspect.CO_COROUTINE
+
+
+async def _run_async(body, last):
+    """A cell that awaits: both its parts run inside the session's loop, so the
+    statements can start tasks that the last expression awaits."""
+    if body is not None:
+        done = eval(body, _globals)
+        if _awaits(body):
+            await done
+    if last is not None:
+        value = eval(last, _globals)
+        return await value if _awaits(last) else value
+    return None
 
 
 def _no_space(code, offset, exc):
@@ -599,12 +745,14 @@ def _execute(code, filename):
         return None, _error(e)
     _run.codes = (body, last)
     try:
-        if body is not None:
-            exec(body, _globals)
-        if last is not None:
-            value = eval(last, _globals)
-            if value is not None:
-                return _value(repr(value))
+        if _awaits(body) or _awaits(last):
+            value = aio.run(_run_async(body, last))
+        else:
+            if body is not None:
+                exec(body, _globals)
+            value = None if last is None else eval(last, _globals)
+        if value is not None:
+            return _value(repr(value))
         return None, None
     except _Stop:  # final_answer, or the output limit (which `run` reports)
         return None, None
@@ -681,6 +829,7 @@ class Runner(exports.Runner):
         global _cell
         _fresh_globals()
         _checkpoints.forget()
+        aio.forget()
         _cell = 0
         for name in [n for n in linecache.cache if n.startswith("<cell")]:
             del linecache.cache[name]
@@ -733,12 +882,15 @@ _execute(
     "<cell 0>",
 )
 _blob = _checkpoint(1 << 20)
+_execute("import asyncio\nasync def a(): await asyncio.sleep(0); return 1\nawait a()", "<cell 0>")
+_execute("asyncio.run(a())", "<cell 0>")
 _execute("print(xs[0], x)\nxs", "<cell 0>")
 _checkpoint(1 << 20)
 _checkpoints.restore(_blob)
 sys.stdout, sys.stderr = _saved
 _fresh_globals()
 _checkpoints.forget()
+aio.forget()
 del _blob
 # Everything so far lives as long as the instance. Freezing it keeps the garbage
 # collector from walking (and so writing to, and copying) the snapshot's pages

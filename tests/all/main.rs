@@ -29,6 +29,7 @@ mod schedule;
 mod secrets;
 mod shipped;
 mod snapshots;
+mod stdlib;
 mod stream;
 mod types;
 mod weather;

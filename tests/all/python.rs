@@ -47,19 +47,36 @@ async fn the_useful_standard_library_is_there() {
 async fn what_the_sandbox_lacks_fails_with_a_clear_import_error() {
     let mut s = session("").await;
     for (module, why) in [
-        ("subprocess", "no processes"),
-        ("multiprocessing", "no processes"),
-        ("socket", "no sockets"),
-        ("ssl", "no sockets"),
-        ("ctypes", "no native code"),
-        ("threading", "no threads"),
-        ("concurrent", "no threads or processes"),
-        ("urllib.request", "no network"),
+        ("subprocess", "it has no processes"),
+        ("multiprocessing", "it has no processes"),
+        ("selectors", "it has no sockets"),
+        ("socket", "it has no sockets"),
+        ("ssl", "it has no sockets"),
+        ("ctypes", "it runs no native code"),
     ] {
         let o = cell(&mut s, &format!("import {module}")).await;
-        let message = format!("module `{module}` is not available: the witbox sandbox has {why}");
-        assert_eq!(error_of(&o), ("ImportError", message.as_str()));
+        let message = format!("module `{module}` is not available in the witbox sandbox: {why}");
+        assert_eq!(error_of(&o), ("ModuleNotFoundError", message.as_str()));
     }
+    // A submodule is refused with its package.
+    let o = cell(&mut s, "import multiprocessing.pool").await;
+    assert_eq!(
+        error_of(&o).1,
+        "module `multiprocessing` is not available in the witbox sandbox: it has no processes"
+    );
+    // The network clients import (for what needs no network); connecting fails.
+    let o = cell(
+        &mut s,
+        "import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9/')",
+    )
+    .await;
+    assert_eq!(
+        error_of(&o),
+        (
+            "URLError",
+            "<urlopen error [Errno 58] the witbox sandbox has no sockets>"
+        )
+    );
 }
 
 #[tokio::test]
@@ -362,13 +379,33 @@ async fn nothing_of_the_host_is_reachable() {
         ),
         (
             "import socket",
-            "ImportError",
-            "module `socket` is not available: the witbox sandbox has no sockets",
+            "ModuleNotFoundError",
+            "module `socket` is not available in the witbox sandbox: it has no sockets",
         ),
         (
             "import _socket",
-            "ImportError",
-            "module `_socket` is not available: the witbox sandbox has no sockets",
+            "ModuleNotFoundError",
+            "module `_socket` is not available in the witbox sandbox: it has no sockets",
+        ),
+        // The stdlib's own modules hold `socket` and `subprocess` (asyncio,
+        // logging.handlers): what they reach fails with an error, not a crash.
+        (
+            "import logging.handlers
+logging.handlers.socket.socket()",
+            "OSError",
+            "[Errno 58] the witbox sandbox has no sockets",
+        ),
+        (
+            "import logging.handlers
+logging.handlers.socket.create_connection(('127.0.0.1', 80))",
+            "OSError",
+            "[Errno 58] the witbox sandbox has no sockets",
+        ),
+        (
+            "import asyncio.base_subprocess as b
+b.subprocess.Popen(['ls'])",
+            "OSError",
+            "[Errno 58] wasi does not support processes.",
         ),
     ] {
         let o = cell(&mut s, code).await;
@@ -385,16 +422,35 @@ async fn nothing_of_the_host_is_reachable() {
     // No class anywhere in the interpreter can start a process.
     let o = cell(
         &mut s,
-        "seen, todo = set(), [object]\nwhile todo:\n    c = todo.pop()\n    for k in type.__subclasses__(c):\n        if k not in seen:\n            seen.add(k)\n            todo.append(k)\nsorted(k.__name__ for k in seen if k.__name__ in ('Popen', 'Process', 'Thread', 'socket', 'CDLL'))",
+        "seen, todo = set(), [object]\nwhile todo:\n    c = todo.pop()\n    for k in type.__subclasses__(c):\n        if k not in seen:\n            seen.add(k)\n            todo.append(k)\nsorted({k.__name__ for k in seen if k.__name__ in ('Popen', 'Process', 'Thread', 'socket', 'CDLL')})",
     )
     .await;
-    assert_eq!(o.value.as_deref(), Some("['Thread']"), "{o:?}");
+    assert_eq!(
+        o.value.as_deref(),
+        Some("['Popen', 'Process', 'Thread', 'socket']"),
+        "{o:?}"
+    );
     let o = cell(
         &mut s,
         "import logging\nt = logging.threading.Thread(target=print)\nt.start()",
     )
     .await;
-    assert_eq!(error_of(&o), ("RuntimeError", "can't start new thread"));
+    assert_eq!(
+        error_of(&o),
+        (
+            "RuntimeError",
+            "can't start a new thread: the witbox sandbox has no threads"
+        )
+    );
+    let o = cell(
+        &mut s,
+        "import logging.handlers\nlogging.handlers.socket.socketpair()",
+    )
+    .await;
+    assert_eq!(
+        error_of(&o),
+        ("OSError", "[Errno 58] the witbox sandbox has no sockets")
+    );
     assert!(!std::path::Path::new("/tmp/witbox-pwned").exists());
 }
 

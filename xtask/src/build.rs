@@ -52,6 +52,7 @@ pub const GUESTS: [Guest; 8] = [
         inputs: &[
             "guests/python-runner/app.py",
             "guests/python-runner/checkpoint.py",
+            "guests/python-runner/aio.py",
             "wit/host.wit",
             "wit/runner.wit",
             "wit/worlds.wit",
