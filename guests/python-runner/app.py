@@ -79,6 +79,12 @@ _WINDOWS = {"nt", "msvcrt", "winreg", "winsound", "_winapi", "_overlapped", "_wm
 _MISSING = {}
 
 
+def _unavailable(name, why):
+    return ModuleNotFoundError(
+        f"module `{name}` is not available in the witbox sandbox: {why}", name=name
+    )
+
+
 def _why_missing(name, exc):
     if name.split(".")[-1] == "__main__":
         return "it runs a program at import"
@@ -131,6 +137,127 @@ def _import(name):
 
 _import_stdlib()
 
+
+class _StandIn(types.ModuleType):
+    """A module the sandbox lacks, in place of it while a package imports: the
+    import succeeds, names from it can be imported, and only using one raises the
+    sandbox's message. ctypes' stand-in knows the sizes of wasm32's C types
+    (sympy reads `sizeof(c_long)` at import)."""
+
+    def __init__(self, name, why):
+        super().__init__(name)
+        self.__witbox_why__ = why
+        if name == "ctypes":
+            for ctype, size in _CTYPE_SIZES.items():
+                setattr(self, ctype, type(ctype, (), {"_witbox_size": size, "__module__": "ctypes"}))
+            self.sizeof = lambda t: t._witbox_size
+            self.sizeof.__name__ = "sizeof"
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Unusable(self.__name__, attr, self.__witbox_why__)
+
+
+class _Unusable:
+    """A name from a stand-in module: calling or using it raises the sandbox's message."""
+
+    def __init__(self, module, name, why):
+        self.__witbox__ = (module, name, why)
+
+    def _refuse(self, *args, **kwargs):
+        module, _, why = object.__getattribute__(self, "__witbox__")
+        raise _unavailable(module, why)
+
+    __call__ = _refuse
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        self._refuse()
+
+    def __mro_entries__(self, bases):  # `class S(ctypes.Structure)` defines; making one raises
+        refuse = self._refuse
+        return (type("Unusable", (), {"__new__": lambda cls, *a, **k: refuse()}),)
+
+    def __repr__(self):
+        module, name, _ = object.__getattribute__(self, "__witbox__")
+        return f"<{module}.{name}: not available in the witbox sandbox>"
+
+
+# The sizes of C types on wasm32 (ILP32), for ctypes' stand-in.
+_CTYPE_SIZES = {
+    **dict.fromkeys("c_bool c_char c_byte c_ubyte c_int8 c_uint8".split(), 1),
+    **dict.fromkeys("c_short c_ushort c_int16 c_uint16".split(), 2),
+    **dict.fromkeys(
+        "c_int c_uint c_long c_ulong c_int32 c_uint32 c_float c_size_t c_ssize_t c_void_p"
+        " c_char_p c_wchar_p c_wchar".split(),
+        4,
+    ),
+    **dict.fromkeys("c_longlong c_ulonglong c_int64 c_uint64 c_double".split(), 8),
+    "c_longdouble": 16,
+}
+
+
+def _import_packages(names):
+    """Imports the packages `witbox runner build` added, and all their submodules
+    (so that lazy imports work). A package that imports a module the sandbox
+    lacks at import time, without needing it, gets a stand-in for it."""
+    import pkgutil
+
+    stand_ins = {}
+    quiet = io.StringIO()
+    saved = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = quiet
+    try:
+        for top in names:
+            if not _import_with_stand_ins(top, stand_ins):
+                continue
+            path = getattr(sys.modules[top], "__path__", None)
+            for info in pkgutil.walk_packages(path or [], top + ".", onerror=str):
+                parts = set(info.name.split("."))
+                if not parts & {"test", "tests", "testing", "conftest", "__main__"}:
+                    _import_with_stand_ins(info.name, stand_ins)
+    finally:
+        sys.stdout, sys.stderr = saved
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]  # user code that imports it gets the message
+
+
+def _import_with_stand_ins(name, stand_ins):
+    for _ in range(8):
+        if name in sys.modules:
+            return True
+        before = set(sys.modules)
+        try:
+            importlib.import_module(name)
+            return True
+        except ModuleNotFoundError as e:
+            for added in set(sys.modules) - before:
+                del sys.modules[added]
+            lacking = e.name or ""
+            if lacking.startswith("_") and lacking[1:] in _MISSING:
+                lacking = lacking[1:]  # `_ctypes` failed inside `ctypes`: stand in for `ctypes`
+            why = _MISSING.get(lacking) or _MISSING.get(lacking.split(".")[0])
+            if not why or lacking in stand_ins or lacking == name:
+                _MISSING[name] = _why_missing(name, e)
+                return False
+            stand_ins[lacking] = sys.modules[lacking] = _StandIn(lacking, why)
+        except BaseException as e:  # noqa: BLE001 - `import` will say why
+            _MISSING[name] = f"it failed to import when the runner was built ({type(e).__name__}: {e})"
+            return False
+    return False
+
+
+try:
+    import _witbox_packages  # written by `witbox runner build`
+except ImportError:
+    PACKAGES = ()
+else:
+    PACKAGES = tuple(_witbox_packages.NAMES)
+    _import_packages(PACKAGES)
+
 # Sockets: the stdlib's modules that hold `socket` (asyncio, logging.handlers,
 # email.utils) get errors, not a crash: the host links no `wasi:sockets`, and
 # calling one of its functions would trap the instance.
@@ -166,12 +293,6 @@ BLOCKED = {
     "socketserver": "it has no sockets",
     "ctypes": "it runs no native code",
 }
-
-
-def _unavailable(name, why):
-    return ModuleNotFoundError(
-        f"module `{name}` is not available in the witbox sandbox: {why}", name=name
-    )
 
 
 class _Blocked:
@@ -617,8 +738,9 @@ def _describe(exc, during):
 
 # What a missing package's error adds: where packages come from.
 _NOT_INSTALLED = (
-    "The witbox sandbox has the standard library and no other packages; add one"
-    " to `[runner] packages` in the manifest."
+    "The witbox sandbox has the standard library and "
+    + (f"the packages {', '.join(PACKAGES)}" if PACKAGES else "no other packages")
+    + "; add one to `[runner] packages` in the manifest."
 )
 
 

@@ -27,7 +27,8 @@
 //! - [`mcp`]: the MCP server (stdio and streamable HTTP): the tools, `run_python`, `reset_session`.
 //! - [`audit`]: the audit log, one JSON line per call and run.
 //! - [`compose`], [`embed`]: static composition (`wac plug`), guests' WIT docs in a custom section.
-//! - [`scaffold`]: `witbox new tool` and `witbox build`.
+//! - [`scaffold`]: `witbox new tool` and `witbox build`; [`packages`]: `[runner] packages`,
+//!   `witbox.lock` and `witbox runner build`.
 //!
 //! # The two data flows
 //!
@@ -56,6 +57,7 @@ mod linker;
 pub mod manifest;
 pub mod mcp;
 pub mod net;
+pub mod packages;
 pub mod policy;
 pub mod python;
 pub mod scaffold;

@@ -91,6 +91,15 @@ pub struct RunnerEntry {
     /// back. Example: `true`.
     #[serde(default = "defaults::checkpoints")]
     pub checkpoints: bool,
+    /// Third-party packages for the sessions, as pip requirements (pure-Python
+    /// wheels only). `witbox runner build` resolves them into `witbox.lock` beside
+    /// the manifest and builds a runner that has them. Example: `["sympy==1.14.0"]`.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// A pip requirements file with more packages, relative to the manifest
+    /// (one requirement per line; `#` comments). Example: `"requirements.txt"`.
+    #[serde(default)]
+    pub requirements: Option<PathBuf>,
 }
 
 impl RunnerEntry {
@@ -112,6 +121,8 @@ impl Default for RunnerEntry {
             warm_sessions: defaults::warm_sessions(),
             scratch_mb: defaults::scratch_mb(),
             checkpoints: defaults::checkpoints(),
+            packages: Vec::new(),
+            requirements: None,
         }
     }
 }

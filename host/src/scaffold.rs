@@ -211,7 +211,7 @@ fn world_name(dir: &Path) -> Result<String> {
 
 /// componentize-py: `$WITBOX_COMPONENTIZE_PY`, a `.venv/bin/componentize-py` in
 /// the tool's folder or above it, or one on the `PATH`.
-fn componentize_py(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn componentize_py(dir: &Path) -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("WITBOX_COMPONENTIZE_PY") {
         return Ok(path.into());
     }
@@ -228,7 +228,7 @@ fn componentize_py(dir: &Path) -> Result<PathBuf> {
     });
     on_path.with_context(|| {
         format!(
-            "componentize-py is needed to build a Python tool: `pip install componentize-py=={COMPONENTIZE_PY}` (or set WITBOX_COMPONENTIZE_PY)"
+            "componentize-py is needed to build Python components (a Python tool, or the runner with packages): `pip install componentize-py=={COMPONENTIZE_PY}` (or set WITBOX_COMPONENTIZE_PY)"
         )
     })
 }

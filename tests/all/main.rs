@@ -20,6 +20,7 @@ mod local_models;
 mod malformed;
 mod mcp;
 mod net;
+mod packages;
 mod python;
 mod quadratic;
 mod robust;

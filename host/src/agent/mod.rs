@@ -200,10 +200,13 @@ impl Agent {
     /// The system prompt of this agent's mode, with its tools (and, in `code`
     /// mode, the limits of the session).
     pub fn system_prompt(&self) -> String {
-        let session = self
-            .runner
-            .as_ref()
-            .map(|r| prompt::SessionFacts::of(r.sandbox().limits.clone(), r.scratch_mb));
+        let session = self.runner.as_ref().map(|r| {
+            prompt::SessionFacts::of(
+                r.sandbox().limits.clone(),
+                r.scratch_mb,
+                r.packages().to_vec(),
+            )
+        });
         prompt::system(self.mode, &self.tools, session.as_ref())
     }
 

@@ -39,11 +39,16 @@ pub const MODULES: &[&str] = &[
 pub(super) struct SessionFacts {
     limits: Limits,
     scratch_mb: u64,
+    packages: Vec<String>,
 }
 
 impl SessionFacts {
-    pub(super) fn of(limits: Limits, scratch_mb: u64) -> Self {
-        Self { limits, scratch_mb }
+    pub(super) fn of(limits: Limits, scratch_mb: u64, packages: Vec<String>) -> Self {
+        Self {
+            limits,
+            scratch_mb,
+            packages,
+        }
     }
 
     fn describe(&self) -> String {
@@ -57,10 +62,11 @@ impl SessionFacts {
             "no files".into()
         };
         format!(
-            "the standard library ({}, ...), no third-party packages; {files}; no network, \
-             no asyncio, no subprocesses, no threads (use the tools for the outside world). \
+            "the standard library ({}, ..., and asyncio without sockets), {}; {files}; no network, \
+             no subprocesses, no threads (use the tools for the outside world). \
              Each block may run {} s, use {} MiB of memory, print {} KiB and make {} tool calls.",
             MODULES.join(", "),
+            crate::packages::describe(&self.packages),
             l.timeout.as_secs_f64(),
             l.memory_bytes >> 20,
             l.max_output >> 10,

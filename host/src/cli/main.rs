@@ -15,6 +15,7 @@ mod mcp;
 mod new;
 mod repl;
 mod run;
+mod runner;
 mod state;
 mod tools;
 
@@ -99,6 +100,9 @@ enum Command {
     Compose(compose::ComposeCommand),
     /// Check that a file is a loadable agent-tool component and show the tools it would give.
     Check(check::CheckCommand),
+    /// The Python runner: `witbox runner build` adds the manifest's `[runner] packages`.
+    #[command(subcommand)]
+    Runner(runner::RunnerCommand),
 }
 
 impl Command {
@@ -119,6 +123,7 @@ impl Command {
             Self::Build(c) => c.execute(cx).await,
             Self::Compose(c) => c.execute(cx).await,
             Self::Check(c) => c.execute(cx).await,
+            Self::Runner(c) => c.execute(cx).await,
         }
     }
 }

@@ -377,6 +377,7 @@ struct RunnerInfo {
     timeout_ms: u128,
     memory_mb: usize,
     tools: Vec<String>,
+    packages: Vec<String>,
 }
 
 impl RunnerInfo {
@@ -398,6 +399,7 @@ impl RunnerInfo {
                     .map(|t| t.name.clone())
                     .collect()
             }),
+            packages: crate::packages::listed(manifest, entry),
         })
     }
 
@@ -406,6 +408,7 @@ impl RunnerInfo {
             timeout_ms: runner.sandbox().limits.timeout.as_millis(),
             memory_mb: runner.sandbox().limits.memory_mb(),
             tools: runner.tool_names(),
+            packages: runner.packages().to_vec(),
         }
     }
 }
@@ -420,11 +423,12 @@ fn instructions(registry: Option<&Registry>, about: Option<&RunnerInfo>) -> Stri
     if let Some(about) = about {
         let tools = &about.tools;
         out.push_str(&format!(
-            "\n`{RUN_PYTHON}` runs Python 3.14 in a sandbox: most of the standard library, a private scratch \
+            "\n`{RUN_PYTHON}` runs Python 3.14 in a sandbox: the standard library (asyncio without sockets; top-level `await` works), {}, a private scratch \
              folder as `/` for files (`write_file`, `read_file`, `list_files`), but no network, no subprocesses, no threads. Each call may take {} ms and {} MiB. \
              Without `session_id` it starts a new session and returns its id; pass that id to keep \
              variables between calls, `{RESET_SESSION}` to clear them and `{CLOSE_SESSION}` when done. Call `final_answer(x)` to return a value. \
              Inside Python these tools are functions: {}.\n",
+            crate::packages::describe(&about.packages),
             about.timeout_ms,
             about.memory_mb,
             if registry.is_none() {

@@ -60,6 +60,8 @@ pub struct Runner {
     /// The runner component's file, and its sha256 once a snapshot needs it.
     path: std::path::PathBuf,
     build_id: std::sync::OnceLock<[u8; 32]>,
+    /// The third-party packages in the runner, as `name version`.
+    packages: Vec<String>,
 }
 
 /// A live instance of the runner and the scratch folder it sees.
@@ -124,7 +126,11 @@ impl Runner {
             max_wasm_stack: crate::limits::PYTHON_WASM_STACK,
             ..registry.engine().options().clone()
         })?;
-        let path = manifest.resolve(&entry.path);
+        let path = if crate::packages::wanted(entry) {
+            crate::packages::runner_path(manifest, entry)?
+        } else {
+            manifest.resolve(&entry.path)
+        };
         if !path.exists() {
             anyhow::bail!(
                 "the code runner `{}` does not exist (run `cargo xtask build` to build it)",
@@ -159,6 +165,7 @@ impl Runner {
             checkpoints: entry.checkpoints,
             path,
             build_id: std::sync::OnceLock::new(),
+            packages: crate::packages::listed(manifest, entry),
         }))
     }
 
@@ -231,6 +238,11 @@ impl Runner {
         }
         let missing = session.put_back(contents.checkpoint).await?;
         Ok((session, missing))
+    }
+
+    /// The third-party packages in the runner, as `name version` (from `witbox.lock`).
+    pub fn packages(&self) -> &[String] {
+        &self.packages
     }
 
     /// The limits and grants every session of this runner gets.
