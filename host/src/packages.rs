@@ -451,7 +451,7 @@ fn resolve(python: &Path, requested: &[String]) -> Result<Lock> {
             license: license(meta),
         });
     }
-    packages.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    packages.sort_by_key(|p| p.name.to_lowercase());
     Ok(Lock {
         version: 1,
         requested: requested.to_vec(),
