@@ -440,7 +440,7 @@ fn check_python_sdk_session(seen: &Value) {
     assert_eq!(seen["denied"]["is_error"], true);
     assert!(
         seen["denied"]["text"].as_str().unwrap().contains(
-            "ImportError: module `socket` is not available: the witbox sandbox has no sockets"
+            "ModuleNotFoundError: module `socket` is not available in the witbox sandbox: it has no sockets"
         ),
         "{seen}"
     );

@@ -136,3 +136,33 @@ fn a_shipped_manifest_without_weather_is_a_clear_demo_error() {
         "witbox.toml has no `weather` component to point at the fixture"
     );
 }
+
+#[test]
+fn the_shipped_runner_has_its_locked_packages() {
+    // `cargo xtask build` ran `witbox runner build` for the checked-in witbox.lock.
+    let manifest = shipped();
+    let lock = witbox::packages::Lock::read(&witbox::packages::lock_path(&manifest))
+        .unwrap()
+        .expect("witbox.lock is checked in");
+    assert_eq!(
+        lock.requested,
+        witbox::packages::requested(&manifest, &manifest.runner).unwrap()
+    );
+    let out = compiling(|| {
+        witbox_command(&root().join("witbox.toml"))
+            .args(["run", "-c"])
+            .arg(
+                "import sympy, dateutil.parser, tabulate, more_itertools\n\
+                 (sympy.solve('x**2-3*x+2'), dateutil.parser.parse('2026-12-02T10:00Z').year, \
+                 tabulate.tabulate([[1]]), list(more_itertools.chunked(range(3), 2)))",
+            )
+            .output()
+            .unwrap()
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "([1, 2], 2026, '-\\n1\\n-', [[0, 1], [2]])\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

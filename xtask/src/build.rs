@@ -139,6 +139,28 @@ pub fn build() -> Result<(), String> {
         .current_dir(&root)
         .args(["build", "-p", "witbox"]))?;
 
+    // The shipped manifest's `[runner] packages`: resolved (witbox.lock) and built
+    // into a runner of their own, which is compiled into the cache too.
+    step("building the Python runner with the shipped manifest's packages (witbox runner build)");
+    run(toolchain::cargo()
+        .current_dir(&root)
+        .env(
+            "WITBOX_COMPONENTIZE_PY",
+            root.join(".venv/bin/componentize-py"),
+        )
+        .args([
+            "run",
+            "-q",
+            "-p",
+            "witbox",
+            "--",
+            "--manifest",
+            "witbox.toml",
+            "runner",
+            "build",
+        ])
+        .stdout(std::process::Stdio::null()))?;
+
     // Compiling the 25 MB runner takes seconds; done here (and kept in the
     // user's compile cache), the first `witbox run` or MCP `initialize` after a
     // build starts in milliseconds. A no-op when the cache is warm.
