@@ -78,7 +78,131 @@ fn bench_manifest() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("witbox.toml");
     std::fs::write(&path, toml::to_string(&doc).unwrap()).unwrap();
+    // The runner's packages: the shipped lock, whose runner `cargo xtask build` built.
+    std::fs::copy(root().join("witbox.lock"), dir.join("witbox.lock")).unwrap();
     path
+}
+
+/// The runner with the shipped packages against the stdlib-only one: size, a
+/// fresh sandbox and a warm run; and a build of a runner with packages.
+fn packages(
+    manifest: &Manifest,
+    options: &EngineOptions,
+    rt: &tokio::runtime::Runtime,
+    rows: &mut Vec<(String, String, String)>,
+) {
+    let registry = Registry::load(
+        &Manifest {
+            component: vec![],
+            ..manifest.clone()
+        },
+        options.clone(),
+    )
+    .unwrap();
+    let with = witbox::packages::runner_path(manifest, &manifest.runner).unwrap();
+    let without = manifest.resolve(&manifest.runner.path);
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64 / 1e6;
+    rows.push((
+        "runner component size: shipped packages / stdlib only".into(),
+        format!("{:.1} MB", size(&with)),
+        format!(
+            "stdlib only {:.1} MB ({})",
+            size(&without),
+            witbox::packages::listed(manifest, &manifest.runner).join(", ")
+        ),
+    ));
+    let mut results = Vec::new();
+    for packages in [true, false] {
+        let entry = witbox::manifest::RunnerEntry {
+            warm_sessions: 0,
+            packages: if packages {
+                manifest.runner.packages.clone()
+            } else {
+                vec![]
+            },
+            ..manifest.runner.clone()
+        };
+        let runner = Runner::load(manifest, &entry, registry.clone()).unwrap();
+        results.push(rt.block_on(async {
+            for _ in 0..20 {
+                runner.session().await.unwrap().run("pass").await.unwrap();
+            }
+            let mut fresh = Vec::new();
+            for _ in 0..200 {
+                let t = Instant::now();
+                let mut s = runner.session().await.unwrap();
+                s.run("print(1+1)").await.unwrap();
+                fresh.push(t.elapsed());
+            }
+            let mut s = runner.session().await.unwrap();
+            let mut warm = Vec::new();
+            for i in 0..1100 {
+                let t = Instant::now();
+                s.run("print(1+1)").await.unwrap();
+                if i >= 100 {
+                    warm.push(t.elapsed());
+                }
+            }
+            let t = Instant::now();
+            let o = s
+                .run("import sympy\nsympy.solve('x**2-3*x+2')")
+                .await
+                .unwrap();
+            let solve = t.elapsed();
+            (median(fresh), median(warm), solve, o.value)
+        }));
+    }
+    let [(f1, w1, solve, value), (f0, w0, _, _)] = &results[..] else {
+        unreachable!()
+    };
+    assert_eq!(value.as_deref(), Some("[1, 2]"));
+    rows.push((
+        "packages: fresh sandbox, no warm pool (instance + first run)".into(),
+        show(*f1),
+        format!(
+            "median of 200; stdlib only {} → {:.2}×",
+            show(*f0),
+            f1.as_secs_f64() / f0.as_secs_f64()
+        ),
+    ));
+    rows.push((
+        "packages: warm `run(\"print(1+1)\")`".into(),
+        show(*w1),
+        format!(
+            "median of 1000; stdlib only {} → {:.2}×",
+            show(*w0),
+            w1.as_secs_f64() / w0.as_secs_f64()
+        ),
+    ));
+    rows.push((
+        "packages: first `sympy.solve('x**2-3*x+2')` in a session".into(),
+        show(*solve),
+        "1 run (sympy preloaded in the snapshot)".into(),
+    ));
+    // A build of a runner with the shipped packages from a warm pip cache, into a
+    // folder of its own (so it is not the one already built).
+    let dir = root().join("target/bench/build");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(root().join("witbox.lock"), dir.join("witbox.lock")).unwrap();
+    let text = format!(
+        "[runner]\npath = \"python-runner.wasm\"\npackages = {:?}\n",
+        manifest.runner.packages
+    );
+    std::fs::write(dir.join("witbox.toml"), text).unwrap();
+    let build = Manifest::load(&dir.join("witbox.toml")).unwrap();
+    let options = witbox::packages::BuildOptions {
+        locked: true,
+        componentize_py: Some(root().join(".venv/bin/componentize-py")),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    witbox::packages::build(&build, &build.runner, &options, &mut |_| {}).unwrap();
+    rows.push((
+        "`witbox runner build` of the shipped packages (warm pip cache)".into(),
+        show(t.elapsed()),
+        "1 run; pip install from witbox.lock + componentize-py, without the compile".into(),
+    ));
 }
 
 /// `PROBE=1 cargo bench -p witbox --bench witbox`: where a fresh Python sandbox
@@ -240,6 +364,7 @@ fn main() {
     });
 
     python(&manifest, &manifest_path, &options, &rt, &mut rows);
+    packages(&manifest, &options, &rt, &mut rows);
     mcp(&manifest_path, &cache, &mut rows);
 
     let cores = std::thread::available_parallelism()

@@ -70,7 +70,11 @@ impl RunnerCommand {
                 "{:<24} {:<14} {:<16} {:<14} {:>10}",
                 p.name,
                 p.version,
-                if p.license.is_empty() { "?" } else { witbox::text::head(&p.license, 16) },
+                if p.license.is_empty() {
+                    "?"
+                } else {
+                    witbox::text::head(&p.license, 16)
+                },
                 format!("{}…", &p.sha256[..12.min(p.sha256.len())]),
                 size
             );
