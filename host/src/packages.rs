@@ -734,6 +734,15 @@ mod tests {
     }
 
     #[test]
+    fn the_prompts_name_the_packages() {
+        assert_eq!(describe(&[]), "no third-party packages");
+        assert_eq!(
+            describe(&["sympy 1.14.0".into(), "mpmath 1.3.0".into()]),
+            "the packages sympy 1.14.0, mpmath 1.3.0 (no others can be installed)"
+        );
+    }
+
+    #[test]
     fn a_lock_round_trips_through_its_text() {
         let lock = Lock {
             version: 1,

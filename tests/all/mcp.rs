@@ -130,6 +130,12 @@ async fn tools_are_listed_with_their_wit_schemas_and_the_instructions_say_what_t
         instructions.contains("Inside Python these tools are functions: quadratic_solve."),
         "{instructions}"
     );
+    assert!(
+        instructions.contains(
+            "the standard library (asyncio without sockets; top-level `await` works), no third-party packages,"
+        ),
+        "{instructions}"
+    );
 
     let tools = client.request("tools/list", json!({})).await;
     let tools = tools["result"]["tools"].as_array().unwrap().clone();

@@ -166,3 +166,34 @@ fn the_shipped_runner_has_its_locked_packages() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_mcp_instructions_list_the_shipped_packages() {
+    use std::io::{BufRead, Write};
+    let mut child = witbox_command(&root().join("witbox.toml"))
+        .arg("mcp")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "0"}}});
+    writeln!(child.stdin.as_mut().unwrap(), "{init}").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let reply: Value = serde_json::from_str(&line).unwrap();
+    let instructions = reply["result"]["instructions"].as_str().unwrap();
+    assert!(
+        instructions.contains(
+            "the packages more-itertools 10.8.0, mpmath 1.3.0, python-dateutil 2.9.0.post0, \
+             six 1.17.0, sympy 1.14.0, tabulate 0.9.0 (no others can be installed)"
+        ),
+        "{instructions}"
+    );
+}

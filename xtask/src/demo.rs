@@ -22,6 +22,9 @@ pub fn demo() -> Result<(), String> {
     let manifest = dir.join("witbox.toml");
     let text = demo_manifest::derive(&shipped, &server.url())?;
     std::fs::write(&manifest, text).map_err(|e| e.to_string())?;
+    // The runner's packages are found through the lock beside the manifest.
+    std::fs::copy(root.join("witbox.lock"), dir.join("witbox.lock"))
+        .map_err(|e| format!("failed to copy witbox.lock: {e}"))?;
 
     let limits = dir.join("limits.toml");
     let text = r#"# The test kit, with tight limits, to show what hitting each one looks like.
@@ -115,10 +118,14 @@ max-output-bytes = 4096
     )?;
     run_with(&limits, &["call", "testkit_get_env", r#"{"name": "HOME"}"#])?;
 
-    step(
-        "demo: Python cells in a sandboxed session (the first run compiles the runner once, ~15 s)",
-    );
+    step("demo: Python cells in a sandboxed session (the runner was compiled at build time)");
     witbox(&["run", "-c", "x = 5 + 3", "-c", "x * 2"])?;
+    // The whole stdlib, asyncio without sockets, and the shipped packages (witbox.lock).
+    witbox(&[
+        "run",
+        "-c",
+        "import asyncio, sympy\nasync def roots(eq):\n    await asyncio.sleep(0.01)\n    return sympy.solve(eq)\nawait asyncio.gather(roots('x**2-3*x+2'), roots('x**2-4'))",
+    ])?;
     witbox(&[
         "run",
         "--tool",

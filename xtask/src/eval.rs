@@ -135,6 +135,9 @@ pub fn eval(args: &[String]) -> Result<(), String> {
     let manifest = dir.join("witbox.toml");
     let text = demo_manifest::derive(&shipped, &weather.url())?;
     std::fs::write(&manifest, text).map_err(|e| e.to_string())?;
+    // The runner's packages are found through the lock beside the manifest.
+    std::fs::copy(root().join("witbox.lock"), dir.join("witbox.lock"))
+        .map_err(|e| format!("failed to copy witbox.lock: {e}"))?;
 
     let tasks = Arc::new(tasks);
     let scripted;
