@@ -131,23 +131,36 @@ pub fn requested(manifest: &Manifest, entry: &RunnerEntry) -> Result<Vec<String>
                 path.display()
             )
         })?;
-        for line in text.lines() {
-            let line = line.split(" #").next().unwrap_or("").trim();
-            if !line.is_empty() && !line.starts_with('#') {
-                out.push(line.to_string());
-            }
-        }
+        out.extend(requirement_lines(&text)?);
     }
-    for r in &out {
+    check_requirements(&out)?;
+    Ok(out)
+}
+
+/// The requirements of a requirements file, without comments and blank lines.
+fn requirement_lines(text: &str) -> Result<Vec<String>> {
+    let out: Vec<String> = text
+        .lines()
+        .map(|line| line.split(" #").next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    check_requirements(&out)?;
+    Ok(out)
+}
+
+/// Only names with versions: no options, URLs or paths (pip would fetch or build those).
+fn check_requirements(requirements: &[String]) -> Result<()> {
+    for r in requirements {
         let starts_well = r.starts_with(|c: char| c.is_ascii_alphanumeric());
         if !starts_well || r.contains("://") || r.contains('/') || r.contains('@') {
             bail!(
-                "runner package `{r}` is not a requirement pip can resolve from the registry: give a name \
+                "package `{r}` is not a requirement pip can resolve from the registry: give a name \
                  and version (`sympy==1.14.0`); options, URLs and paths are not accepted"
             );
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Whether the runner has packages (so needs `witbox runner build`).
@@ -279,31 +292,7 @@ pub fn build(
         None => crate::scaffold::componentize_py(manifest.resolve(Path::new(".")).as_path())?,
     };
     let python = python_beside(&componentize_py);
-    let lock_file = lock_path(manifest);
-    let old = Lock::read(&lock_file)?;
-    let fresh = old.as_ref().is_some_and(|l| l.requested == requested);
-    let (lock, wrote_lock) = if fresh && !options.update {
-        (old.expect("checked"), false)
-    } else if options.locked {
-        bail!(
-            "`{}` is {} and `--locked` forbids writing it: run `witbox runner build` without `--locked`",
-            lock_file.display(),
-            if old.is_none() {
-                "missing"
-            } else {
-                "not for the manifest's packages"
-            }
-        );
-    } else {
-        log(&format!(
-            "resolving {} with pip (pure-Python wheels only)",
-            requested.join(" ")
-        ));
-        let lock = resolve(&python, &requested)?;
-        std::fs::write(&lock_file, lock.text())
-            .with_context(|| format!("failed to write `{}`", lock_file.display()))?;
-        (lock, true)
-    };
+    let (lock, wrote_lock) = locked(&python, &requested, &lock_path(manifest), options, log)?;
     let path = built_path(manifest, entry, &lock);
     if path.exists() {
         return Ok(Built {
@@ -370,6 +359,84 @@ pub fn build(
         up_to_date: false,
         sizes,
     })
+}
+
+/// The lock in `lock_file` if it is for `requested` (and no `update` is asked
+/// for), else a new resolution written there; and whether it was written.
+fn locked(
+    python: &Path,
+    requested: &[String],
+    lock_file: &Path,
+    options: &BuildOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<(Lock, bool)> {
+    let old = Lock::read(lock_file)?;
+    let fresh = old.as_ref().is_some_and(|l| l.requested == requested);
+    if fresh && !options.update {
+        return Ok((old.expect("checked"), false));
+    }
+    if options.locked {
+        bail!(
+            "`{}` is {} and `--locked` forbids writing it: run `witbox runner build` without `--locked`",
+            lock_file.display(),
+            if old.is_none() {
+                "missing"
+            } else {
+                "not for the manifest's packages"
+            }
+        );
+    }
+    log(&format!(
+        "resolving {} with pip (pure-Python wheels only)",
+        requested.join(" ")
+    ));
+    let lock = resolve(python, requested)?;
+    std::fs::write(lock_file, lock.text())
+        .with_context(|| format!("failed to write `{}`", lock_file.display()))?;
+    Ok((lock, true))
+}
+
+/// The installed packages of a Python tool's build (removed when dropped).
+pub struct ToolSite {
+    _work: Scratch,
+    /// The folder to put on the build's Python path.
+    pub path: PathBuf,
+}
+
+/// The packages of the Python tool in `dir`: its `requirements.txt`, locked in
+/// its `witbox.lock` as the runner's are, installed for the build. `None` when
+/// the tool has no requirements.
+pub fn tool_site(
+    dir: &Path,
+    componentize_py: &Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<Option<ToolSite>> {
+    let file = dir.join("requirements.txt");
+    if !file.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("failed to read `{}`", file.display()))?;
+    let requested = requirement_lines(&text)?;
+    if requested.is_empty() {
+        return Ok(None);
+    }
+    let python = python_beside(componentize_py);
+    let lock_file = dir.join(LOCK_FILE);
+    let (lock, wrote) = locked(
+        &python,
+        &requested,
+        &lock_file,
+        &BuildOptions::default(),
+        log,
+    )?;
+    if wrote {
+        log(&format!("wrote {}", lock_file.display()));
+    }
+    let work = Scratch::new(&dir.join("site"))?;
+    let path = work.0.join("site");
+    install(&python, &lock, &path, &work.0, log)?;
+    Ok(Some(ToolSite { _work: work, path }))
 }
 
 /// The Python of componentize-py's virtual environment (which has pip), or `python3`.

@@ -186,7 +186,10 @@ pub fn build(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<PathBuf> {
         .map_err(anyhow::Error::msg)?;
     } else if dir.join("app.py").exists() {
         let tool = componentize_py(&dir)?;
-        toolchain::componentize(&tool, &dir, &name, &out, log).map_err(anyhow::Error::msg)?;
+        // Its `requirements.txt`, if any: pure-Python wheels locked in `witbox.lock`.
+        let site = crate::packages::tool_site(&dir, &tool, log)?;
+        let site = site.as_ref().map(|s| s.path.as_path());
+        toolchain::componentize(&tool, &dir, &name, site, &out, log).map_err(anyhow::Error::msg)?;
     } else {
         bail!(
             "`{}` has neither Cargo.toml nor app.py: make a tool with `witbox new tool NAME`",

@@ -166,7 +166,7 @@ fn what_pip_cannot_resolve_safely_is_refused() {
     let (_dir, manifest) = manifest_with("pkg-url", r#"["evil @ https://example.com/evil.whl"]"#);
     assert_eq!(
         error(build(&manifest, BuildOptions::default())),
-        "runner package `evil @ https://example.com/evil.whl` is not a requirement pip can resolve from \
+        "package `evil @ https://example.com/evil.whl` is not a requirement pip can resolve from \
          the registry: give a name and version (`sympy==1.14.0`); options, URLs and paths are not accepted"
     );
     let (_dir, manifest) = manifest_with("pkg-locked", r#"["six==1.17.0"]"#);

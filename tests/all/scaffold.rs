@@ -154,3 +154,44 @@ fn the_guests_pin_the_wit_bindgen_that_new_tools_get() {
         );
     }
 }
+
+#[test]
+fn a_python_tool_builds_with_its_locked_packages() {
+    let dir = TempDir::new("new-python-packages");
+    let name = "table-py";
+    let manifest = dir.path().join(name).join("witbox.toml");
+    ok(witbox_command(&manifest)
+        .args(["new", "tool", name, "--lang", "python", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap());
+    let tool_dir = dir.path().join(name);
+    std::fs::write(
+        tool_dir.join("requirements.txt"),
+        "tabulate==0.9.0  # tables\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tool_dir.join("app.py"),
+        "import tabulate\nfrom wit_world import exports\n\n\nclass Tool(exports.Tool):\n    \
+         def greet(self, name: str) -> str:\n        \
+         return tabulate.tabulate([['Hello', name]], tablefmt='plain')\n",
+    )
+    .unwrap();
+    let out = witbox_command(&manifest)
+        .arg("build")
+        .arg(&tool_dir)
+        .output()
+        .unwrap();
+    ok(out);
+    let lock = witbox::packages::Lock::read(&tool_dir.join("witbox.lock"))
+        .unwrap()
+        .expect("the build wrote the tool's lock");
+    assert_eq!(lock.requested, ["tabulate==0.9.0"]);
+    assert_eq!(lock.packages[0].wheel, "tabulate-0.9.0-py3-none-any.whl");
+    let answer = ok(witbox_command(&manifest)
+        .args(["call", "table_py_greet", r#"{"name": "Ada"}"#])
+        .output()
+        .unwrap());
+    assert_eq!(answer, "\"Hello  Ada\"\n");
+}

@@ -130,7 +130,7 @@ pub fn build() -> Result<(), String> {
             step(&format!(
                 "building the Python tool {name} (guests/{name}, componentize-py)"
             ));
-            toolchain::componentize(tool, &src, name, &out, &mut |_| {})?;
+            toolchain::componentize(tool, &src, name, None, &out, &mut |_| {})?;
         }
     }
 

@@ -100,21 +100,23 @@ pub fn built_wasm(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Builds a Python tool with componentize-py (`tool`): `src/app.py` against the
-/// WIT in `src/wit`, world `world`, into `out`, with that WIT embedded.
+/// WIT in `src/wit`, world `world`, into `out`, with that WIT embedded. `site`
+/// is a folder of installed packages to put on its Python path, if any.
 pub fn componentize(
     tool: &Path,
     src: &Path,
     world: &str,
+    site: Option<&Path>,
     out: &Path,
     log: &mut dyn FnMut(&str),
 ) -> Result<(), String> {
-    run(
-        Command::new(tool)
-            .current_dir(src)
-            .args(["-d", "wit", "-w", world, "componentize", "app", "-o"])
-            .arg(out),
-        log,
-    )?;
+    let mut cmd = Command::new(tool);
+    cmd.current_dir(src)
+        .args(["-d", "wit", "-w", world, "componentize", "app"]);
+    if let Some(site) = site {
+        cmd.args(["-p", "."]).arg("-p").arg(site);
+    }
+    run(cmd.arg("-o").arg(out), log)?;
     embed_wit(out, &src.join("wit"), world, out)
 }
 
