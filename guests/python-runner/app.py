@@ -101,27 +101,36 @@ def _why_missing(name, exc):
     return f"it does not load under WASI ({type(exc).__name__}: {exc})"
 
 
-def _import_stdlib():
+# Parts of a module name that mark test code, which the snapshot leaves out.
+_TESTS = {"test", "tests", "idle_test", "testing", "conftest"}
+
+
+def _import_trees(tops, load):
+    """Imports each of `tops` with `load(name) -> bool`, and every submodule of
+    the packages among them, tests left out (a `__main__` runs a program, so it
+    is recorded as missing). Nothing a module prints at import is kept."""
     import pkgutil
 
-    quiet = io.StringIO()
     saved = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = quiet  # nothing a module prints at import is kept
+    sys.stdout = sys.stderr = io.StringIO()
     try:
-        for top in sorted(sys.stdlib_module_names):
-            if top in _LEFT_OUT:
-                _MISSING[top] = _LEFT_OUT[top]
+        for top in tops:
+            if not load(top):
                 continue
-            if not _import(top) or not hasattr(sys.modules[top], "__path__"):
-                continue
-            for info in pkgutil.walk_packages(sys.modules[top].__path__, top + ".", onerror=str):
+            path = getattr(sys.modules[top], "__path__", None)
+            for info in pkgutil.walk_packages(path or [], top + ".", onerror=str):
                 parts = info.name.split(".")
                 if parts[-1] == "__main__":
                     _MISSING[info.name] = _why_missing(info.name, None)
-                elif not {"test", "tests", "idle_test"} & set(parts):
-                    _import(info.name)
+                elif not _TESTS.intersection(parts):
+                    load(info.name)
     finally:
         sys.stdout, sys.stderr = saved
+
+
+def _import_stdlib():
+    _MISSING.update(_LEFT_OUT)
+    _import_trees(sorted(sys.stdlib_module_names - _LEFT_OUT.keys()), _import)
 
 
 def _import(name):
@@ -203,23 +212,10 @@ def _import_packages(names):
     """Imports the packages `witbox runner build` added, and all their submodules
     (so that lazy imports work). A package that imports a module the sandbox
     lacks at import time, without needing it, gets a stand-in for it."""
-    import pkgutil
-
     stand_ins = {}
-    quiet = io.StringIO()
-    saved = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = quiet
     try:
-        for top in names:
-            if not _import_with_stand_ins(top, stand_ins):
-                continue
-            path = getattr(sys.modules[top], "__path__", None)
-            for info in pkgutil.walk_packages(path or [], top + ".", onerror=str):
-                parts = set(info.name.split("."))
-                if not parts & {"test", "tests", "testing", "conftest", "__main__"}:
-                    _import_with_stand_ins(info.name, stand_ins)
+        _import_trees(names, lambda name: _import_with_stand_ins(name, stand_ins))
     finally:
-        sys.stdout, sys.stderr = saved
         for name, module in stand_ins.items():
             if sys.modules.get(name) is module:
                 del sys.modules[name]  # user code that imports it gets the message
