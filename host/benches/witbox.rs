@@ -99,7 +99,7 @@ fn packages(
         options.clone(),
     )
     .unwrap();
-    let with = witbox::packages::runner_path(manifest, &manifest.runner).unwrap();
+    let (with, lock) = witbox::packages::built_runner(manifest, &manifest.runner).unwrap();
     let without = manifest.resolve(&manifest.runner.path);
     let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64 / 1e6;
     rows.push((
@@ -108,7 +108,7 @@ fn packages(
         format!(
             "stdlib only {:.1} MB ({})",
             size(&without),
-            witbox::packages::listed(manifest, &manifest.runner).join(", ")
+            lock.names().join(", ")
         ),
     ));
     let mut results = Vec::new();

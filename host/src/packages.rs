@@ -10,7 +10,7 @@
 //!
 //! The built runner sits beside the shipped one, named by the hash of the
 //! runner's sources, componentize-py's version and the lock: a changed lock is
-//! a new runner, and [`runner_path`] finds the one the manifest's lock needs.
+//! a new runner, and [`built_runner`] finds the one the manifest's lock needs.
 
 use crate::manifest::{Manifest, RunnerEntry};
 use crate::scaffold::toolchain::COMPONENTIZE_PY;
@@ -109,6 +109,14 @@ impl Lock {
         Ok(Some(lock))
     }
 
+    /// Its packages as `name version`.
+    pub fn names(&self) -> Vec<String> {
+        self.packages
+            .iter()
+            .map(|p| format!("{} {}", p.name, p.version))
+            .collect()
+    }
+
     /// The lock as written to the file.
     pub fn text(&self) -> String {
         format!(
@@ -177,12 +185,7 @@ pub fn listed(manifest: &Manifest, entry: &RunnerEntry) -> Vec<String> {
     Lock::read(&lock_path(manifest))
         .ok()
         .flatten()
-        .map(|l| {
-            l.packages
-                .iter()
-                .map(|p| format!("{} {}", p.name, p.version))
-                .collect()
-        })
+        .map(|l| l.names())
         .unwrap_or_default()
 }
 
@@ -203,9 +206,10 @@ pub fn lock_path(manifest: &Manifest) -> PathBuf {
     manifest.resolve(Path::new(LOCK_FILE))
 }
 
-/// The built runner the manifest's packages need, checked: the lock exists, is
-/// for the manifest's requirements, and its runner has been built.
-pub fn runner_path(manifest: &Manifest, entry: &RunnerEntry) -> Result<PathBuf> {
+/// The built runner the manifest's packages need, and the lock it was built
+/// from, checked: the lock exists, is for the manifest's requirements, and its
+/// runner has been built.
+pub fn built_runner(manifest: &Manifest, entry: &RunnerEntry) -> Result<(PathBuf, Lock)> {
     let requested = requested(manifest, entry)?;
     let lock_file = lock_path(manifest);
     let Some(lock) = Lock::read(&lock_file)? else {
@@ -230,7 +234,7 @@ pub fn runner_path(manifest: &Manifest, entry: &RunnerEntry) -> Result<PathBuf> 
             lock_file.display()
         );
     }
-    Ok(path)
+    Ok((path, lock))
 }
 
 /// Where the runner of `lock` is built: beside the shipped runner, named by the
@@ -326,29 +330,17 @@ pub fn build(
         names.join(", ")
     ));
     let partial = path.with_extension("wasm.partial");
-    let out = Command::new(&componentize_py)
-        .arg("-d")
-        .arg(work.0.join("wit"))
-        .args([
-            "-w",
-            "witbox:agent/code-runner",
-            "componentize",
-            "app",
-            "-p",
-        ])
-        .arg(work.0.join("src"))
-        .arg("-p")
-        .arg(&site)
-        .arg("-o")
-        .arg(&partial)
-        .output()
-        .with_context(|| format!("failed to start `{}`", componentize_py.display()))?;
-    if !out.status.success() {
+    let src = work.0.join("src");
+    let built = crate::scaffold::toolchain::componentize_runner(
+        &componentize_py,
+        &work.0.join("wit"),
+        &[&src, &site],
+        &partial,
+        log,
+    );
+    if let Err(e) = built {
         let _ = std::fs::remove_file(&partial);
-        bail!(
-            "componentize-py could not build the runner with the packages: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("componentize-py could not build the runner with the packages: {e}");
     }
     std::fs::rename(&partial, &path)
         .with_context(|| format!("failed to write `{}`", path.display()))?;
@@ -461,61 +453,34 @@ fn pip(python: &Path) -> Command {
 /// pip's resolution of `requested` for the sandbox, as a lock.
 fn resolve(python: &Path, requested: &[String]) -> Result<Lock> {
     let work = Scratch::new(&std::env::temp_dir().join("witbox-resolve"))?;
-    let report = work.0.join("report.json");
-    let out = pip(python)
-        .args([
-            "install",
-            "--dry-run",
-            "--ignore-installed",
-            "--quiet",
-            "--target",
-        ])
-        .arg(work.0.join("nowhere"))
-        .arg("--report")
-        .arg(&report)
-        .args(PURE)
-        .args(requested)
-        .output()
-        .with_context(|| format!("failed to start pip (`{} -m pip`)", python.display()))?;
-    if !out.status.success() {
-        return Err(refusal(
-            python,
-            requested,
-            &String::from_utf8_lossy(&out.stderr),
-            &work.0,
-        ));
-    }
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report).context("pip wrote no report")?)
-            .context("pip's report is not JSON")?;
+    let chosen = match dry_run(python, requested, &PURE, &work.0)? {
+        Ok(chosen) => chosen,
+        Err(stderr) => return Err(refusal(python, requested, &stderr, &work.0)),
+    };
     let mut packages = Vec::new();
-    for item in report["install"]
-        .as_array()
-        .context("pip's report has no `install`")?
-    {
-        let meta = &item["metadata"];
-        let info = &item["download_info"];
-        let (Some(name), Some(version), Some(url)) = (
-            meta["name"].as_str(),
-            meta["version"].as_str(),
-            info["url"].as_str(),
-        ) else {
+    for item in &chosen {
+        let Some(Chosen {
+            name,
+            version,
+            url,
+            wheel,
+        }) = Chosen::of(item)
+        else {
             bail!("pip's report names a package without a name, version or URL: {item}");
         };
-        let wheel = url.rsplit('/').next().unwrap_or(url).to_string();
         if !is_pure(&wheel) {
             bail!("`{name}` {version}: pip chose `{wheel}`, which is not a pure-Python wheel");
         }
-        let sha256 = info["archive_info"]["hashes"]["sha256"]
+        let sha256 = item["download_info"]["archive_info"]["hashes"]["sha256"]
             .as_str()
             .with_context(|| format!("pip gave no sha256 for `{wheel}`"))?;
         packages.push(Locked {
-            name: name.to_string(),
-            version: version.to_string(),
+            name,
+            version,
             wheel,
-            url: url.to_string(),
+            url,
             sha256: sha256.to_string(),
-            license: license(meta),
+            license: license(&item["metadata"]),
         });
     }
     packages.sort_by_key(|p| p.name.to_lowercase());
@@ -524,6 +489,63 @@ fn resolve(python: &Path, requested: &[String]) -> Result<Lock> {
         requested: requested.to_vec(),
         packages,
     })
+}
+
+/// What pip would install for `requested` with the target options `tags` (a dry
+/// run into `work`): the report's `install` items, or pip's stderr if it found none.
+fn dry_run(
+    python: &Path,
+    requested: &[String],
+    tags: &[&str],
+    work: &Path,
+) -> Result<std::result::Result<Vec<serde_json::Value>, String>> {
+    let report = work.join("report.json");
+    let out = pip(python)
+        .args([
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--target",
+        ])
+        .arg(work.join("nowhere"))
+        .arg("--report")
+        .arg(&report)
+        .args(tags)
+        .args(requested)
+        .output()
+        .with_context(|| format!("failed to start pip (`{} -m pip`)", python.display()))?;
+    if !out.status.success() {
+        return Ok(Err(String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    let mut report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).context("pip wrote no report")?)
+            .context("pip's report is not JSON")?;
+    match report["install"].take() {
+        serde_json::Value::Array(items) => Ok(Ok(items)),
+        _ => bail!("pip's report has no `install`"),
+    }
+}
+
+/// One wheel of pip's report.
+struct Chosen {
+    name: String,
+    version: String,
+    url: String,
+    /// The file name, from the URL.
+    wheel: String,
+}
+
+impl Chosen {
+    fn of(item: &serde_json::Value) -> Option<Self> {
+        let url = item["download_info"]["url"].as_str()?;
+        Some(Self {
+            name: item["metadata"]["name"].as_str()?.to_string(),
+            version: item["metadata"]["version"].as_str()?.to_string(),
+            wheel: url.rsplit('/').next().unwrap_or(url).to_string(),
+            url: url.to_string(),
+        })
+    }
 }
 
 /// Whether a wheel's file name has pure-Python tags (`{python}-none-any`).
@@ -561,44 +583,16 @@ fn license(meta: &serde_json::Value) -> String {
 /// Why pip found no pure-Python wheels: it asks again for this machine's wheels
 /// and names the packages that have only compiled ones.
 fn refusal(python: &Path, requested: &[String], pure_error: &str, work: &Path) -> anyhow::Error {
-    let report = work.join("native.json");
-    let native = pip(python)
-        .args([
-            "install",
-            "--dry-run",
-            "--ignore-installed",
-            "--quiet",
-            "--target",
-        ])
-        .arg(work.join("nowhere"))
-        .arg("--report")
-        .arg(&report)
-        .args(["--only-binary=:all:", "--python-version", "3.14"])
-        .args(requested)
-        .output();
-    let found: Vec<(String, String, String)> = native
+    // This machine's wheels, to name the packages that have only compiled ones.
+    let native = ["--only-binary=:all:", "--python-version", "3.14"];
+    let found: Vec<Chosen> = dry_run(python, requested, &native, work)
         .ok()
-        .filter(|o| o.status.success())
-        .and_then(|_| std::fs::read(&report).ok())
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .map(|r| {
-            r["install"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|i| {
-                    let wheel = i["download_info"]["url"]
-                        .as_str()?
-                        .rsplit('/')
-                        .next()?
-                        .to_string();
-                    let name = i["metadata"]["name"].as_str()?.to_string();
-                    let version = i["metadata"]["version"].as_str()?.to_string();
-                    (!is_pure(&wheel)).then_some((name, version, wheel))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+        .and_then(Result::ok)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Chosen::of)
+        .filter(|c| !is_pure(&c.wheel))
+        .collect();
     if found.is_empty() {
         let why = pure_error
             .trim()
@@ -619,7 +613,7 @@ fn refusal(python: &Path, requested: &[String], pure_error: &str, work: &Path) -
     }
     let lines: Vec<String> = found
         .iter()
-        .map(|(name, version, wheel)| {
+        .map(|Chosen { name, version, wheel, .. }| {
             // NAME-VERSION[-BUILD]-PYTHON-ABI-PLATFORM.whl: the last three are the tag.
             let parts: Vec<&str> = wheel.trim_end_matches(".whl").rsplitn(4, '-').collect();
             let tag = match parts[..] {

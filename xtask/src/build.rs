@@ -113,19 +113,7 @@ pub fn build() -> Result<(), String> {
             step(&format!(
                 "building the Python runner (guests/{name}, componentize-py)"
             ));
-            run(Command::new(tool)
-                .arg("-d")
-                .arg(root.join("wit"))
-                .args([
-                    "-w",
-                    "witbox:agent/code-runner",
-                    "componentize",
-                    "app",
-                    "-p",
-                ])
-                .arg(&src)
-                .arg("-o")
-                .arg(&out))?;
+            toolchain::componentize_runner(tool, &root.join("wit"), &[&src], &out, &mut |_| {})?;
         } else {
             step(&format!(
                 "building the Python tool {name} (guests/{name}, componentize-py)"
@@ -140,10 +128,24 @@ pub fn build() -> Result<(), String> {
         .args(["build", "-p", "witbox"]))?;
 
     // The shipped manifest's `[runner] packages`: resolved (witbox.lock) and built
-    // into a runner of their own, which is compiled into the cache too.
-    step("building the Python runner with the shipped manifest's packages (witbox runner build)");
+    // into a runner of their own. Compiling the runner takes seconds; done here
+    // (and kept in the user's compile cache), the first `witbox run` or MCP
+    // `initialize` after a build starts in milliseconds. A no-op when up to date.
+    step(
+        "building and compiling the Python runner with the shipped manifest's packages (witbox runner build)",
+    );
+    shipped_witbox(&root, &["runner", "build"])?;
+    // `witbox tools` loads every component of the shipped manifest (also the
+    // componentize-py tool, as slow to compile as the runner). A no-op when the cache is warm.
+    step("compiling the shipped tools into the compile cache");
+    shipped_witbox(&root, &["tools"])?;
+    Ok(())
+}
+
+/// `witbox --manifest witbox.toml ARGS` with the host just built, its stdout dropped.
+fn shipped_witbox(root: &Path, args: &[&str]) -> Result<(), String> {
     run(toolchain::cargo()
-        .current_dir(&root)
+        .current_dir(root)
         .env(
             "WITBOX_COMPONENTIZE_PY",
             root.join(".venv/bin/componentize-py"),
@@ -156,34 +158,9 @@ pub fn build() -> Result<(), String> {
             "--",
             "--manifest",
             "witbox.toml",
-            "runner",
-            "build",
         ])
-        .stdout(std::process::Stdio::null()))?;
-
-    // Compiling the 25 MB runner takes seconds; done here (and kept in the
-    // user's compile cache), the first `witbox run` or MCP `initialize` after a
-    // build starts in milliseconds. A no-op when the cache is warm.
-    step("compiling the shipped tools and the Python runner into the compile cache");
-    // `witbox tools` loads every component of the shipped manifest (also the
-    // componentize-py tool, as slow to compile as the runner); `witbox run` the
-    // runner. Each is a no-op when the cache is warm.
-    for args in [&["tools"][..], &["run", "-c", "pass"][..]] {
-        run(toolchain::cargo()
-            .current_dir(&root)
-            .args([
-                "run",
-                "-q",
-                "-p",
-                "witbox",
-                "--",
-                "--manifest",
-                "witbox.toml",
-            ])
-            .args(args)
-            .stdout(std::process::Stdio::null()))?;
-    }
-    Ok(())
+        .args(args)
+        .stdout(std::process::Stdio::null()))
 }
 
 /// Checks that the members of the guests' workspace are the Rust guests of

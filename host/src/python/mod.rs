@@ -126,10 +126,11 @@ impl Runner {
             max_wasm_stack: crate::limits::PYTHON_WASM_STACK,
             ..registry.engine().options().clone()
         })?;
-        let path = if crate::packages::wanted(entry) {
-            crate::packages::runner_path(manifest, entry)?
+        let (path, packages) = if crate::packages::wanted(entry) {
+            let (path, lock) = crate::packages::built_runner(manifest, entry)?;
+            (path, lock.names())
         } else {
-            manifest.resolve(&entry.path)
+            (manifest.resolve(&entry.path), Vec::new())
         };
         if !path.exists() {
             anyhow::bail!(
@@ -165,7 +166,7 @@ impl Runner {
             checkpoints: entry.checkpoints,
             path,
             build_id: std::sync::OnceLock::new(),
-            packages: crate::packages::listed(manifest, entry),
+            packages,
         }))
     }
 

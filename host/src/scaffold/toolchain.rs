@@ -120,6 +120,27 @@ pub fn componentize(
     embed_wit(out, &src.join("wit"), world, out)
 }
 
+/// Builds the Python code runner with componentize-py (`tool`): `app.py` in the
+/// first of `paths` (the others, such as installed packages, join its Python
+/// path) against the `witbox:agent` WIT in `wit`, world `code-runner`, into
+/// `out`. No WIT is embedded: it is not a tool.
+pub fn componentize_runner(
+    tool: &Path,
+    wit: &Path,
+    paths: &[&Path],
+    out: &Path,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let mut cmd = Command::new(tool);
+    cmd.arg("-d")
+        .arg(wit)
+        .args(["-w", "witbox:agent/code-runner", "componentize", "app"]);
+    for path in paths {
+        cmd.arg("-p").arg(path);
+    }
+    run(cmd.arg("-o").arg(out), log)
+}
+
 /// Writes `to`: the component in `from` with the WIT in `wit` (world `world`)
 /// appended as a `witbox-wit` section, which is where the host reads the docs.
 /// `from` and `to` may be the same file.
