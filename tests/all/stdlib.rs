@@ -2,9 +2,6 @@
 
 use crate::support::*;
 
-/// What `import` says of a module the sandbox cannot have.
-const NOT_HERE: &str = "is not available in the witbox sandbox: ";
-
 #[tokio::test]
 async fn every_stdlib_module_imports_or_says_why_not() {
     let mut s = session("").await;
@@ -84,9 +81,7 @@ async fn submodules_are_there_and_refused_ones_say_why() {
         ("encodings.mbcs", "it is for Windows or macOS"),
         ("socketserver", "it has no sockets"),
     ] {
-        let o = cell(&mut s, &format!("import {module}")).await;
-        let message = format!("module `{module}` {NOT_HERE}{why}");
-        assert_eq!(error_of(&o), ("ModuleNotFoundError", message.as_str()));
+        assert_import_refused(&mut s, module, why).await;
     }
     // A name no stdlib has is Python's own error, with where packages come from.
     let o = cell(&mut s, "import numpy").await;

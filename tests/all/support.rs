@@ -158,6 +158,17 @@ pub async fn cell(session: &mut witbox::Session, code: &str) -> witbox::RunOutco
     session.run(code).await.unwrap()
 }
 
+/// Asserts that `import MODULE` in `session` is refused with the sandbox's message and `why`.
+pub async fn assert_import_refused(session: &mut witbox::Session, module: &str, why: &str) {
+    let o = cell(session, &format!("import {module}")).await;
+    let message = format!("module `{module}` is not available in the witbox sandbox: {why}");
+    assert_eq!(
+        error_of(&o),
+        ("ModuleNotFoundError", message.as_str()),
+        "import {module}"
+    );
+}
+
 /// The error type and message of an outcome, or ("", "") when it succeeded.
 pub fn error_of(o: &witbox::RunOutcome) -> (&str, &str) {
     o.error
