@@ -35,8 +35,67 @@ const AGENT_WIT: [(&str, &str); 3] = [
     ("worlds.wit", include_str!("../../wit/worlds.wit")),
 ];
 
+/// The WASI WIT packages a tool that imports `wasi:http/outgoing-handler` needs,
+/// as the host links them: copied from `wasmtime-wasi-http`'s `wit/deps` (a test
+/// checks that they are the pinned crate's).
+pub const WASI_HTTP_WIT: [(&str, &str); 7] = [
+    ("cli.wit", include_str!("scaffold/wasi-http/cli.wit")),
+    ("clocks.wit", include_str!("scaffold/wasi-http/clocks.wit")),
+    (
+        "filesystem.wit",
+        include_str!("scaffold/wasi-http/filesystem.wit"),
+    ),
+    ("http.wit", include_str!("scaffold/wasi-http/http.wit")),
+    ("io.wit", include_str!("scaffold/wasi-http/io.wit")),
+    ("random.wit", include_str!("scaffold/wasi-http/random.wit")),
+    (
+        "sockets.wit",
+        include_str!("scaffold/wasi-http/sockets.wit"),
+    ),
+];
+
+/// What `witbox new tool` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Template {
+    /// The language of the tool.
+    pub lang: Lang,
+    /// A tool that reads URLs with `requests` over `wasi:http` (Python only)
+    /// instead of the one that greets.
+    pub http: bool,
+}
+
+impl Template {
+    /// The function the template exports, as `<tool>_<function>` is named.
+    pub fn function(&self) -> &'static str {
+        if self.http { "get" } else { "greet" }
+    }
+
+    /// Example arguments of that function, as JSON.
+    pub fn example_args(&self) -> &'static str {
+        if self.http {
+            r#"{"url": "https://example.com/"}"#
+        } else {
+            r#"{"name": "Ada"}"#
+        }
+    }
+
+    /// The file the tool's code is in.
+    pub fn code_file(&self) -> &'static str {
+        match self.lang {
+            Lang::Rust => "src/lib.rs",
+            Lang::Python => "app.py",
+        }
+    }
+}
+
 /// Writes a new tool named `name` into `dir/name`; returns that folder.
-pub fn new_tool(name: &str, lang: Lang, dir: &Path) -> Result<PathBuf> {
+pub fn new_tool(name: &str, template: Template, dir: &Path) -> Result<PathBuf> {
+    let Template { lang, http } = template;
+    if http && lang != Lang::Python {
+        bail!(
+            "`--http` makes a Python tool (`requests` over `wasi:http`); a Rust tool reaches `wasi:http` through the `wasip2` crate, as `guests/weather` does"
+        );
+    }
     let valid = name.len() <= 40
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -52,17 +111,33 @@ pub fn new_tool(name: &str, lang: Lang, dir: &Path) -> Result<PathBuf> {
         bail!("`{}` already exists", root.display());
     }
     let snake = name.replace('-', "_");
+    let grant = if http {
+        "# It reaches only the origins listed here (scheme, host and port), for example:\n\
+         # allow-http = [\"https://example.com\"]\n"
+    } else {
+        ""
+    };
     let mut files: Vec<(String, String)> = vec![
-        ("wit/world.wit".into(), world_wit(name)),
+        (
+            "wit/world.wit".into(),
+            if http {
+                http_world_wit(name)
+            } else {
+                world_wit(name)
+            },
+        ),
         (
             "witbox.toml".into(),
             format!(
-                "# `witbox --manifest {name}/witbox.toml call {snake}_greet '{{\"name\": \"Ada\"}}'`\n\
+                "# `witbox --manifest {name}/witbox.toml call {snake}_{function} '{args}'`\n\
                  # To add the tool to another manifest, copy this entry (with the path made relative to it).\n\
                  [[component]]\nname = \"{name}\"\npath = \"{name}.wasm\"\n[component.policy]\n\
                  # Nothing is granted unless listed: allow-http, env, dirs, call-tools, link.\n\
-                 memory-mb = {}\ntimeout-ms = 2000\n",
-                if lang == Lang::Python { 64 } else { 16 }
+                 {grant}memory-mb = {}\ntimeout-ms = {}\n",
+                if lang == Lang::Python { 64 } else { 16 },
+                if http { 10000 } else { 2000 },
+                function = template.function(),
+                args = template.example_args(),
             ),
         ),
         (
@@ -77,6 +152,14 @@ pub fn new_tool(name: &str, lang: Lang, dir: &Path) -> Result<PathBuf> {
         Lang::Rust => {
             files.push(("Cargo.toml".into(), cargo_toml(name)));
             files.push(("src/lib.rs".into(), rust_lib(name)));
+        }
+        Lang::Python if http => {
+            files.push(("app.py".into(), PYTHON_HTTP_APP.into()));
+            files.push(("requirements.txt".into(), PYTHON_HTTP_REQUIREMENTS.into()));
+            for (file, text) in WASI_HTTP_WIT {
+                let package = file.trim_end_matches(".wit");
+                files.push((format!("wit/deps/{package}/{file}"), text.to_string()));
+            }
         }
         Lang::Python => files.push(("app.py".into(), PYTHON_APP.into())),
     }
@@ -106,6 +189,42 @@ interface tool {{
 
 world {name} {{
     include witbox:agent/agent-tool@0.1.0;
+    export tool;
+}}
+"#,
+        snake = name.replace('-', "_")
+    )
+}
+
+fn http_world_wit(name: &str) -> String {
+    format!(
+        r#"package local:{name}@0.1.0;
+
+// Every function of the exported interface becomes a tool named `{snake}_<function>`.
+// Its `///` docs are the tool's description; `- `arg`: …` lines describe the arguments.
+
+/// Reads web pages over HTTP.
+interface tool {{
+    /// What a server answered.
+    record page {{
+        /// The HTTP status code, for example 200.
+        status: u16,
+        /// The `Content-Type` header, or an empty string.
+        content-type: string,
+        /// The body as text (at most 100000 characters).
+        body: string,
+    }}
+
+    /// Fetches a URL with GET. Only the origins granted in `allow-http` can be reached.
+    ///
+    /// - `url`: The URL, for example `https://example.com/`.
+    get: func(url: string) -> result<page, string>;
+}}
+
+world {name} {{
+    include witbox:agent/agent-tool@0.1.0;
+    // The host links it under the tool's `allow-http` grant.
+    import wasi:http/outgoing-handler@0.2.12;
     export tool;
 }}
 "#,
@@ -163,6 +282,40 @@ class Tool(exports.Tool):
     def greet(self, name: str) -> str:
         return f"Hello, {name}!"
 "#;
+
+const PYTHON_HTTP_APP: &str = r#"import sys
+
+import componentize_py_types
+import requests
+import wit_world
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.exports.tool import Page
+
+# requests-wasi-http 0.1.0 looks for the `Err` of the bindings in `wit_world.types`;
+# componentize-py 0.25.1 has it in `componentize_py_types`.
+sys.modules.setdefault("wit_world.types", componentize_py_types)
+from wasi_http_adapter import wasi_session  # noqa: E402
+
+# Made when the component is built; the connection is the host's, per request.
+session = wasi_session(wit_world)
+
+
+class Tool(exports.Tool):
+    def get(self, url: str) -> Page:
+        try:
+            r = session.get(url, timeout=10)
+        except requests.RequestException as e:
+            raise Err(str(e))
+        return Page(
+            status=r.status_code,
+            content_type=r.headers.get("content-type", ""),
+            body=r.text[:100_000],
+        )
+"#;
+
+/// `requests` and the adapter that sends its requests through `wasi:http`.
+const PYTHON_HTTP_REQUIREMENTS: &str = "requests==2.32.5\nrequests-wasi-http==0.1.0\n";
 
 /// Builds the tool in `dir` into `dir/<name>.wasm` with its WIT docs embedded,
 /// the same way `cargo xtask build` builds the shipped guests ([`toolchain`]).

@@ -1,18 +1,23 @@
 //! `witbox new tool` + `witbox build` in both languages, end to end, and the
 //! Python tool that ships (`text-stats`).
 
+use crate::fixture::Fixture;
 use crate::support::*;
 use serde_json::json;
 use std::process::Output;
 
 fn ok(out: Output) -> String {
+    String::from_utf8_lossy(&ok_bytes(out)).into_owned()
+}
+
+fn ok_bytes(out: Output) -> Vec<u8> {
     assert!(
         out.status.success(),
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out.stdout
 }
 
 /// The three commands of the README: new, build, call.
@@ -81,6 +86,16 @@ fn bad_tool_names_and_folders_are_clear_errors() {
         String::from_utf8_lossy(&out.stderr),
         "error: `Hello World` is not a valid tool name: use lower-case letters, digits and single `-` (for example `word-count`), starting with a letter\n"
     );
+    let out = witbox_command(&manifest)
+        .args(["new", "tool", "fetch", "--http", "--lang", "rust", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: `--http` makes a Python tool (`requests` over `wasi:http`); a Rust tool reaches `wasi:http` through the `wasip2` crate, as `guests/weather` does\n"
+    );
+    assert!(!dir.path().join("fetch").exists());
     let out = witbox_command(&manifest)
         .arg("build")
         .arg(dir.path())
@@ -194,4 +209,144 @@ fn a_python_tool_builds_with_its_locked_packages() {
         .output()
         .unwrap());
     assert_eq!(answer, "\"Hello  Ada\"\n");
+}
+
+/// `witbox new tool --http`: `requests` over `wasi:http`, under the tool's own
+/// `allow-http`, against fixtures on 127.0.0.1; it reaches the granted origin and
+/// nothing else, not even through a redirect.
+#[test]
+fn a_python_tool_with_requests_reaches_only_its_granted_origin() {
+    let dir = TempDir::new("new-python-http");
+    let name = "web-get";
+    let tool_dir = dir.path().join(name);
+    let manifest = tool_dir.join("witbox.toml");
+    let said = ok(witbox_command(&manifest)
+        .args(["new", "tool", name, "--http", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap());
+    assert!(said.contains("allow-http"), "{said}");
+    ok(witbox_command(&manifest)
+        .arg("build")
+        .arg(&tool_dir)
+        .output()
+        .unwrap());
+    let lock = witbox::packages::Lock::read(&tool_dir.join("witbox.lock"))
+        .unwrap()
+        .expect("the build wrote the tool's lock");
+    assert_eq!(
+        lock.requested,
+        ["requests==2.32.5", "requests-wasi-http==0.1.0"]
+    );
+    let locked: Vec<&str> = lock.packages.iter().map(|p| p.name.as_str()).collect();
+    for dependency in ["urllib3", "idna", "certifi", "charset-normalizer"] {
+        assert!(locked.contains(&dependency), "{locked:?}");
+    }
+
+    let granted = Fixture::start();
+    let other = Fixture::start();
+    let redirector = Fixture::redirecting(other.addr);
+    let call = |url: String| {
+        witbox_command(&manifest)
+            .args(["call", "web_get_get"])
+            .arg(json!({ "url": url }).to_string())
+            .output()
+            .unwrap()
+    };
+    let denied = |out: Output, origin: &str| {
+        assert!(!out.status.success());
+        let reason = "wasi-http request failed: ErrorCode_HttpRequestDenied()";
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "error (tool-error): `web_get_get` returned an error: \"{reason}\"; the host denied a request: `{origin}` is not in `allow-http`\ndetail: \"{reason}\"\n"
+            )
+        );
+    };
+    // The template grants nothing.
+    denied(
+        call(format!("{}/v1/search?name=Paris", granted.url())),
+        &granted.url(),
+    );
+    assert!(granted.hits().is_empty());
+
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let grants = format!(
+        "allow-http = [\"{}\", \"{}\"]",
+        granted.url(),
+        redirector.url()
+    );
+    std::fs::write(
+        &manifest,
+        text.replace("# allow-http = [\"https://example.com\"]", &grants),
+    )
+    .unwrap();
+    let page: serde_json::Value =
+        serde_json::from_str(&ok(call(format!("{}/v1/search?name=Paris", granted.url())))).unwrap();
+    assert_eq!(page["status"], 200);
+    assert_eq!(page["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(page["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["results"][0]["country"], "France");
+    assert_eq!(granted.hits(), ["GET /v1/search?name=Paris HTTP/1.1"]);
+    // An HTTP error is a page, not a failure.
+    let missing: serde_json::Value =
+        serde_json::from_str(&ok(call(format!("{}/nothing", granted.url())))).unwrap();
+    assert_eq!(missing["status"], 404);
+
+    // Not granted: refused by the host before anything is sent.
+    denied(
+        call(format!("{}/v1/search?name=Paris", other.url())),
+        &other.url(),
+    );
+    // requests follows the redirect, and the host refuses where it leads.
+    denied(
+        call(format!("{}/v1/search?name=Paris", redirector.url())),
+        &other.url(),
+    );
+    assert_eq!(redirector.hits().len(), 1);
+    assert!(other.hits().is_empty(), "{:?}", other.hits());
+}
+
+/// The WASI WIT that `witbox new tool --http` writes is the one the host links:
+/// the pinned `wasmtime-wasi-http`'s own.
+#[test]
+fn the_wasi_http_wit_of_new_tools_is_the_pinned_wasmtimes() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--manifest-path",
+        ])
+        .arg(root().join("Cargo.toml"))
+        .output()
+        .unwrap();
+    let metadata: serde_json::Value = serde_json::from_slice(&ok_bytes(out)).unwrap();
+    let crate_dir = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "wasmtime-wasi-http")
+        .map(|p| std::path::PathBuf::from(p["manifest_path"].as_str().unwrap()))
+        .expect("wasmtime-wasi-http is a dependency");
+    let deps = crate_dir.parent().unwrap().join("wit/deps");
+    let mut theirs: Vec<String> = std::fs::read_dir(&deps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    theirs.sort();
+    let ours: Vec<&str> = witbox::scaffold::WASI_HTTP_WIT
+        .iter()
+        .map(|(f, _)| *f)
+        .collect();
+    assert_eq!(ours, theirs);
+    for (file, text) in witbox::scaffold::WASI_HTTP_WIT {
+        let pinned = std::fs::read_to_string(deps.join(file)).unwrap();
+        assert!(
+            text == pinned,
+            "host/src/scaffold/wasi-http/{file} differs from {}: copy it again",
+            deps.join(file).display()
+        );
+    }
 }

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use witbox::scaffold::Lang;
+use witbox::scaffold::Template;
 
 /// What `witbox new` makes.
 #[derive(Subcommand, Debug)]
@@ -18,29 +18,51 @@ pub enum NewCommand {
     Tool {
         /// The tool's name: lower-case letters, digits and `-` (tools are `NAME_<function>`).
         name: String,
-        /// `rust` (wit-bindgen, wasm32-wasip2) or `python` (componentize-py).
-        #[arg(long, default_value = "rust", value_parser = ["rust", "python"])]
-        lang: String,
+        /// `rust` (wit-bindgen, wasm32-wasip2) or `python` (componentize-py); the
+        /// default is `rust`, or `python` with `--http`.
+        #[arg(long, value_parser = ["rust", "python"])]
+        lang: Option<String>,
         /// The folder to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// Instead of the greeting, a Python tool `NAME_get` that fetches a URL with
+        /// `requests` over `wasi:http` (its `requirements.txt` has `requests` and
+        /// `requests-wasi-http`; its `witbox.toml` must grant the origins in `allow-http`).
+        #[arg(long)]
+        http: bool,
     },
 }
 
 impl NewCommand {
     pub async fn execute(self, _cx: &Context) -> Result<ExitCode> {
-        let Self::Tool { name, lang, dir } = self;
-        let lang: Lang = lang.parse()?;
-        let root = witbox::scaffold::new_tool(&name, lang, &dir)?;
+        let Self::Tool {
+            name,
+            lang,
+            dir,
+            http,
+        } = self;
+        let template = Template {
+            lang: lang
+                .as_deref()
+                .unwrap_or(if http { "python" } else { "rust" })
+                .parse()?,
+            http,
+        };
+        let root = witbox::scaffold::new_tool(&name, template, &dir)?;
         let shown = root.display();
+        let tool = format!("{}_{}", name.replace('-', "_"), template.function());
+        let grant = if http {
+            format!(
+                "  (grant the origins it may reach first: `allow-http = [\"https://example.com\"]` in {shown}/witbox.toml)\n"
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "made `{shown}`: wit/world.wit (the tool's contract and docs), {}, witbox.toml\n\nnext:\n  witbox build {shown}\n  witbox --manifest {shown}/witbox.toml call {}_greet '{{\"name\": \"Ada\"}}'",
-            if lang == Lang::Rust {
-                "src/lib.rs"
-            } else {
-                "app.py"
-            },
-            name.replace('-', "_")
+            "made `{shown}`: wit/world.wit (the tool's contract and docs), {}{}, witbox.toml\n\nnext:\n  witbox build {shown}\n{grant}  witbox --manifest {shown}/witbox.toml call {tool} '{}'",
+            template.code_file(),
+            if http { ", requirements.txt" } else { "" },
+            template.example_args(),
         );
         Ok(ExitCode::SUCCESS)
     }
