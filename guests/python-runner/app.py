@@ -905,6 +905,7 @@ class Runner(exports.Runner):
         if not _tools_installed:
             _install_tools()
             _tools_installed = True
+            _checkpoints.note_injected()
         _cell += 1
         filename = f"<cell {_cell}>"
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
@@ -946,7 +947,7 @@ class Runner(exports.Runner):
     def reset(self) -> None:
         global _cell
         _fresh_globals()
-        _checkpoints.forget()
+        _checkpoints.clean()
         aio.forget()
         _cell = 0
         for name in [n for n in linecache.cache if n.startswith("<cell")]:
@@ -1007,7 +1008,7 @@ _checkpoint(1 << 20)
 _checkpoints.restore(_blob)
 sys.stdout, sys.stderr = _saved
 _fresh_globals()
-_checkpoints.forget()
+_checkpoints.clean()
 aio.forget()
 del _blob
 # Everything so far lives as long as the instance. Freezing it keeps the garbage

@@ -706,6 +706,20 @@ class Checkpoints:
         self._kinds = {}
         self._injected_ids = frozenset()
 
+    def clean(self):
+        """The globals are as a fresh session has them, and the host keeps no
+        checkpoint for a fresh session: the next cell needs one only if it changes
+        them (after `reset`, and in a new instance)."""
+        self._ids = {k: id(v) for k, v in self.globals.items()}
+        self._kinds = {}
+        self.note_injected()
+
+    def note_injected(self):
+        """Takes in what the runner put into `builtins` (the tools, when they are
+        installed): a cell that only calls them changes nothing."""
+        b = builtins.__dict__
+        self._injected_ids = frozenset(id(b[n]) for n in self.injected() if n in b)
+
     # -- after a cell --
 
     def after(self, codes, max_bytes, meta=None):
@@ -842,8 +856,7 @@ class Checkpoints:
             blob = _blob(head, body)
         self._ids = {k: id(v) for k, v in g.items()}
         self._kinds = {}
-        b = builtins.__dict__
-        self._injected_ids = {id(b[n]) for n in self.injected() if n in b}
+        self.note_injected()
         return blob
 
     def failed(self, why, meta=None):

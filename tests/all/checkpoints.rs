@@ -62,6 +62,27 @@ async fn a_timeout_keeps_functions_classes_and_shared_values() {
     assert_eq!(error_of(&cell(&mut s, "xs").await).0, "NameError");
 }
 
+/// A cell that changes nothing leaves no checkpoint to make (the first one of a
+/// session too): the restarted session has the same, fresh, globals, and says so.
+#[tokio::test]
+async fn a_cell_that_changes_nothing_is_restored_without_a_checkpoint() {
+    let runner = runner_with("", "timeout-ms = 300");
+    let mut s = runner.session().await.unwrap();
+    assert_eq!(cell(&mut s, "print('hi')").await.stdout, "hi\n");
+    let o = cell(&mut s, SPIN).await;
+    assert_eq!(o.restart_reason, Some(RestartReason::Timeout));
+    assert!(o.globals_restored);
+    assert_eq!(
+        witbox::python::observe(&o).lines().last().unwrap(),
+        "(the Python session restarted because a run passed its time limit: the globals of the last completed cell were restored)"
+    );
+    assert_eq!(error_of(&cell(&mut s, "time").await).0, "NameError");
+    // What the next cell defines is checkpointed as usual.
+    cell(&mut s, "kept = 7").await;
+    cell(&mut s, SPIN).await;
+    assert_eq!(cell(&mut s, "kept").await.value.as_deref(), Some("7"));
+}
+
 #[tokio::test]
 async fn checkpoints_false_turns_them_off() {
     let runner = runner_with("checkpoints = false", "timeout-ms = 300");

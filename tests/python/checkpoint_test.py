@@ -328,6 +328,25 @@ class Unchanged(unittest.TestCase):
     def test_first_checkpoint_is_full(self):
         self.assertIsNotNone(Session().run("print(1 + 1)"))
 
+    def test_after_clean_a_first_cell_that_changes_nothing_returns_none(self):
+        # A fresh session (a new instance, or after `reset`): the host keeps no
+        # checkpoint for it, so nothing is needed until the globals change.
+        s = Session()
+        s.checkpoints.clean()
+        for cell in ["print(1 + 1)", "len('abc')", "undefined_name", "", "1 +"]:
+            with self.subTest(cell=cell):
+                self.assertIsNone(s.run(cell))
+        self.assertIsNotNone(s.run("x = 1"))
+        self.assertIsNone(s.run("x"))
+        s.globals.pop("x")
+        s.checkpoints.clean()  # as `reset` does, after clearing the globals
+        self.assertIsNone(s.run("print(2)"))
+        for cell in ["import json", "globals()['y'] = 1", "def g(): pass"]:
+            with self.subTest(cell=cell):
+                fresh = Session()
+                fresh.checkpoints.clean()
+                self.assertIsNotNone(fresh.run(cell))
+
     def test_cells_that_change_nothing_return_none(self):
         s = self.session()
         for cell in ["print(1 + 1)", "x", "print(x)", "x + 1", "len(xs)", "xs[0]", "xs",

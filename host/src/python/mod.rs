@@ -278,6 +278,7 @@ impl Runner {
             caller: None,
             in_flight: false,
             checkpoint: None,
+            completed: false,
             generation: 0,
             saved: None,
         })
@@ -302,9 +303,10 @@ impl Runner {
         }
     }
 
-    /// A fresh instance that has run an empty cell and been reset: the pages a
-    /// first run touches are already faulted in, and nothing of the cell is left
-    /// (no globals; the next cell is `<cell 1>` again).
+    /// A fresh instance that has run a cell as a session's first one runs (with
+    /// its checkpoint) and been reset: the pages a first run writes are already
+    /// copied, and nothing of the cell is left (no globals, no checkpoint; the next
+    /// cell is `<cell 1>` again).
     async fn instantiate_warm(&self) -> Result<Instance> {
         let Instance {
             mut store,
@@ -329,14 +331,15 @@ impl Runner {
 
     async fn warm_up(&self, store: &mut Store<State>, bindings: &CodeRunner) -> Result<()> {
         let runner = bindings.witbox_agent_runner();
+        // As a session's first cell runs (with its checkpoint, when they are on).
         let options = RunOptions {
             max_output_bytes: 1024,
-            checkpoint: false,
-            checkpoint_max_bytes: 0,
+            checkpoint: self.checkpoints,
+            checkpoint_max_bytes: crate::limits::MAX_CHECKPOINT_BYTES as u64,
             stream: false,
         };
         runner
-            .call_run(&mut *store, "pass", options)
+            .call_run(&mut *store, "print(1+1)", options)
             .await
             .map_err(anyhow::Error::from)?
             .map_err(|e| anyhow::anyhow!("the warm-up cell failed: {e:?}"))?;

@@ -34,8 +34,11 @@ pub struct Session {
     /// again, so the session starts again first.
     pub(super) in_flight: bool,
     /// The state after the last cell that completed (`checkpoints`), put back
-    /// into the fresh instance when the session restarts.
+    /// into the fresh instance when the session restarts. `None` after a cell
+    /// completed means that cell left the globals as a fresh session has them.
     pub(super) checkpoint: Option<Vec<u8>>,
+    /// Whether a cell completed since the session was fresh (made or reset).
+    pub(super) completed: bool,
     /// Counts the changes to `checkpoint`; with the scratch folder's
     /// fingerprint it tells a state dir whether there is anything new to save.
     pub(super) generation: u64,
@@ -211,6 +214,7 @@ impl Session {
                     self.checkpoint = Some(state);
                     self.generation += 1;
                 }
+                self.completed = true;
                 // cap and redact
                 outcome::cap(&mut outcome, raw, limits.max_output, redactor);
                 None
@@ -310,6 +314,7 @@ impl Session {
     pub async fn reset(&mut self) -> Result<(), ToolError> {
         // Forgotten before a restart could put it back.
         self.checkpoint = None;
+        self.completed = false;
         self.generation += 1;
         if self.recover().await?.is_some() {
             // A fresh instance (with no checkpoint to restore) has nothing to forget.
@@ -381,7 +386,12 @@ impl Session {
     async fn restart(&mut self, why: RestartReason) -> Result<Restored, ToolError> {
         self.fresh_instance(why).await?;
         let Some(state) = self.checkpoint.take() else {
-            return Ok(Restored::default());
+            // The fresh instance is what the last completed cell left, if one did
+            // (a cell that changes nothing has no checkpoint to restore).
+            return Ok(Restored {
+                globals: self.runner.checkpoints && self.completed,
+                missing: Vec::new(),
+            });
         };
         match self.restore(&state).await {
             Ok(missing) => {
