@@ -2,6 +2,8 @@
 //! the wasm's SHA-256 and everything in the engine that changes compiled code,
 //! written atomically, with a small index from a file's path, size and
 //! modification time to its key (so a 25 MB runner is not hashed on every start).
+//! Bounded: a load marks an entry used (its modification time), and a write that
+//! takes the folder past its size removes the entries used longest ago.
 
 use crate::engine::Engine;
 use anyhow::{Context, Result};
@@ -111,11 +113,25 @@ impl Engine {
         }
         let component = self.compile_now(name, wasm)?;
         let path = dir.join(format!("{key}.cwasm"));
-        if let Err(e) = write_cache(&path, &component) {
-            eprintln!(
+        match write_cache(&path, &component) {
+            Ok(()) => {
+                let max = match self.options.cache_max_bytes {
+                    0 => DEFAULT_CACHE_MAX_BYTES,
+                    n => n,
+                };
+                let removed = prune(dir, &path, max);
+                if removed > 0 {
+                    eprintln!(
+                        "witbox: removed {removed} compiled component(s) used longest ago from the cache `{}`, to keep it under {} MiB",
+                        dir.display(),
+                        max >> 20
+                    );
+                }
+            }
+            Err(e) => eprintln!(
                 "witbox: could not cache `{name}` in `{}`: {e:#}",
                 dir.display()
-            );
+            ),
         }
         Ok((component, Some(key)))
     }
@@ -129,9 +145,15 @@ impl Engine {
         }
         // SAFETY: the file was written by `Component::serialize` (`write_cache`), into
         // witbox's own cache folder, and wasmtime checks that it matches this engine.
-        unsafe { Component::deserialize_file(&self.engine, &path) }
-            .map(Some)
-            .map_err(anyhow::Error::from)
+        let component = unsafe { Component::deserialize_file(&self.engine, &path) }
+            .map_err(anyhow::Error::from)?;
+        // Used now: the last to go when the cache is pruned. A read-only cache
+        // (shared, or on a read-only disk) is still read.
+        let _ = std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        Ok(Some(component))
     }
 
     fn compile_now(&self, name: &str, wasm: &[u8]) -> Result<Component> {
@@ -180,6 +202,58 @@ fn write_cache(path: &Path, component: &Component) -> Result<()> {
     std::fs::create_dir_all(dir).context("failed to create the cache folder")?;
     let bytes = component.serialize().map_err(anyhow::Error::from)?;
     crate::limits::write_aside(path, &bytes).context("failed to write the cache file")
+}
+
+/// How many bytes of compiled components the cache keeps by default: the
+/// shipped runner with its packages is about 150 MB compiled.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 2 << 30;
+
+/// Removes the compiled components in `dir` used longest ago (oldest modification
+/// time: [`Engine::cached`] renews it) until they take at most `max` bytes, and the
+/// index entries that name them; `keep`, the one just written, stays. Returns how
+/// many it removed. Another process that has one of them loaded keeps its mapping;
+/// one about to load it compiles again.
+fn prune(dir: &Path, keep: &Path, max: u64) -> usize {
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut entries = Vec::new();
+    let mut total = 0;
+    for entry in listing.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        if path.extension().is_some_and(|e| e == "cwasm") && meta.is_file() {
+            total += meta.len();
+            let used = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            entries.push((used, meta.len(), path));
+        }
+    }
+    if total <= max {
+        return 0;
+    }
+    entries.sort();
+    let mut removed = std::collections::HashSet::new();
+    for (_, len, path) in entries {
+        if total <= max {
+            break;
+        }
+        if path != keep && std::fs::remove_file(&path).is_ok() {
+            total -= len;
+            if let Some(key) = path.file_stem().and_then(|s| s.to_str()) {
+                removed.insert(key.to_string());
+            }
+        }
+    }
+    if let Ok(index) = std::fs::read_dir(dir.join("by-file")) {
+        for entry in index.flatten() {
+            let names_removed =
+                std::fs::read_to_string(entry.path()).is_ok_and(|key| removed.contains(key.trim()));
+            if names_removed {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    removed.len()
 }
 
 /// The default cache folder: `$WITBOX_CACHE_DIR`, else `$XDG_CACHE_HOME/witbox`, else `~/.cache/witbox`.

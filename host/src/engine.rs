@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use crate::cache::default_cache_dir;
+pub use crate::cache::{DEFAULT_CACHE_MAX_BYTES, default_cache_dir};
 pub use crate::limits::TICK;
 
 /// Options that change how components are compiled or run.
@@ -18,6 +18,10 @@ pub struct EngineOptions {
     pub fuel: bool,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// The most bytes of compiled components the cache folder keeps (0: 2 GiB,
+    /// [`crate::cache::DEFAULT_CACHE_MAX_BYTES`]). Past it, writing a new one
+    /// removes those used longest ago.
+    pub cache_max_bytes: u64,
     /// Reset a freed memory slot by copying back its whole resident part, instead
     /// of scanning for the pages that were written. For big, scattered heaps (the
     /// Python runner): the scan keeps at most 32 runs of pages, and every page it

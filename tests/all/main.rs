@@ -10,6 +10,7 @@ mod acceptance;
 mod agent;
 mod audit;
 mod bypass;
+mod cache;
 mod checkpoints;
 mod cli;
 mod compose;

@@ -49,6 +49,7 @@ impl Context {
                 } else {
                     witbox::engine::default_cache_dir()
                 },
+                cache_max_bytes: cache_max_bytes()?,
                 audit,
                 ..Default::default()
             },
@@ -58,5 +59,19 @@ impl Context {
     /// Reads and checks the manifest.
     pub fn manifest(&self) -> Result<Manifest> {
         Manifest::load(&self.manifest_path)
+    }
+}
+
+/// `$WITBOX_CACHE_MAX_MB`, in bytes; 0 (the default size) when it is not set.
+fn cache_max_bytes() -> Result<u64> {
+    let Some(value) = std::env::var_os("WITBOX_CACHE_MAX_MB") else {
+        return Ok(0);
+    };
+    let text = value.to_string_lossy();
+    match text.trim().parse::<u64>() {
+        Ok(mb) if mb > 0 && mb <= 1 << 30 => Ok(mb << 20),
+        _ => anyhow::bail!(
+            "invalid WITBOX_CACHE_MAX_MB `{text}`: give the most MiB the compile cache may keep, for example 4096"
+        ),
     }
 }
