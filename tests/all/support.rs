@@ -68,14 +68,23 @@ pub fn witbox_command(manifest: &Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_witbox"));
     cmd.arg("--manifest")
         .arg(manifest)
-        .env("WITBOX_CACHE_DIR", root().join("target/test-cache"));
+        .env("WITBOX_CACHE_DIR", root().join("target/test-cache"))
+        // Many runners share it (each package set is one); never pruned mid-run.
+        .env(
+            "WITBOX_CACHE_MAX_MB",
+            (TEST_CACHE_MAX_BYTES >> 20).to_string(),
+        );
     cmd
 }
+
+/// The tests' cache keeps everything a test run compiles.
+const TEST_CACHE_MAX_BYTES: u64 = 64 << 30;
 
 /// Compiled components are cached here, so only the first test run compiles.
 pub fn options() -> EngineOptions {
     EngineOptions {
         cache_dir: Some(root().join("target/test-cache")),
+        cache_max_bytes: TEST_CACHE_MAX_BYTES,
         ..Default::default()
     }
 }
