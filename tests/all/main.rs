@@ -29,6 +29,7 @@ mod sandbox;
 mod scaffold;
 mod schedule;
 mod secrets;
+mod serve;
 mod shipped;
 mod snapshots;
 mod stdlib;

@@ -16,6 +16,7 @@ mod new;
 mod repl;
 mod run;
 mod runner;
+mod serve;
 mod state;
 mod tools;
 
@@ -79,6 +80,16 @@ enum Command {
     /// Claude Desktop / VS Code: {"command": "/path/to/witbox", "args": ["--manifest", "/path/to/witbox.toml", "mcp"]}
     #[command(verbatim_doc_comment)]
     Mcp(mcp::McpCommand),
+    /// Serve many clients over HTTP: MCP (streamable HTTP) at `/mcp`, `GET /healthz` and `GET /readyz`.
+    ///
+    /// Without tokens it listens on loopback only. With `--tokens FILE` (or `WITBOX_TOKENS`)
+    /// every `/mcp` request needs `Authorization: Bearer TOKEN`, each token is a principal
+    /// whose sessions no other can reach, and any address may be used. `/readyz` answers 200
+    /// once the tools and the runner are loaded and the warm pool is filled, else 503 with
+    /// what it waits for. Example:
+    ///   witbox serve --listen 0.0.0.0:8765 --tokens tokens.txt
+    #[command(verbatim_doc_comment)]
+    Serve(serve::ServeCommand),
     /// An interactive Python session (history, multi-line input, `:reset`, `:tools`, `:quit`).
     Repl(repl::ReplCommand),
     /// Start a new tool from a template: `witbox new tool NAME --lang rust|python`.
@@ -106,9 +117,9 @@ enum Command {
 }
 
 impl Command {
-    /// Whether the command serves many callers at once (`mcp`).
+    /// Whether the command serves many callers at once (`mcp`, `serve`).
     fn serves_many(&self) -> bool {
-        matches!(self, Self::Mcp(_))
+        matches!(self, Self::Mcp(_) | Self::Serve(_))
     }
 
     async fn execute(self, cx: &Context) -> anyhow::Result<ExitCode> {
@@ -118,6 +129,7 @@ impl Command {
             Self::Run(c) => c.execute(cx).await,
             Self::Agent(c) => c.execute(cx).await,
             Self::Mcp(c) => c.execute(cx).await,
+            Self::Serve(c) => c.execute(cx).await,
             Self::Repl(c) => c.execute(cx).await,
             Self::New(c) => c.execute(cx).await,
             Self::Build(c) => c.execute(cx).await,

@@ -5,16 +5,18 @@ use crate::flags::SessionFlags;
 use anyhow::{Context as _, Result};
 use clap::Args;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
-use witbox::mcp::Server;
+use std::sync::Arc;
+use witbox::mcp::{Server, Tokens};
 
 /// `witbox mcp`'s arguments.
 #[derive(Args, Debug)]
 pub struct McpCommand {
     /// Serve the streamable HTTP transport at this address (for example
-    /// `127.0.0.1:8765`; the endpoint is `http://ADDR/mcp`) instead of stdio.
-    /// Only a loopback address is served (there is no authentication yet), and
-    /// only loopback `Host` headers are accepted.
+    /// `127.0.0.1:8765`; the endpoint is `http://ADDR/mcp`) instead of stdio:
+    /// `witbox serve --listen ADDR` without tokens. Only a loopback address is
+    /// served, and only loopback `Host` headers are accepted.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
     /// Keep the Python sessions in DIR: each is saved there after every call
@@ -37,15 +39,60 @@ impl McpCommand {
 
 async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
     if let Some(addr) = args.http {
+        let state_dir = args.state_dir.as_deref();
+        return serve_http(cx, "mcp", addr, None, state_dir, &args.session).await;
+    }
+    let (server, tools, python) = load(cx, args.state_dir.as_deref(), &args.session)?;
+    // Logs go to stderr: on stdio, stdout is the protocol stream.
+    eprintln!("witbox mcp: {tools} and {python}, on stdio");
+    server
+        .serve((tokio::io::stdin(), tokio::io::stdout()), shutdown())
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `witbox serve` and `witbox mcp --http`: the HTTP server on `addr`, with
+/// `tokens` if any (without, `addr` must be a loopback address).
+pub(crate) async fn serve_http(
+    cx: &Context,
+    command: &str,
+    addr: SocketAddr,
+    tokens: Option<Arc<Tokens>>,
+    state_dir: Option<&Path>,
+    session: &SessionFlags,
+) -> Result<ExitCode> {
+    if tokens.is_none() {
         // Before loading and binding: a public port is never opened, not even briefly.
         witbox::mcp::require_loopback(addr)?;
     }
+    let (server, tools, python) = load(cx, state_dir, session)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("failed to listen on {addr}"))?;
+    let addr = listener.local_addr()?;
+    let access = match &tokens {
+        Some(t) => format!("{} principals with bearer tokens", t.len()),
+        None => "no tokens (loopback only)".to_string(),
+    };
+    eprintln!(
+        "witbox {command}: {tools} and {python}, at http://{addr}/mcp (and /healthz, /readyz), {access}; Ctrl-C stops"
+    );
+    server.serve_http_with(listener, tokens, shutdown()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The server, and what it serves in words (its tools, its Python sessions).
+fn load(
+    cx: &Context,
+    state_dir: Option<&Path>,
+    session: &SessionFlags,
+) -> Result<(Arc<Server>, String, &'static str)> {
     let manifest = cx.manifest()?;
     let server = Server::load_in_background(
         &manifest,
         cx.options.clone(),
-        &args.session.overrides(),
-        args.state_dir.as_deref(),
+        &session.overrides(),
+        state_dir,
     )?;
     let tools = match server.registry() {
         Some(r) => format!("{} tools", r.tools().len()),
@@ -56,30 +103,11 @@ async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
     } else {
         "no run_python (the runner is not built)"
     };
-    // Logs go to stderr: on stdio, stdout is the protocol stream.
-    match args.http {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("failed to listen on {addr}"))?;
-            let addr = listener.local_addr()?;
-            eprintln!(
-                "witbox mcp: {tools} tools and {python}, at http://{addr}/mcp (Ctrl-C stops)"
-            );
-            server.serve_http(listener, shutdown()).await?;
-        }
-        None => {
-            eprintln!("witbox mcp: {tools} tools and {python}, on stdio");
-            server
-                .serve((tokio::io::stdin(), tokio::io::stdout()), shutdown())
-                .await?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok((server, tools, python))
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -14,6 +14,7 @@
 //! thread that a spinning guest keeps busy, tokio polls its I/O driver only
 //! every 61 ticks of the scheduler.
 
+use super::auth::Tokens;
 use super::guard::{self, MAX_MESSAGE_BYTES, Refusal};
 use super::{Gone, Handler};
 use anyhow::{Result, bail};
@@ -40,16 +41,16 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-/// Refuses to serve on an address other hosts can reach: there is no
-/// authentication yet, and whoever reaches the server can run code in it.
+/// Refuses to serve without tokens on an address other hosts can reach: whoever
+/// reaches the server can run code in its sandboxes.
 pub fn require_loopback(addr: SocketAddr) -> Result<()> {
     if addr.ip().to_canonical().is_loopback() {
         return Ok(());
     }
     bail!(
-        "refusing to serve MCP over HTTP on {addr}: it is not a loopback address, and the server has no \
-         authentication yet, so anyone who can reach it could run code in its sandboxes; listen on \
-         127.0.0.1 or [::1] (auth tokens for other addresses are planned)"
+        "refusing to serve on {addr} without tokens: it is not a loopback address, so anyone who \
+         can reach it could run code in its sandboxes; listen on 127.0.0.1 or [::1], or give \
+         `witbox serve` bearer tokens (`--tokens FILE` or `WITBOX_TOKENS`)"
     )
 }
 
@@ -57,14 +58,112 @@ pub(super) type Service = StreamableHttpService<Handler, Sessions>;
 
 /// rmcp's service, stopped by `stop`, with its body limit set to ours: [`handle`]
 /// has already refused larger bodies, so rmcp's plain-text `413` never shows.
+/// Without tokens only loopback `Host` headers are accepted (rmcp's guard against
+/// DNS rebinding); with them, the token is the guard, and any `Host` is served.
 pub(super) fn service(
     make: impl Fn() -> Handler + Send + Sync + 'static,
     stop: CancellationToken,
-) -> Service {
-    let config = StreamableHttpServerConfig::default()
+    tokens: bool,
+) -> (Service, Arc<Sessions>) {
+    let mut config = StreamableHttpServerConfig::default()
         .with_max_request_body_bytes(MAX_MESSAGE_BYTES)
         .with_cancellation_token(stop);
-    StreamableHttpService::new(move || Ok(make()), Arc::new(Sessions::default()), config)
+    if tokens {
+        config = config.disable_allowed_hosts();
+    }
+    let sessions = Arc::new(Sessions::default());
+    let service = StreamableHttpService::new(move || Ok(make()), sessions.clone(), config);
+    (service, sessions)
+}
+
+/// The front of the HTTP server: the paths it serves, and who may use `/mcp`.
+pub(super) struct Front {
+    pub(super) service: Service,
+    pub(super) sessions: Arc<Sessions>,
+    pub(super) tokens: Option<Arc<Tokens>>,
+    pub(super) server: Arc<super::Server>,
+}
+
+impl Front {
+    /// `/mcp` (with a principal's token, when there are tokens), `/healthz`,
+    /// `/readyz`; anything else is a `404` that says what is served.
+    pub(super) async fn route(&self, request: Request<Incoming>) -> BoxResponse {
+        match request.uri().path() {
+            "/mcp" => self.mcp(request).await,
+            "/healthz" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+            "/readyz" => {
+                let waiting = self.server.waiting_for();
+                if waiting.is_empty() {
+                    json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+                } else {
+                    json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &serde_json::json!({"status": "not ready", "waiting_for": waiting}),
+                    )
+                }
+            }
+            path => {
+                let mut shown = path.chars().take(100).collect::<String>();
+                if shown.len() < path.len() {
+                    shown.push('…');
+                }
+                json(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"error": format!(
+                        "no endpoint `{shown}`: this server has /mcp (MCP, streamable HTTP), /healthz and /readyz"
+                    )}),
+                )
+            }
+        }
+    }
+
+    /// With tokens: a request without a known one is a `401`, and an MCP session is
+    /// its principal's; another principal naming it gets rmcp's answer for a
+    /// session that does not exist.
+    async fn mcp(&self, request: Request<Incoming>) -> BoxResponse {
+        let Some(tokens) = &self.tokens else {
+            return handle(&self.service, request).await;
+        };
+        let authorization = request.headers().get(header::AUTHORIZATION);
+        let Some(principal) = tokens.principal(authorization.map(|v| v.as_bytes())) else {
+            let mut response = json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": "this server needs a bearer token: send `Authorization: Bearer TOKEN` with a token from its tokens file"}),
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"witbox\""),
+            );
+            return response;
+        };
+        let session = request.headers().get(SESSION_HEADER).cloned();
+        if let Some(id) = &session
+            && !self.sessions.may_use(id.as_bytes(), &principal)
+        {
+            return Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Full::new(Bytes::from("Not Found: Session not found")).boxed())
+                .expect("a valid response");
+        }
+        let response = handle(&self.service, request).await;
+        if session.is_none()
+            && let Some(id) = response.headers().get(SESSION_HEADER)
+        {
+            self.sessions.claim(id.as_bytes(), principal);
+        }
+        response
+    }
+}
+
+/// The header that names an MCP session over streamable HTTP.
+const SESSION_HEADER: &str = "mcp-session-id";
+
+fn json(status: StatusCode, body: &serde_json::Value) -> BoxResponse {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())).boxed())
+        .expect("a valid response")
 }
 
 pub(super) type BoxResponse = Response<BoxBody<Bytes, Infallible>>;
@@ -192,10 +291,29 @@ impl Drop for Watched {
 pub(super) struct Sessions {
     inner: LocalSessionManager,
     live: Mutex<HashMap<SessionId, CancellationToken>>,
+    /// With tokens: the principal that started each session.
+    owners: Mutex<HashMap<Vec<u8>, Arc<str>>>,
 }
 
 impl Sessions {
+    /// Records that `principal` started the session `id`.
+    fn claim(&self, id: &[u8], principal: Arc<str>) {
+        let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        owners.insert(id.to_vec(), principal);
+    }
+
+    /// Whether `principal` may use the session `id`: it started it, or no one
+    /// did (an id that does not exist, which rmcp then refuses).
+    fn may_use(&self, id: &[u8], principal: &str) -> bool {
+        let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        owners.get(id).is_none_or(|owner| &**owner == principal)
+    }
+
     fn end(&self, id: &SessionId) {
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id.as_bytes());
         let gone = self
             .live
             .lock()

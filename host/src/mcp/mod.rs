@@ -14,6 +14,7 @@
 //! Between the client and rmcp: [`guard`] (a size cap and a JSON-RPC answer for
 //! every message the server will not act on) and, on HTTP, [`http`].
 
+mod auth;
 mod files;
 mod guard;
 mod handler;
@@ -22,6 +23,7 @@ mod later;
 mod progress;
 mod snapshots;
 
+pub use auth::Tokens;
 pub use guard::MAX_MESSAGE_BYTES;
 pub use handler::Handler;
 pub use http::require_loopback;
@@ -295,13 +297,37 @@ impl Server {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
+        self.serve_http_with(listener, None, shutdown).await
+    }
+
+    /// [`Server::serve_http`], the way `witbox serve` does it: MCP at `/mcp`,
+    /// `GET /healthz` (alive) and `GET /readyz` (the tools and the runner loaded,
+    /// the warm pool filled: `200`, else `503` with what it waits for). With
+    /// `tokens`, `/mcp` needs `Authorization: Bearer TOKEN`, each MCP session is
+    /// the principal's that started it, and any address and `Host` are served;
+    /// without, only loopback ones. `/healthz` and `/readyz` are open.
+    pub async fn serve_http_with(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+        tokens: Option<Arc<Tokens>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
         let addr = listener
             .local_addr()
             .context("failed to read the listener's address")?;
-        require_loopback(addr)?;
+        if tokens.is_none() {
+            require_loopback(addr)?;
+        }
         let stop = CancellationToken::new();
         let server = self.clone();
-        let service = http::service(move || server.handler(), stop.clone());
+        let (service, sessions) =
+            http::service(move || server.handler(), stop.clone(), tokens.is_some());
+        let front = Arc::new(http::Front {
+            service,
+            sessions,
+            tokens,
+            server: self.clone(),
+        });
         let accept = async {
             loop {
                 let (stream, _) = match listener.accept().await {
@@ -312,12 +338,10 @@ impl Server {
                         continue;
                     }
                 };
-                let service = service.clone();
+                let front = front.clone();
                 let service = hyper::service::service_fn(move |request| {
-                    let service = service.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(http::handle(&service, request).await)
-                    }
+                    let front = front.clone();
+                    async move { Ok::<_, std::convert::Infallible>(front.route(request).await) }
                 });
                 tokio::spawn(async move {
                     let io = hyper_util::rt::TokioIo::new(stream);
@@ -332,6 +356,27 @@ impl Server {
             () = shutdown => stop.cancel(),
         }
         Ok(())
+    }
+
+    /// What the server is not ready for yet: `tools` (still loading), `runner`
+    /// (still loading), `warm pool` (not filled; filling starts here). Empty
+    /// when ready.
+    pub fn waiting_for(&self) -> Vec<&'static str> {
+        let mut waiting = Vec::new();
+        if self.registry.now().is_none() {
+            waiting.push("tools");
+        }
+        if let Some(python) = &self.python {
+            match python.now() {
+                None => waiting.push("runner"),
+                Some(sessions) => {
+                    if !sessions.runner().warm_pool_full() {
+                        waiting.push("warm pool");
+                    }
+                }
+            }
+        }
+        waiting
     }
 }
 

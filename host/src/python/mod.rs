@@ -284,6 +284,17 @@ impl Runner {
         })
     }
 
+    /// Whether the warm pool holds its `warm-sessions`; if not, starts filling it
+    /// (in the background, on the current tokio runtime).
+    pub fn warm_pool_full(self: &Arc<Self>) -> bool {
+        let ready = self.warm.lock().unwrap_or_else(|p| p.into_inner()).len();
+        if ready >= self.warm_target {
+            return true;
+        }
+        self.refill();
+        false
+    }
+
     /// Starts making instances in the background until the pool is full.
     fn refill(self: &Arc<Self>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

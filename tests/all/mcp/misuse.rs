@@ -425,7 +425,7 @@ fn the_session_quota_is_checked_and_defaults_to_a_quarter() {
     }
 }
 
-const REFUSED: &str = "refusing to serve MCP over HTTP on {addr}: it is not a loopback address, and the server has no authentication yet, so anyone who can reach it could run code in its sandboxes; listen on 127.0.0.1 or [::1] (auth tokens for other addresses are planned)";
+const REFUSED: &str = "refusing to serve on {addr} without tokens: it is not a loopback address, so anyone who can reach it could run code in its sandboxes; listen on 127.0.0.1 or [::1], or give `witbox serve` bearer tokens (`--tokens FILE` or `WITBOX_TOKENS`)";
 
 #[test]
 fn http_is_served_only_on_loopback() {

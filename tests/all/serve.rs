@@ -1,0 +1,259 @@
+//! `witbox serve`: the real binary on 127.0.0.1 port 0, spoken to in raw HTTP/1.1:
+//! health and readiness, unknown paths, bearer tokens, and MCP sessions that
+//! belong to the principal that started them.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::io::{BufRead, Read, Write};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const ALICE: &str = "alice-0123456789abcdef0123456789abcdef";
+const BOB: &str = "bob-0123456789abcdef0123456789abcdef00";
+
+/// `witbox serve --listen 127.0.0.1:0 ARGS`, killed when dropped.
+struct Served {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Served {
+    fn start(manifest: &std::path::Path, args: &[&str]) -> Self {
+        let mut child = witbox_command(manifest)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut banner = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut banner)
+            .unwrap();
+        let url = banner
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http://"))
+            .unwrap_or_else(|| panic!("no URL in {banner:?}"));
+        let addr = url.trim_end_matches("/mcp").parse().unwrap();
+        Self { child, addr }
+    }
+
+    /// One request on its own connection: (status, lower-cased head, body).
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String, String) {
+        let mut stream = std::net::TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+            head.push_str(&format!("Host: 127.0.0.1:{}\r\n", self.addr.port()));
+        }
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        stream
+            .write_all(format!("{head}\r\n{body}").as_bytes())
+            .unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {response:?}"));
+        (status, head.to_lowercase(), body.to_string())
+    }
+
+    /// An MCP message to `/mcp` as `token`, in session `session` if any.
+    fn mcp(
+        &self,
+        token: Option<&str>,
+        session: Option<&str>,
+        message: &Value,
+    ) -> (u16, String, String) {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ];
+        if let Some(b) = &bearer {
+            headers.push(("Authorization", b));
+        }
+        if let Some(s) = session {
+            headers.push(("Mcp-Session-Id", s));
+            headers.push(("MCP-Protocol-Version", "2025-06-18"));
+        }
+        self.request("POST", "/mcp", &headers, &message.to_string())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn initialize() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}})
+}
+
+fn session_of(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("mcp-session-id: "))
+        .unwrap_or_else(|| panic!("no session id in {head}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn serve_answers_health_readiness_and_unknown_paths() {
+    let dir = TempDir::new("serve-health");
+    let manifest = dir.write("witbox.toml", runner_manifest(""));
+    let server = Served::start(&manifest, &[]);
+    let (status, head, body) = server.request("GET", "/healthz", &[], "");
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    assert!(head.contains("content-type: application/json"), "{head}");
+    // Ready once the runner is loaded and its warm pool is full.
+    let started = Instant::now();
+    loop {
+        let (status, _, body) = server.request("GET", "/readyz", &[], "");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        if status == 200 {
+            assert_eq!(body, json!({"status": "ready"}));
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["status"], "not ready");
+        let waiting = body["waiting_for"].as_array().unwrap();
+        assert!(
+            waiting
+                .iter()
+                .all(|w| ["tools", "runner", "warm pool"].contains(&w.as_str().unwrap())),
+            "{body}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never ready: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _, body) = server.request("GET", "/v1/nothing", &[], "");
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"error": "no endpoint `/v1/nothing`: this server has /mcp (MCP, streamable HTTP), /healthz and /readyz"}).to_string()
+    );
+    // Without tokens, MCP is open on loopback.
+    let (status, head, _) = server.mcp(None, None, &initialize());
+    assert_eq!(status, 200);
+    session_of(&head);
+}
+
+#[test]
+fn serve_needs_tokens_for_other_addresses_and_checks_them() {
+    let dir = TempDir::new("serve-tokens");
+    let manifest = dir.write("witbox.toml", runner_manifest(""));
+    let out = witbox_command(&manifest)
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: refusing to serve on 0.0.0.0:0 without tokens: it is not a loopback address, so anyone who can reach it could run code in its sandboxes; listen on 127.0.0.1 or [::1], or give `witbox serve` bearer tokens (`--tokens FILE` or `WITBOX_TOKENS`)\n"
+    );
+    let weak = dir.write("weak.txt", "secret alice\n");
+    let out = witbox_command(&manifest)
+        .args(["serve", "--tokens"])
+        .arg(&weak)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: entry 1 of `{}`: the token of `alice` must be at least 32 visible ASCII characters, and random (for example from `openssl rand -hex 32`)\n",
+            weak.display()
+        )
+    );
+
+    let tokens = dir.write(
+        "tokens.txt",
+        format!("# who may run code\n{ALICE} alice\n{BOB} bob\n"),
+    );
+    let server = Served::start(&manifest, &["--tokens", tokens.to_str().unwrap()]);
+    // Health needs no token.
+    assert_eq!(server.request("GET", "/healthz", &[], "").0, 200);
+    // No token, a wrong one, another scheme: 401, and nothing else said.
+    let refusal = json!({"error": "this server needs a bearer token: send `Authorization: Bearer TOKEN` with a token from its tokens file"}).to_string();
+    for token in [None, Some("alice-0123456789abcdef0123456789abcdeX")] {
+        let (status, head, body) = server.mcp(token, None, &initialize());
+        assert_eq!(
+            (status, body.as_str()),
+            (401, refusal.as_str()),
+            "{token:?}"
+        );
+        assert!(
+            head.contains("www-authenticate: bearer realm=\"witbox\""),
+            "{head}"
+        );
+    }
+    let basic = format!("Basic {ALICE}");
+    let (status, _, _) = server.request("POST", "/mcp", &[("Authorization", &basic)], "{}");
+    assert_eq!(status, 401);
+
+    // alice starts a session; it is hers.
+    let (status, head, body) = server.mcp(Some(ALICE), None, &initialize());
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""serverInfo":{"name":"witbox""#), "{body}");
+    let session = session_of(&head);
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(server.mcp(Some(ALICE), Some(&session), &initialized).0, 202);
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let (status, _, body) = server.mcp(Some(ALICE), Some(&session), &list);
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""name":"run_python""#), "{body}");
+    // bob cannot reach it: to him it does not exist.
+    let (status, _, body) = server.mcp(Some(BOB), Some(&session), &list);
+    assert_eq!(
+        (status, body.as_str()),
+        (404, "Not Found: Session not found")
+    );
+    let (status, _, _) = server.request(
+        "DELETE",
+        "/mcp",
+        &[
+            ("Authorization", &format!("Bearer {BOB}")),
+            ("Mcp-Session-Id", &session),
+        ],
+        "",
+    );
+    assert_eq!(status, 404);
+    // ... and it is still alice's.
+    assert_eq!(server.mcp(Some(ALICE), Some(&session), &list).0, 200);
+
+    // With tokens, the token guards the server, not the Host header.
+    let (status, _, _) = server.request(
+        "POST",
+        "/mcp",
+        &[
+            ("Host", "witbox.internal:8765"),
+            ("Authorization", &format!("Bearer {BOB}")),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        &initialize().to_string(),
+    );
+    assert_eq!(status, 200);
+}
