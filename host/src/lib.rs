@@ -56,6 +56,7 @@ pub mod limits;
 mod linker;
 pub mod manifest;
 pub mod mcp;
+pub mod metrics;
 pub mod net;
 pub mod packages;
 pub mod policy;

@@ -54,12 +54,37 @@ impl Admission {
     }
 }
 
+/// Top-level calls waiting for a run slot (for the metrics).
+static WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Waits for a run slot; calls made by a guest (`depth > 0`) need none.
 pub async fn admit(depth: u32) -> Admission {
     if depth > 0 {
         return Admission(None);
     }
-    Admission(RUNS.clone().acquire_owned().await.ok())
+    use std::sync::atomic::Ordering;
+    WAITING.fetch_add(1, Ordering::Relaxed);
+    // Counted out also when the caller stops waiting (the future is dropped).
+    struct Waiting;
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            WAITING.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let waiting = Waiting;
+    let permit = RUNS.clone().acquire_owned().await.ok();
+    drop(waiting);
+    Admission(permit)
+}
+
+/// (run slots held, calls waiting for one), now.
+pub fn occupancy() -> (usize, usize) {
+    let total = RUNS_PER_CORE * cores();
+    let free = RUNS.available_permits();
+    (
+        total.saturating_sub(free),
+        WAITING.load(std::sync::atomic::Ordering::Relaxed),
+    )
 }
 
 /// A future the guest waits on before it goes on.

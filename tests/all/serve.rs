@@ -154,12 +154,58 @@ fn serve_answers_health_readiness_and_unknown_paths() {
     assert_eq!(status, 404);
     assert_eq!(
         body,
-        json!({"error": "no endpoint `/v1/nothing`: this server has /mcp (MCP, streamable HTTP), /healthz and /readyz"}).to_string()
+        json!({"error": "no endpoint `/v1/nothing`: this server has /mcp (MCP, streamable HTTP), /healthz, /readyz and /metrics"}).to_string()
     );
     // Without tokens, MCP is open on loopback.
     let (status, head, _) = server.mcp(None, None, &initialize());
     assert_eq!(status, 200);
-    session_of(&head);
+    let session = session_of(&head);
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(server.mcp(None, Some(&session), &initialized).0, 202);
+
+    // Metrics: a run that works, one that raises an exception whose name a guest
+    // chose, and one over its time limit; labels come from fixed sets only.
+    let run = |id: u64, code: &str, python: Option<&str>| {
+        let mut arguments = json!({"code": code});
+        if let Some(p) = python {
+            arguments["session_id"] = json!(p);
+        }
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "run_python", "arguments": arguments}});
+        let (status, _, body) = server.mcp(None, Some(&session), &call);
+        assert_eq!(status, 200, "{body}");
+        // The SSE event's JSON: the Python session it ran in.
+        let at = body.find("\"session_id\":\"").expect("a session id") + 14;
+        body[at..].split('"').next().unwrap().to_string()
+    };
+    let python = run(2, "print(1 + 1)", None);
+    run(
+        3,
+        "class Chosen_By_The_Guest(Exception): pass\nraise Chosen_By_The_Guest('x')",
+        Some(&python),
+    );
+    let (status, head, text) = server.request("GET", "/metrics", &[], "");
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    for line in [
+        "# TYPE witbox_python_runs counter",
+        "witbox_python_runs_total{outcome=\"ok\"} 1",
+        "witbox_python_runs_total{outcome=\"exception\"} 1",
+        "# TYPE witbox_python_run_duration_seconds histogram",
+        "witbox_python_run_duration_seconds_count 2",
+        "# TYPE witbox_guest_memory_peak_bytes histogram",
+        "witbox_python_sessions 1",
+        "# TYPE witbox_warm_pool_instances gauge",
+        "witbox_run_slots_busy 0",
+        "witbox_run_slots_waiting 0",
+        "# EOF",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    assert!(!text.contains("Chosen_By_The_Guest"), "{text}");
 }
 
 #[test]
@@ -256,4 +302,38 @@ fn serve_needs_tokens_for_other_addresses_and_checks_them() {
         &initialize().to_string(),
     );
     assert_eq!(status, 200);
+}
+
+/// Tool calls are counted by the manifest's tool name and a fixed outcome; a name
+/// that is no tool is `(unknown)`, whatever the caller sent.
+#[tokio::test]
+async fn tool_calls_are_counted_by_manifest_names_only() {
+    let r = registry("quadratic", "");
+    r.call("quadratic_solve", &json!({"a": 1, "b": -3, "c": 2}))
+        .await
+        .unwrap();
+    r.call("quadratic_solve", &json!({"a": "one"}))
+        .await
+        .unwrap_err();
+    r.call("chosen_by_the_caller", &json!({}))
+        .await
+        .unwrap_err();
+    let text = witbox::metrics::encode(witbox::metrics::Now::default());
+    let count = |labels: &str| -> u64 {
+        let prefix = format!("witbox_tool_calls_total{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` in:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    // Other tests in this process call tools too: at least these.
+    assert!(count(r#"tool="quadratic_solve",outcome="ok""#) >= 1);
+    assert!(count(r#"tool="quadratic_solve",outcome="invalid-arguments""#) >= 1);
+    assert!(count(r#"tool="(unknown)",outcome="not-found""#) >= 1);
+    assert!(!text.contains("chosen_by_the_caller"), "{text}");
+    assert!(
+        text.contains("# TYPE witbox_tool_call_duration_seconds histogram"),
+        "{text}"
+    );
 }

@@ -80,13 +80,14 @@ enum Command {
     /// Claude Desktop / VS Code: {"command": "/path/to/witbox", "args": ["--manifest", "/path/to/witbox.toml", "mcp"]}
     #[command(verbatim_doc_comment)]
     Mcp(mcp::McpCommand),
-    /// Serve many clients over HTTP: MCP (streamable HTTP) at `/mcp`, `GET /healthz` and `GET /readyz`.
+    /// Serve many clients over HTTP: MCP (streamable HTTP) at `/mcp`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
     ///
     /// Without tokens it listens on loopback only. With `--tokens FILE` (or `WITBOX_TOKENS`)
     /// every `/mcp` request needs `Authorization: Bearer TOKEN`, each token is a principal
     /// whose sessions no other can reach, and any address may be used. `/readyz` answers 200
     /// once the tools and the runner are loaded and the warm pool is filled, else 503 with
-    /// what it waits for. Example:
+    /// what it waits for. `/metrics` is Prometheus text (calls and runs by outcome, durations,
+    /// fuel, memory peaks, sessions, warm pool, run slots). Example:
     ///   witbox serve --listen 0.0.0.0:8765 --tokens tokens.txt
     #[command(verbatim_doc_comment)]
     Serve(serve::ServeCommand),

@@ -91,6 +91,21 @@ impl Front {
         match request.uri().path() {
             "/mcp" => self.mcp(request).await,
             "/healthz" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+            "/metrics" => {
+                let sessions = self.server.sessions();
+                let now = crate::metrics::Now {
+                    sessions: sessions.as_ref().map_or(0, |s| s.len()),
+                    warm_pool: sessions.as_ref().map_or(0, |s| s.runner().warm_len()),
+                };
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )
+                    .body(Full::new(Bytes::from(crate::metrics::encode(now))).boxed())
+                    .expect("a valid response")
+            }
             "/readyz" => {
                 let waiting = self.server.waiting_for();
                 if waiting.is_empty() {
@@ -110,7 +125,7 @@ impl Front {
                 json(
                     StatusCode::NOT_FOUND,
                     &serde_json::json!({"error": format!(
-                        "no endpoint `{shown}`: this server has /mcp (MCP, streamable HTTP), /healthz and /readyz"
+                        "no endpoint `{shown}`: this server has /mcp (MCP, streamable HTTP), /healthz, /readyz and /metrics"
                     )}),
                 )
             }

@@ -301,11 +301,12 @@ impl Server {
     }
 
     /// [`Server::serve_http`], the way `witbox serve` does it: MCP at `/mcp`,
-    /// `GET /healthz` (alive) and `GET /readyz` (the tools and the runner loaded,
-    /// the warm pool filled: `200`, else `503` with what it waits for). With
+    /// `GET /healthz` (alive), `GET /readyz` (the tools and the runner loaded,
+    /// the warm pool filled: `200`, else `503` with what it waits for) and
+    /// `GET /metrics` ([`crate::metrics`]). With
     /// `tokens`, `/mcp` needs `Authorization: Bearer TOKEN`, each MCP session is
     /// the principal's that started it, and any address and `Host` are served;
-    /// without, only loopback ones. `/healthz` and `/readyz` are open.
+    /// without, only loopback ones. `/healthz`, `/readyz` and `/metrics` are open.
     pub async fn serve_http_with(
         self: &Arc<Self>,
         listener: tokio::net::TcpListener,

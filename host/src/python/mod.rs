@@ -284,11 +284,15 @@ impl Runner {
         })
     }
 
+    /// How many fresh instances the warm pool holds now.
+    pub fn warm_len(&self) -> usize {
+        self.warm.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Whether the warm pool holds its `warm-sessions`; if not, starts filling it
     /// (in the background, on the current tokio runtime).
     pub fn warm_pool_full(self: &Arc<Self>) -> bool {
-        let ready = self.warm.lock().unwrap_or_else(|p| p.into_inner()).len();
-        if ready >= self.warm_target {
+        if self.warm_len() >= self.warm_target {
             return true;
         }
         self.refill();

@@ -102,6 +102,9 @@ impl Session {
     ) -> Result<RunOutcome, ToolError> {
         let started = Instant::now();
         let result = self.guarded(code, limit, sink).await;
+        let fuel = result.as_ref().ok().and_then(|o| o.fuel_used);
+        let peak = self.store.data().memory.peak;
+        crate::metrics::run(run_outcome(&result), started.elapsed(), fuel, peak);
         // audit
         if let Some(audit) = &self.runner.engine.options().audit {
             let redactor = &self.runner.sandbox.redactor;
@@ -547,4 +550,23 @@ fn timeout_message(timeout: Duration) -> String {
 
 fn internal(e: anyhow::Error) -> ToolError {
     ToolError::new(ErrorKind::Internal, format!("{e:#}"))
+}
+
+/// How a run ended, as the metrics name it: a fixed set, whatever the guest
+/// called its exception.
+fn run_outcome(result: &Result<RunOutcome, ToolError>) -> &'static str {
+    use super::outcome::RunErrorKind as K;
+    let Ok(outcome) = result else {
+        return "refused";
+    };
+    match outcome.error.as_ref().map(|e| &e.kind) {
+        None => "ok",
+        Some(K::Timeout) => "timeout",
+        Some(K::OutputLimit) => "output-limit",
+        Some(K::FuelExhausted) => "fuel",
+        Some(K::ToolCallLimit) => "tool-call-limit",
+        Some(K::MemoryLimit) => "memory",
+        Some(K::Crash) => "crash",
+        Some(K::Python(_)) => "exception",
+    }
 }

@@ -43,18 +43,27 @@ impl Registry {
         let (caller, name) = (request.caller, request.tool);
         let mut trace = Trace::default();
         let result = self.guarded(request, &mut trace).await;
-        // 8. audit
+        // 8. audit, and the metrics
+        let known = self.tool(name).is_some();
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind.as_str(),
+        };
+        let tool_label = if known { name } else { "(unknown)" };
+        crate::metrics::call(
+            tool_label,
+            outcome,
+            started.elapsed(),
+            trace.fuel,
+            trace.peak,
+        );
         if let Some(log) = audit {
             log.record(&crate::audit::Entry {
                 time: crate::audit::now(),
                 kind: "call",
                 caller,
                 // A name that is no tool is the caller's text: it is not logged.
-                tool: if self.tool(name).is_some() {
-                    name
-                } else {
-                    "(unknown)"
-                },
+                tool: tool_label,
                 args_hmac: digest.unwrap_or_default(),
                 duration_ms: crate::text::ms(started.elapsed()),
                 fuel: trace.fuel,
