@@ -5,7 +5,6 @@
 
 use crate::support::*;
 use serde_json::{Value, json};
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -519,15 +518,7 @@ fn the_official_python_sdk_drives_witbox_mcp_over_stdio_and_http() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut banner = String::new();
-    std::io::BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    let url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
-        .to_string();
+    let url = served_url(&mut child);
     let seen = python_json(script, &[witbox, manifest, &url], None);
     let _ = child.kill();
     let _ = child.wait();
@@ -720,25 +711,13 @@ struct HttpServer {
 
 impl HttpServer {
     fn start(manifest: &std::path::Path) -> Self {
-        let child = witbox_command(manifest)
+        let mut child = witbox_command(manifest)
             .args(["mcp", "--http", "127.0.0.1:0"])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut server = Self {
-            child,
-            url: String::new(),
-        };
-        let mut banner = String::new();
-        std::io::BufReader::new(server.child.stderr.take().unwrap())
-            .read_line(&mut banner)
-            .unwrap();
-        server.url = banner
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {banner:?}"))
-            .to_string();
-        server
+        let url = served_url(&mut child);
+        Self { child, url }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use serde_json::{Value, json};
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -26,15 +26,12 @@ impl Served {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut banner = String::new();
-        std::io::BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut banner)
+        let url = served_url(&mut child);
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches("/mcp")
+            .parse()
             .unwrap();
-        let url = banner
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("http://"))
-            .unwrap_or_else(|| panic!("no URL in {banner:?}"));
-        let addr = url.trim_end_matches("/mcp").parse().unwrap();
         Self { child, addr }
     }
 

@@ -185,3 +185,18 @@ pub fn error_of(o: &witbox::RunOutcome) -> (&str, &str) {
         .map(|e| (e.kind.as_str(), e.message.as_str()))
         .unwrap_or(("", ""))
 }
+
+/// The `http://…` URL a `witbox serve` or `witbox mcp --http` child prints in the
+/// first line of its stderr (which is taken from it).
+pub fn served_url(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let mut banner = String::new();
+    std::io::BufReader::new(child.stderr.take().expect("stderr piped"))
+        .read_line(&mut banner)
+        .unwrap();
+    banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+        .to_string()
+}
