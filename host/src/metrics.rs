@@ -26,10 +26,16 @@ struct ToolLabel {
     tool: String,
 }
 
-/// How a Python run ended.
+/// How a Python run ended, or whether a restore worked.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
     outcome: &'static str,
+}
+
+/// Why a Python session restarted.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RestartLabels {
+    reason: &'static str,
 }
 
 struct Metrics {
@@ -40,6 +46,10 @@ struct Metrics {
     run_seconds: Histogram,
     fuel: Counter,
     peak_memory: Histogram,
+    checkpoint_bytes: Histogram,
+    restores: Family<RunLabels, Counter>,
+    restore_seconds: Histogram,
+    restarts: Family<RestartLabels, Counter>,
     sessions: Gauge,
     warm_pool: Gauge,
     runs_in_flight: Gauge,
@@ -92,6 +102,31 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "The largest linear memory each call or run reached",
         peak_memory.clone(),
     );
+    // 256 B to 64 MiB.
+    let checkpoint_bytes = Histogram::new(exponential_buckets(256.0, 4.0, 10));
+    registry.register(
+        "checkpoint_bytes",
+        "The size of each checkpoint a completed cell made (a cell that changes nothing makes none)",
+        checkpoint_bytes.clone(),
+    );
+    let restores = Family::<RunLabels, Counter>::default();
+    registry.register(
+        "restores",
+        "Checkpoints and snapshots put back into a fresh session, by outcome (`ok`, `failed`)",
+        restores.clone(),
+    );
+    let restore_seconds = seconds();
+    registry.register(
+        "restore_duration_seconds",
+        "How long putting a checkpoint or snapshot back took",
+        restore_seconds.clone(),
+    );
+    let restarts = Family::<RestartLabels, Counter>::default();
+    registry.register(
+        "session_restarts",
+        "Python sessions started again, by reason (`timeout`, `fuel`, `memory`, `crash`, `cancelled`)",
+        restarts.clone(),
+    );
     let gauge = |registry: &mut Registry, name: &str, help: &str| {
         let g = Gauge::default();
         registry.register(name, help, g.clone());
@@ -121,6 +156,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         run_seconds,
         fuel,
         peak_memory,
+        checkpoint_bytes,
+        restores,
+        restore_seconds,
+        restarts,
         sessions,
         warm_pool,
         runs_in_flight,
@@ -157,6 +196,27 @@ pub(crate) fn run(outcome: &'static str, took: Duration, fuel: Option<u64>, peak
     m.runs.get_or_create(&RunLabels { outcome }).inc();
     m.run_seconds.observe(took.as_secs_f64());
     used(fuel, peak);
+}
+
+/// Counts a checkpoint of `bytes`.
+pub(crate) fn checkpoint(bytes: usize) {
+    METRICS.checkpoint_bytes.observe(bytes as f64);
+}
+
+/// Counts a restore (of a checkpoint or a snapshot) that took `took`.
+pub(crate) fn restore(ok: bool, took: Duration) {
+    let m = &*METRICS;
+    let outcome = if ok { "ok" } else { "failed" };
+    m.restores.get_or_create(&RunLabels { outcome }).inc();
+    m.restore_seconds.observe(took.as_secs_f64());
+}
+
+/// Counts a session restart.
+pub(crate) fn restart(reason: &'static str) {
+    METRICS
+        .restarts
+        .get_or_create(&RestartLabels { reason })
+        .inc();
 }
 
 fn used(fuel: Option<u64>, peak: usize) {

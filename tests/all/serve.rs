@@ -118,7 +118,7 @@ fn session_of(head: &str) -> String {
 #[test]
 fn serve_answers_health_readiness_and_unknown_paths() {
     let dir = TempDir::new("serve-health");
-    let manifest = dir.write("witbox.toml", runner_manifest(""));
+    let manifest = dir.write("witbox.toml", runner_manifest("timeout-ms = 1000"));
     let server = Served::start(&manifest, &[]);
     let (status, head, body) = server.request("GET", "/healthz", &[], "");
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
@@ -161,7 +161,8 @@ fn serve_answers_health_readiness_and_unknown_paths() {
     assert_eq!(server.mcp(None, Some(&session), &initialized).0, 202);
 
     // Metrics: a run that works, one that raises an exception whose name a guest
-    // chose, and one over its time limit; labels come from fixed sets only.
+    // chose, a checkpoint, and a run over its time limit (a restart that restores
+    // the checkpoint); labels come from fixed sets only.
     let run = |id: u64, code: &str, python: Option<&str>| {
         let mut arguments = json!({"code": code});
         if let Some(p) = python {
@@ -181,6 +182,8 @@ fn serve_answers_health_readiness_and_unknown_paths() {
         "class Chosen_By_The_Guest(Exception): pass\nraise Chosen_By_The_Guest('x')",
         Some(&python),
     );
+    run(4, "x = 41", Some(&python));
+    run(5, "while True: pass", Some(&python));
     let (status, head, text) = server.request("GET", "/metrics", &[], "");
     assert_eq!(status, 200);
     assert!(
@@ -189,10 +192,14 @@ fn serve_answers_health_readiness_and_unknown_paths() {
     );
     for line in [
         "# TYPE witbox_python_runs counter",
-        "witbox_python_runs_total{outcome=\"ok\"} 1",
+        "witbox_python_runs_total{outcome=\"ok\"} 2",
         "witbox_python_runs_total{outcome=\"exception\"} 1",
+        "witbox_python_runs_total{outcome=\"timeout\"} 1",
         "# TYPE witbox_python_run_duration_seconds histogram",
-        "witbox_python_run_duration_seconds_count 2",
+        "witbox_python_run_duration_seconds_count 4",
+        "witbox_session_restarts_total{reason=\"timeout\"} 1",
+        "witbox_restores_total{outcome=\"ok\"} 1",
+        "witbox_restore_duration_seconds_count 1",
         "# TYPE witbox_guest_memory_peak_bytes histogram",
         "witbox_python_sessions 1",
         "# TYPE witbox_warm_pool_instances gauge",
@@ -203,6 +210,14 @@ fn serve_answers_health_readiness_and_unknown_paths() {
         assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
     }
     assert!(!text.contains("Chosen_By_The_Guest"), "{text}");
+    // At least the one of `x = 41` (the first cells may make one too).
+    let checkpoints: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("witbox_checkpoint_bytes_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(checkpoints >= 1, "{text}");
 }
 
 #[test]

@@ -214,6 +214,7 @@ impl Session {
                     final_answer: r.final_answer,
                 };
                 if let Some(state) = r.checkpoint {
+                    crate::metrics::checkpoint(state.len());
                     self.checkpoint = Some(state);
                     self.generation += 1;
                 }
@@ -387,6 +388,7 @@ impl Session {
     /// Replaces a dead instance with a fresh one, and puts the last checkpoint
     /// back into it.
     async fn restart(&mut self, why: RestartReason) -> Result<Restored, ToolError> {
+        crate::metrics::restart(why.as_str());
         self.fresh_instance(why).await?;
         let Some(state) = self.checkpoint.take() else {
             // The fresh instance is what the last completed cell left, if one did
@@ -504,7 +506,10 @@ impl Session {
     async fn restore(&mut self, state: &[u8]) -> Result<Vec<String>, String> {
         let redactor = self.runner.sandbox.redactor.clone();
         let said = |line: &str| redactor.head(line, limits::MAX_TYPE_NAME, false).0;
-        match self.restore_raw(state).await {
+        let started = Instant::now();
+        let restored = self.restore_raw(state).await;
+        crate::metrics::restore(restored.is_ok(), started.elapsed());
+        match restored {
             Ok(lines) => Ok(lines
                 .iter()
                 .take(limits::MAX_NOT_RESTORED)
