@@ -349,3 +349,49 @@ async fn tool_calls_are_counted_by_manifest_names_only() {
         "{text}"
     );
 }
+
+/// Each principal has its own quota of MCP sessions and of requests per second;
+/// past either, `429` with `Retry-After`.
+#[test]
+fn quotas_are_per_principal() {
+    let dir = TempDir::new("serve-quotas");
+    let manifest = dir.write("witbox.toml", runner_manifest(""));
+    let tokens = dir.write("tokens.txt", format!("{ALICE} alice\n{BOB} bob\n"));
+    let server = Served::start(
+        &manifest,
+        &[
+            "--tokens",
+            tokens.to_str().unwrap(),
+            "--sessions-per-principal",
+            "1",
+            "--requests-per-second",
+            "2",
+        ],
+    );
+    let (status, head, body) = server.mcp(Some(ALICE), None, &initialize());
+    assert_eq!(status, 200, "{body}");
+    let session = session_of(&head);
+    let (status, head, body) = server.mcp(Some(ALICE), None, &initialize());
+    assert_eq!(status, 429);
+    assert_eq!(
+        body,
+        json!({"error": "`alice` has 1 MCP sessions open, its quota (`--sessions-per-principal`): close one (`DELETE /mcp` with its `Mcp-Session-Id`) before starting another"}).to_string()
+    );
+    assert!(head.contains("retry-after: 1\r\n"), "{head}");
+    // bob's quota is his own.
+    assert_eq!(server.mcp(Some(BOB), None, &initialize()).0, 200);
+    // Two a second, in bursts of two: ten at once cannot all pass.
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let limited = (0..10)
+        .map(|_| server.mcp(Some(ALICE), Some(&session), &list))
+        .find(|(status, _, _)| *status == 429)
+        .expect("ten requests at once all passed a limit of two a second");
+    let (_, head, body) = limited;
+    assert!(
+        body.starts_with(
+            r#"{"error":"`alice` sent more than its 2 requests per second (`--requests-per-second`): retry after "#
+        ),
+        "{body}"
+    );
+    assert!(head.contains("retry-after: 1\r\n"), "{head}");
+}

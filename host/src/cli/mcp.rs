@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use witbox::mcp::{Server, Tokens};
+use witbox::mcp::{Quota, Server, Tokens};
 
 /// `witbox mcp`'s arguments.
 #[derive(Args, Debug)]
@@ -40,7 +40,8 @@ impl McpCommand {
 async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
     if let Some(addr) = args.http {
         let state_dir = args.state_dir.as_deref();
-        return serve_http(cx, "mcp", addr, None, state_dir, &args.session).await;
+        let access = (None, Quota::default());
+        return serve_http(cx, "mcp", addr, access, state_dir, &args.session).await;
     }
     let (server, tools, python) = load(cx, args.state_dir.as_deref(), &args.session)?;
     // Logs go to stderr: on stdio, stdout is the protocol stream.
@@ -52,12 +53,13 @@ async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
 }
 
 /// `witbox serve` and `witbox mcp --http`: the HTTP server on `addr`, with
-/// `tokens` if any (without, `addr` must be a loopback address).
+/// `tokens` if any (without, `addr` must be a loopback address) and the quota of
+/// each of their principals.
 pub(crate) async fn serve_http(
     cx: &Context,
     command: &str,
     addr: SocketAddr,
-    tokens: Option<Arc<Tokens>>,
+    (tokens, quota): (Option<Arc<Tokens>>, Quota),
     state_dir: Option<&Path>,
     session: &SessionFlags,
 ) -> Result<ExitCode> {
@@ -77,7 +79,9 @@ pub(crate) async fn serve_http(
     eprintln!(
         "witbox {command}: {tools} and {python}, at http://{addr}/mcp (and /healthz, /readyz), {access}; Ctrl-C stops"
     );
-    server.serve_http_with(listener, tokens, shutdown()).await?;
+    server
+        .serve_http_with(listener, tokens, quota, shutdown())
+        .await?;
     Ok(ExitCode::SUCCESS)
 }
 

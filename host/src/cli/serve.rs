@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use witbox::mcp::Tokens;
+use witbox::mcp::{Quota, Tokens};
 
 /// `witbox serve`'s arguments.
 #[derive(Args, Debug)]
@@ -26,6 +26,15 @@ pub struct ServeCommand {
     /// characters (`openssl rand -hex 32`).
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
+    /// With tokens: the most MCP sessions one principal may have open; past it,
+    /// starting one is `429` (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = Quota::default().sessions)]
+    sessions_per_principal: usize,
+    /// With tokens: the most `/mcp` requests (tool calls, runs, ...) one principal
+    /// may send per second, on average, in bursts of up to that many; past it,
+    /// `429` with `Retry-After` (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    requests_per_second: u32,
     /// Keep the Python sessions in DIR, as `witbox mcp --state-dir` does.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -41,11 +50,15 @@ impl ServeCommand {
             (None, Ok(text)) => Some(Arc::new(Tokens::parse(&text, "WITBOX_TOKENS")?)),
             (None, Err(_)) => None,
         };
+        let quota = Quota {
+            sessions: self.sessions_per_principal,
+            per_second: self.requests_per_second,
+        };
         crate::mcp::serve_http(
             cx,
             "serve",
             self.listen,
-            tokens,
+            (tokens, quota),
             self.state_dir.as_deref(),
             &self.session,
         )

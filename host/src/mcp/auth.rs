@@ -114,6 +114,58 @@ impl Tokens {
     }
 }
 
+/// What one principal may use at once: MCP sessions, and `/mcp` requests per
+/// second (a token bucket that holds a second's worth).
+#[derive(Debug, Clone, Copy)]
+pub struct Quota {
+    /// The most MCP sessions a principal may have open (0: no limit).
+    pub sessions: usize,
+    /// The most `/mcp` requests per second, on average, a principal may send
+    /// (0: no limit); each tool call or run is one.
+    pub per_second: u32,
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Self {
+            sessions: 16,
+            per_second: 0,
+        }
+    }
+}
+
+/// The request buckets of the principals (see [`Quota::per_second`]).
+#[derive(Default)]
+pub(super) struct Rates {
+    buckets: std::sync::Mutex<std::collections::HashMap<Arc<str>, (f64, std::time::Instant)>>,
+}
+
+impl Rates {
+    /// Takes one request from `principal`'s bucket, or says how long until
+    /// there is one.
+    pub(super) fn take(
+        &self,
+        principal: &Arc<str>,
+        per_second: u32,
+    ) -> Result<(), std::time::Duration> {
+        if per_second == 0 {
+            return Ok(());
+        }
+        let rate = f64::from(per_second);
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = buckets.entry(principal.clone()).or_insert((rate, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(std::time::Duration::from_secs_f64((1.0 - *tokens) / rate))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +216,25 @@ mod tests {
             err("# nothing\n"),
             "`t.txt` has no tokens: add lines of `TOKEN NAME`"
         );
+    }
+
+    #[test]
+    fn a_bucket_holds_a_seconds_worth_and_refills() {
+        let rates = Rates::default();
+        let alice: Arc<str> = "alice".into();
+        let bob: Arc<str> = "bob".into();
+        for _ in 0..5 {
+            rates.take(&alice, 5).unwrap();
+        }
+        let wait = rates.take(&alice, 5).unwrap_err();
+        assert!(wait <= std::time::Duration::from_millis(200), "{wait:?}");
+        // Another principal has a bucket of its own; no limit is no limit.
+        rates.take(&bob, 5).unwrap();
+        for _ in 0..100 {
+            rates.take(&alice, 0).unwrap();
+        }
+        std::thread::sleep(wait);
+        rates.take(&alice, 5).unwrap();
     }
 
     #[test]

@@ -14,7 +14,6 @@
 //! thread that a spinning guest keeps busy, tokio polls its I/O driver only
 //! every 61 ticks of the scheduler.
 
-use super::auth::Tokens;
 use super::guard::{self, MAX_MESSAGE_BYTES, Refusal};
 use super::{Gone, Handler};
 use anyhow::{Result, bail};
@@ -74,111 +73,6 @@ pub(super) fn service(
     let sessions = Arc::new(Sessions::default());
     let service = StreamableHttpService::new(move || Ok(make()), sessions.clone(), config);
     (service, sessions)
-}
-
-/// The front of the HTTP server: the paths it serves, and who may use `/mcp`.
-pub(super) struct Front {
-    pub(super) service: Service,
-    pub(super) sessions: Arc<Sessions>,
-    pub(super) tokens: Option<Arc<Tokens>>,
-    pub(super) server: Arc<super::Server>,
-}
-
-impl Front {
-    /// `/mcp` (with a principal's token, when there are tokens), `/healthz`,
-    /// `/readyz`; anything else is a `404` that says what is served.
-    pub(super) async fn route(&self, request: Request<Incoming>) -> BoxResponse {
-        match request.uri().path() {
-            "/mcp" => self.mcp(request).await,
-            "/healthz" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
-            "/metrics" => {
-                let sessions = self.server.sessions();
-                let now = crate::metrics::Now {
-                    sessions: sessions.as_ref().map_or(0, |s| s.len()),
-                    warm_pool: sessions.as_ref().map_or(0, |s| s.runner().warm_len()),
-                };
-                Response::builder()
-                    .status(StatusCode::OK)
-                    .header(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )
-                    .body(Full::new(Bytes::from(crate::metrics::encode(now))).boxed())
-                    .expect("a valid response")
-            }
-            "/readyz" => {
-                let waiting = self.server.waiting_for();
-                if waiting.is_empty() {
-                    json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
-                } else {
-                    json(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &serde_json::json!({"status": "not ready", "waiting_for": waiting}),
-                    )
-                }
-            }
-            path => {
-                let mut shown = path.chars().take(100).collect::<String>();
-                if shown.len() < path.len() {
-                    shown.push('…');
-                }
-                json(
-                    StatusCode::NOT_FOUND,
-                    &serde_json::json!({"error": format!(
-                        "no endpoint `{shown}`: this server has /mcp (MCP, streamable HTTP), /healthz, /readyz and /metrics"
-                    )}),
-                )
-            }
-        }
-    }
-
-    /// With tokens: a request without a known one is a `401`, and an MCP session is
-    /// its principal's; another principal naming it gets rmcp's answer for a
-    /// session that does not exist.
-    async fn mcp(&self, request: Request<Incoming>) -> BoxResponse {
-        let Some(tokens) = &self.tokens else {
-            return handle(&self.service, request).await;
-        };
-        let authorization = request.headers().get(header::AUTHORIZATION);
-        let Some(principal) = tokens.principal(authorization.map(|v| v.as_bytes())) else {
-            let mut response = json(
-                StatusCode::UNAUTHORIZED,
-                &serde_json::json!({"error": "this server needs a bearer token: send `Authorization: Bearer TOKEN` with a token from its tokens file"}),
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer realm=\"witbox\""),
-            );
-            return response;
-        };
-        let session = request.headers().get(SESSION_HEADER).cloned();
-        if let Some(id) = &session
-            && !self.sessions.may_use(id.as_bytes(), &principal)
-        {
-            return Response::builder()
-                .status(StatusCode::NOT_FOUND)
-                .body(Full::new(Bytes::from("Not Found: Session not found")).boxed())
-                .expect("a valid response");
-        }
-        let response = handle(&self.service, request).await;
-        if session.is_none()
-            && let Some(id) = response.headers().get(SESSION_HEADER)
-        {
-            self.sessions.claim(id.as_bytes(), principal);
-        }
-        response
-    }
-}
-
-/// The header that names an MCP session over streamable HTTP.
-const SESSION_HEADER: &str = "mcp-session-id";
-
-fn json(status: StatusCode, body: &serde_json::Value) -> BoxResponse {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())).boxed())
-        .expect("a valid response")
 }
 
 pub(super) type BoxResponse = Response<BoxBody<Bytes, Infallible>>;
@@ -312,14 +206,38 @@ pub(super) struct Sessions {
 
 impl Sessions {
     /// Records that `principal` started the session `id`.
-    fn claim(&self, id: &[u8], principal: Arc<str>) {
+    pub(super) fn claim(&self, id: &[u8], principal: Arc<str>) {
         let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
         owners.insert(id.to_vec(), principal);
     }
 
+    /// How many open sessions `principal` started (the ones whose worker ended,
+    /// by rmcp's idle timeout, are forgotten here).
+    pub(super) async fn held_by(&self, principal: &str) -> usize {
+        let ids: Vec<Vec<u8>> = {
+            let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+            owners
+                .iter()
+                .filter(|(_, owner)| &***owner == principal)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        let mut open = 0;
+        for id in ids {
+            let session: SessionId = String::from_utf8_lossy(&id).into_owned().into();
+            if self.inner.has_session(&session).await.unwrap_or(false) {
+                open += 1;
+            } else {
+                let mut owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+                owners.remove(&id);
+            }
+        }
+        open
+    }
+
     /// Whether `principal` may use the session `id`: it started it, or no one
     /// did (an id that does not exist, which rmcp then refuses).
-    fn may_use(&self, id: &[u8], principal: &str) -> bool {
+    pub(super) fn may_use(&self, id: &[u8], principal: &str) -> bool {
         let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
         owners.get(id).is_none_or(|owner| &**owner == principal)
     }

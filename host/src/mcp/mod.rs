@@ -16,6 +16,7 @@
 
 mod auth;
 mod files;
+mod front;
 mod guard;
 mod handler;
 mod http;
@@ -23,7 +24,7 @@ mod later;
 mod progress;
 mod snapshots;
 
-pub use auth::Tokens;
+pub use auth::{Quota, Tokens};
 pub use guard::MAX_MESSAGE_BYTES;
 pub use handler::Handler;
 pub use http::require_loopback;
@@ -297,7 +298,8 @@ impl Server {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
-        self.serve_http_with(listener, None, shutdown).await
+        self.serve_http_with(listener, None, Quota::default(), shutdown)
+            .await
     }
 
     /// [`Server::serve_http`], the way `witbox serve` does it: MCP at `/mcp`,
@@ -305,12 +307,15 @@ impl Server {
     /// the warm pool filled: `200`, else `503` with what it waits for) and
     /// `GET /metrics` ([`crate::metrics`]). With
     /// `tokens`, `/mcp` needs `Authorization: Bearer TOKEN`, each MCP session is
-    /// the principal's that started it, and any address and `Host` are served;
+    /// the principal's that started it, `quota` bounds each principal's sessions
+    /// and requests per second (`429` with `Retry-After` past it), and any
+    /// address and `Host` are served;
     /// without, only loopback ones. `/healthz`, `/readyz` and `/metrics` are open.
     pub async fn serve_http_with(
         self: &Arc<Self>,
         listener: tokio::net::TcpListener,
         tokens: Option<Arc<Tokens>>,
+        quota: Quota,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
         let addr = listener
@@ -323,10 +328,12 @@ impl Server {
         let server = self.clone();
         let (service, sessions) =
             http::service(move || server.handler(), stop.clone(), tokens.is_some());
-        let front = Arc::new(http::Front {
+        let front = Arc::new(front::Front {
             service,
             sessions,
             tokens,
+            quota,
+            rates: Default::default(),
             server: self.clone(),
         });
         let accept = async {

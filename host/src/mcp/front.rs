@@ -1,0 +1,147 @@
+//! The front of `witbox serve`: the paths it answers (`/mcp`, `/healthz`,
+//! `/readyz`, `/metrics`), and with tokens, who may use `/mcp` and how much.
+
+use super::auth::{Quota, Rates, Tokens};
+use super::http::{BoxResponse, Service, Sessions, handle};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The front of the HTTP server: the paths it serves, and who may use `/mcp`.
+pub(super) struct Front {
+    pub(super) service: Service,
+    pub(super) sessions: Arc<Sessions>,
+    pub(super) tokens: Option<Arc<Tokens>>,
+    pub(super) quota: Quota,
+    pub(super) rates: Rates,
+    pub(super) server: Arc<super::Server>,
+}
+
+impl Front {
+    /// `/mcp` (with a principal's token, when there are tokens), `/healthz`,
+    /// `/readyz`; anything else is a `404` that says what is served.
+    pub(super) async fn route(&self, request: Request<Incoming>) -> BoxResponse {
+        match request.uri().path() {
+            "/mcp" => self.mcp(request).await,
+            "/healthz" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+            "/metrics" => {
+                let sessions = self.server.sessions();
+                let now = crate::metrics::Now {
+                    sessions: sessions.as_ref().map_or(0, |s| s.len()),
+                    warm_pool: sessions.as_ref().map_or(0, |s| s.runner().warm_len()),
+                };
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )
+                    .body(Full::new(Bytes::from(crate::metrics::encode(now))).boxed())
+                    .expect("a valid response")
+            }
+            "/readyz" => {
+                let waiting = self.server.waiting_for();
+                if waiting.is_empty() {
+                    json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+                } else {
+                    json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &serde_json::json!({"status": "not ready", "waiting_for": waiting}),
+                    )
+                }
+            }
+            path => {
+                let mut shown = path.chars().take(100).collect::<String>();
+                if shown.len() < path.len() {
+                    shown.push('…');
+                }
+                json(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({"error": format!(
+                        "no endpoint `{shown}`: this server has /mcp (MCP, streamable HTTP), /healthz, /readyz and /metrics"
+                    )}),
+                )
+            }
+        }
+    }
+
+    /// With tokens: a request without a known one is a `401`, and an MCP session is
+    /// its principal's; another principal naming it gets rmcp's answer for a
+    /// session that does not exist.
+    async fn mcp(&self, request: Request<Incoming>) -> BoxResponse {
+        let Some(tokens) = &self.tokens else {
+            return handle(&self.service, request).await;
+        };
+        let authorization = request.headers().get(header::AUTHORIZATION);
+        let Some(principal) = tokens.principal(authorization.map(|v| v.as_bytes())) else {
+            let mut response = json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": "this server needs a bearer token: send `Authorization: Bearer TOKEN` with a token from its tokens file"}),
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"witbox\""),
+            );
+            return response;
+        };
+        let session = request.headers().get(SESSION_HEADER).cloned();
+        if let Some(id) = &session
+            && !self.sessions.may_use(id.as_bytes(), &principal)
+        {
+            return Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Full::new(Bytes::from("Not Found: Session not found")).boxed())
+                .expect("a valid response");
+        }
+        if let Err(wait) = self.rates.take(&principal, self.quota.per_second) {
+            let message = format!(
+                "`{principal}` sent more than its {} requests per second (`--requests-per-second`): retry after {} ms",
+                self.quota.per_second,
+                wait.as_millis().max(1)
+            );
+            return too_many(&message, wait);
+        }
+        let opens = session.is_none() && request.method() == Method::POST;
+        let quota = self.quota.sessions;
+        if opens && quota > 0 && self.sessions.held_by(&principal).await >= quota {
+            let message = format!(
+                "`{principal}` has {quota} MCP sessions open, its quota (`--sessions-per-principal`): close one (`DELETE /mcp` with its `Mcp-Session-Id`) before starting another"
+            );
+            return too_many(&message, Duration::from_secs(1));
+        }
+        let response = handle(&self.service, request).await;
+        if session.is_none()
+            && let Some(id) = response.headers().get(SESSION_HEADER)
+        {
+            self.sessions.claim(id.as_bytes(), principal);
+        }
+        response
+    }
+}
+
+/// A `429` with `Retry-After` (whole seconds, at least 1) and why.
+fn too_many(message: &str, wait: Duration) -> BoxResponse {
+    let mut response = json(
+        StatusCode::TOO_MANY_REQUESTS,
+        &serde_json::json!({"error": message}),
+    );
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, http::HeaderValue::from(seconds.max(1)));
+    response
+}
+
+/// The header that names an MCP session over streamable HTTP.
+const SESSION_HEADER: &str = "mcp-session-id";
+
+fn json(status: StatusCode, body: &serde_json::Value) -> BoxResponse {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())).boxed())
+        .expect("a valid response")
+}
