@@ -24,8 +24,9 @@
 //!   path every call takes ([`Registry`]).
 //! - [`python`]: Python sessions on the code runner ([`Runner`], [`Session`], [`Sessions`]).
 //! - [`agent`]: the agent loop: a model (OpenAI-compatible, or the offline planner) calls tools or writes Python.
-//! - [`mcp`]: the MCP server (stdio and streamable HTTP): the tools, `run_python`, `reset_session`.
-//! - [`audit`]: the audit log, one JSON line per call and run.
+//! - [`mcp`]: the MCP server (stdio and streamable HTTP): the tools, `run_python`, `reset_session`;
+//!   and `witbox serve`'s HTTP front (`/healthz`, `/readyz`, `/metrics`, bearer tokens, quotas).
+//! - [`audit`]: the audit log, one JSON line per call and run; [`metrics`]: the Prometheus metrics.
 //! - [`compose`], [`embed`]: static composition (`wac plug`), guests' WIT docs in a custom section.
 //! - [`scaffold`]: `witbox new tool` and `witbox build`; [`packages`]: `[runner] packages`,
 //!   `witbox.lock` and `witbox runner build`.
