@@ -11,8 +11,8 @@
 //! `run_python` with a `_meta.progressToken` sends the run's output as it comes
 //! in `notifications/progress` (`progress`).
 //!
-//! Between the client and rmcp: [`guard`] (a size cap and a JSON-RPC answer for
-//! every message the server will not act on) and, on HTTP, [`http`].
+//! Between the client and rmcp: `guard.rs` (a size cap and a JSON-RPC answer for
+//! every message the server will not act on) and, on HTTP, `http.rs` and `front.rs`.
 
 mod auth;
 mod files;
@@ -24,7 +24,7 @@ mod later;
 mod progress;
 mod snapshots;
 
-pub use auth::{Quota, Tokens};
+pub use auth::{MIN_TOKEN_CHARS, Quota, Tokens};
 pub use guard::MAX_MESSAGE_BYTES;
 pub use handler::Handler;
 pub use http::require_loopback;
