@@ -395,3 +395,45 @@ fn quotas_are_per_principal() {
     );
     assert!(head.contains("retry-after: 1\r\n"), "{head}");
 }
+
+/// `SIGTERM` stops the server without cutting the calls in flight: a run that
+/// started before it ends, and is answered; then the process exits.
+#[test]
+fn sigterm_lets_the_calls_in_flight_end() {
+    let dir = TempDir::new("serve-drain");
+    let manifest = dir.write("witbox.toml", runner_manifest(""));
+    let mut server = Served::start(&manifest, &[]);
+    let (_, head, _) = server.mcp(None, None, &initialize());
+    let session = session_of(&head);
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(server.mcp(None, Some(&session), &initialized).0, 202);
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "run_python",
+        "arguments": {"code": "import time\ntime.sleep(1.5)\nprint('finished')"}}});
+    let answered = std::thread::scope(|scope| {
+        let running = scope.spawn(|| server.mcp(None, Some(&session), &call));
+        std::thread::sleep(Duration::from_millis(500));
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        running.join().unwrap()
+    });
+    assert_eq!(answered.0, 200);
+    assert!(answered.2.contains("finished"), "{}", answered.2);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the server did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    // Its port is closed.
+    assert!(std::net::TcpStream::connect(server.addr).is_err());
+}

@@ -187,13 +187,14 @@ pub fn error_of(o: &witbox::RunOutcome) -> (&str, &str) {
 }
 
 /// The `http://…` URL a `witbox serve` or `witbox mcp --http` child prints in the
-/// first line of its stderr (which is taken from it).
+/// first line of its stderr. The rest of its stderr is read on (and dropped) by a
+/// thread, so that its later lines do not find a closed pipe.
 pub fn served_url(child: &mut std::process::Child) -> String {
     use std::io::BufRead;
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr piped"));
     let mut banner = String::new();
-    std::io::BufReader::new(child.stderr.take().expect("stderr piped"))
-        .read_line(&mut banner)
-        .unwrap();
+    stderr.read_line(&mut banner).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     banner
         .split_whitespace()
         .find(|w| w.starts_with("http://"))

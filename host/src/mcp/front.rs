@@ -2,13 +2,19 @@
 //! `/readyz`, `/metrics`), and with tokens, who may use `/mcp` and how much.
 
 use super::auth::{Quota, Rates, Tokens};
-use super::http::{BoxResponse, Service, Sessions, handle};
+use super::http::{BoxResponse, InFlight, Service, Sessions, handle};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// How long a stopping server (`SIGTERM`, Ctrl-C) waits for the calls in flight:
+/// longer than the shipped runner's `timeout-ms`, shorter than Kubernetes'
+/// default grace period (30 s).
+pub const DRAIN: Duration = Duration::from_secs(15);
 
 /// The front of the HTTP server: the paths it serves, and who may use `/mcp`.
 pub(super) struct Front {
@@ -18,6 +24,10 @@ pub(super) struct Front {
     pub(super) quota: Quota,
     pub(super) rates: Rates,
     pub(super) server: Arc<super::Server>,
+    /// The `POST /mcp` requests being answered.
+    pub(super) in_flight: Arc<InFlight>,
+    /// Set when the server stops: `/mcp` and `/readyz` answer `503`.
+    pub(super) draining: AtomicBool,
 }
 
 impl Front {
@@ -42,6 +52,10 @@ impl Front {
                     .body(Full::new(Bytes::from(crate::metrics::encode(now))).boxed())
                     .expect("a valid response")
             }
+            "/readyz" if self.draining.load(Ordering::Acquire) => json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"status": "stopping"}),
+            ),
             "/readyz" => {
                 let waiting = self.server.waiting_for();
                 if waiting.is_empty() {
@@ -72,8 +86,19 @@ impl Front {
     /// its principal's; another principal naming it gets rmcp's answer for a
     /// session that does not exist.
     async fn mcp(&self, request: Request<Incoming>) -> BoxResponse {
+        if self.draining.load(Ordering::Acquire) {
+            let mut response = json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"error": "this server is stopping: send the request to another one, or retry when it is back"}),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from(1u64));
+            return response;
+        }
+        let busy = (request.method() == Method::POST).then(|| self.in_flight.enter());
         let Some(tokens) = &self.tokens else {
-            return handle(&self.service, request).await;
+            return handle(&self.service, request, busy).await;
         };
         let authorization = request.headers().get(header::AUTHORIZATION);
         let Some(principal) = tokens.principal(authorization.map(|v| v.as_bytes())) else {
@@ -112,7 +137,7 @@ impl Front {
             );
             return too_many(&message, Duration::from_secs(1));
         }
-        let response = handle(&self.service, request).await;
+        let response = handle(&self.service, request, busy).await;
         if session.is_none()
             && let Some(id) = response.headers().get(SESSION_HEADER)
         {

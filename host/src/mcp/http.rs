@@ -36,6 +36,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -80,7 +81,11 @@ pub(super) type BoxResponse = Response<BoxBody<Bytes, Infallible>>;
 /// One HTTP request: a `POST` body over the cap, or one [`guard::check`] refuses,
 /// gets a JSON-RPC error; any other goes to rmcp, with a [`Gone`] that its
 /// response body cancels if it is dropped before its end.
-pub(super) async fn handle(service: &Service, request: Request<Incoming>) -> BoxResponse {
+pub(super) async fn handle(
+    service: &Service,
+    request: Request<Incoming>,
+    busy: Option<Busy>,
+) -> BoxResponse {
     if request.method() != Method::POST {
         return service.handle(request).await;
     }
@@ -121,6 +126,7 @@ pub(super) async fn handle(service: &Service, request: Request<Incoming>) -> Box
         Watched {
             body,
             armed: Some(armed),
+            _busy: busy,
         }
         .boxed()
     })
@@ -149,6 +155,53 @@ struct Watched {
     body: BoxBody<Bytes, Infallible>,
     /// Disarmed at the body's end; dropped (so cancelling) with the body before it.
     armed: Option<DropGuard>,
+    /// Counts the request as in flight until its response is gone.
+    _busy: Option<Busy>,
+}
+
+/// The `POST /mcp` requests whose response has not ended: a stopping server
+/// waits for them.
+#[derive(Default)]
+pub(super) struct InFlight {
+    count: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One request in flight, until dropped.
+pub(super) struct Busy(Arc<InFlight>);
+
+impl InFlight {
+    /// Counts one more request until the [`Busy`] is dropped.
+    pub(super) fn enter(self: &Arc<Self>) -> Busy {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    /// How many there are now.
+    pub(super) fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Completes when there are none.
+    pub(super) async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl Watched {

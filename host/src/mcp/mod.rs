@@ -335,6 +335,8 @@ impl Server {
             quota,
             rates: Default::default(),
             server: self.clone(),
+            in_flight: Default::default(),
+            draining: Default::default(),
         });
         let accept = async {
             loop {
@@ -361,8 +363,32 @@ impl Server {
         };
         tokio::select! {
             () = accept => {}
-            () = shutdown => stop.cancel(),
+            () = shutdown => {}
         }
+        // Stopping: no new connections (the listener closes), `503` for new
+        // requests on open ones, and the calls in flight get up to `DRAIN` to end.
+        drop(listener);
+        front
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
+        let waiting = front.in_flight.count();
+        if waiting > 0 {
+            eprintln!(
+                "witbox: stopping: waiting up to {} s for {waiting} call(s) in flight",
+                front::DRAIN.as_secs()
+            );
+            if tokio::time::timeout(front::DRAIN, front.in_flight.idle())
+                .await
+                .is_err()
+            {
+                eprintln!(
+                    "witbox: stopped with {} call(s) still in flight after {} s",
+                    front.in_flight.count(),
+                    front::DRAIN.as_secs()
+                );
+            }
+        }
+        stop.cancel();
         Ok(())
     }
 
