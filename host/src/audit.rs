@@ -91,7 +91,7 @@ impl AuditLog {
         line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = file.write_all(&line) {
-            eprintln!("witbox: failed to write the audit log: {e}");
+            log_line!("witbox: failed to write the audit log: {e}");
         }
     }
 

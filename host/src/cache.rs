@@ -109,7 +109,7 @@ impl Engine {
         match self.cached(dir, &key) {
             Ok(Some(c)) => return Ok((c, Some(key))),
             Ok(None) => {}
-            Err(e) => eprintln!("witbox: ignoring stale cache entry `{key}.cwasm`: {e:#}"),
+            Err(e) => log_line!("witbox: ignoring stale cache entry `{key}.cwasm`: {e:#}"),
         }
         let component = self.compile_now(name, wasm)?;
         let path = dir.join(format!("{key}.cwasm"));
@@ -121,14 +121,14 @@ impl Engine {
                 };
                 let removed = prune(dir, &path, max);
                 if removed > 0 {
-                    eprintln!(
+                    log_line!(
                         "witbox: removed {removed} compiled component(s) used longest ago from the cache `{}`, to keep it under {} MiB",
                         dir.display(),
                         max >> 20
                     );
                 }
             }
-            Err(e) => eprintln!(
+            Err(e) => log_line!(
                 "witbox: could not cache `{name}` in `{}`: {e:#}",
                 dir.display()
             ),
@@ -293,7 +293,7 @@ impl Progress {
                 std::thread::sleep(Duration::from_millis(250));
             }
             if shown {
-                eprintln!(
+                log_line!(
                     "\r\x1b[2K{label}: done in {:.1}s",
                     start.elapsed().as_secs_f64()
                 );

@@ -133,7 +133,7 @@ fn log(store: StoreContextMut<'_, State>, level: LogLevel, message: WasmStr) {
     let (message, _) = redactor.head(start, usize::MAX, start.len() < text.len());
     let line = message.lines().next().unwrap_or("");
     let line = crate::text::head(line, MAX_LOG_BYTES);
-    eprintln!("[{}] {level}: {line}", state.sandbox.name);
+    log_line!("[{}] {level}: {line}", state.sandbox.name);
 }
 
 impl State {

@@ -43,6 +43,16 @@
 
 #![warn(missing_docs)]
 
+/// `eprintln!` that never panics: when stderr is closed (a supervisor that
+/// stopped reading it), the line is lost, not the process. Everything the
+/// library logs goes through it.
+macro_rules! log_line {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod agent;
 pub mod audit;
 pub mod bindings;

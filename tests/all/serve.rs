@@ -397,12 +397,29 @@ fn quotas_are_per_principal() {
 }
 
 /// `SIGTERM` stops the server without cutting the calls in flight: a run that
-/// started before it ends, and is answered; then the process exits.
+/// started before it ends, and is answered; then the process exits. Its stderr
+/// is closed first: the lines it logs while it stops are lost, not the process.
 #[test]
 fn sigterm_lets_the_calls_in_flight_end() {
     let dir = TempDir::new("serve-drain");
     let manifest = dir.write("witbox.toml", runner_manifest(""));
-    let mut server = Served::start(&manifest, &[]);
+    let mut child = witbox_command(&manifest)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stderr.take().unwrap()),
+        &mut banner,
+    )
+    .unwrap(); // and the pipe's reading end is closed here
+    let url = banner
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .unwrap();
+    let addr = url.trim_end_matches("/mcp").parse().unwrap();
+    let mut server = Served { child, addr };
     let (_, head, _) = server.mcp(None, None, &initialize());
     let session = session_of(&head);
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});

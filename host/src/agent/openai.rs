@@ -133,7 +133,7 @@ impl OpenAi {
             if let Err(e) = &retry
                 && std::env::var_os("WITBOX_DEBUG").is_some()
             {
-                eprintln!("[witbox] {e:#}; retrying in {} ms", wait.as_millis());
+                log_line!("[witbox] {e:#}; retrying in {} ms", wait.as_millis());
             }
             attempt += 1;
             tokio::time::sleep(wait).await;

@@ -66,13 +66,13 @@ impl<T: Clone> Promise<T> {
         let loaded = load().map_err(|e| format!("{e:#}"));
         let took = started.elapsed();
         match &loaded {
-            Ok(_) if took > std::time::Duration::from_secs(1) => eprintln!(
+            Ok(_) if took > std::time::Duration::from_secs(1) => log_line!(
                 "witbox mcp: {}: ready in {:.1} s (compiled and cached; the next start takes milliseconds)",
                 self.what,
                 took.as_secs_f64()
             ),
             Ok(_) => {}
-            Err(e) => eprintln!("witbox mcp: {}: failed to load: {e}", self.what),
+            Err(e) => log_line!("witbox mcp: {}: failed to load: {e}", self.what),
         }
         let _ = self.tx.send(Some(loaded.clone()));
         loaded

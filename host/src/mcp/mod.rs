@@ -132,7 +132,7 @@ impl Server {
         };
         if background && !cold.is_empty() {
             // `initialize` is answered from what the manifest says.
-            eprintln!(
+            log_line!(
                 "witbox mcp: compiling {} in the background (the compile cache does not hold {}); tools/list and calls wait for them",
                 cold.join(", "),
                 if cold.len() == 1 { "it" } else { "them" },
@@ -343,7 +343,7 @@ impl Server {
                 let (stream, _) = match listener.accept().await {
                     Ok(s) => s,
                     Err(e) => {
-                        eprintln!("[witbox mcp] accept failed: {e}");
+                        log_line!("[witbox mcp] accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -373,7 +373,7 @@ impl Server {
             .store(true, std::sync::atomic::Ordering::Release);
         let waiting = front.in_flight.count();
         if waiting > 0 {
-            eprintln!(
+            log_line!(
                 "witbox: stopping: waiting up to {} s for {waiting} call(s) in flight",
                 front::DRAIN.as_secs()
             );
@@ -381,7 +381,7 @@ impl Server {
                 .await
                 .is_err()
             {
-                eprintln!(
+                log_line!(
                     "witbox: stopped with {} call(s) still in flight after {} s",
                     front.in_flight.count(),
                     front::DRAIN.as_secs()

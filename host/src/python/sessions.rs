@@ -93,7 +93,7 @@ impl Sessions {
         };
         if let Err(e) = written {
             // The call itself went well; say so on the server's log.
-            eprintln!("witbox: failed to save session {id} to the state dir: {e}");
+            log_line!("witbox: failed to save session {id} to the state dir: {e}");
             session.saved = None;
         }
     }
