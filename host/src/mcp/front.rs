@@ -2,10 +2,8 @@
 //! `/readyz`, `/metrics`), and with tokens, who may use `/mcp` and how much.
 
 use super::auth::{Quota, Rates, Tokens};
-use super::http::{BoxResponse, InFlight, Service, Sessions, handle};
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
+use super::http::{BoxResponse, InFlight, JSON, Service, Sessions, handle, respond};
+use http::{Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,14 +41,11 @@ impl Front {
                     sessions: sessions.as_ref().map_or(0, |s| s.len()),
                     warm_pool: sessions.as_ref().map_or(0, |s| s.runner().warm_len()),
                 };
-                Response::builder()
-                    .status(StatusCode::OK)
-                    .header(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )
-                    .body(Full::new(Bytes::from(crate::metrics::encode(now))).boxed())
-                    .expect("a valid response")
+                respond(
+                    StatusCode::OK,
+                    Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                    crate::metrics::encode(now),
+                )
             }
             "/readyz" if self.draining.load(Ordering::Acquire) => json(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -116,10 +111,8 @@ impl Front {
         if let Some(id) = &session
             && !self.sessions.may_use(id.as_bytes(), &principal)
         {
-            return Response::builder()
-                .status(StatusCode::NOT_FOUND)
-                .body(Full::new(Bytes::from("Not Found: Session not found")).boxed())
-                .expect("a valid response");
+            // rmcp's own answer, to the byte (it sends no content type).
+            return respond(StatusCode::NOT_FOUND, None, "Not Found: Session not found");
         }
         if let Err(wait) = self.rates.take(&principal, self.quota.per_second) {
             let message = format!(
@@ -164,9 +157,5 @@ fn too_many(message: &str, wait: Duration) -> BoxResponse {
 const SESSION_HEADER: &str = "mcp-session-id";
 
 fn json(status: StatusCode, body: &serde_json::Value) -> BoxResponse {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())).boxed())
-        .expect("a valid response")
+    respond(status, Some(JSON), body.to_string())
 }

@@ -133,18 +133,28 @@ pub(super) async fn handle(
 }
 
 fn refuse(status: StatusCode, refusal: &Refusal) -> BoxResponse {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(refusal.to_json().to_string())).boxed())
-        .expect("a valid response")
+    respond(status, Some(JSON), refusal.to_json().to_string())
 }
 
 fn plain(status: StatusCode, text: String) -> BoxResponse {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(text)).boxed())
+    respond(status, Some("text/plain; charset=utf-8"), text)
+}
+
+/// The content type of the JSON this server answers with.
+pub(super) const JSON: &str = "application/json";
+
+/// A whole response: `status`, a `Content-Type` if any, and `body`.
+pub(super) fn respond(
+    status: StatusCode,
+    content_type: Option<&'static str>,
+    body: impl Into<Bytes>,
+) -> BoxResponse {
+    let mut response = Response::builder().status(status);
+    if let Some(content_type) = content_type {
+        response = response.header(header::CONTENT_TYPE, content_type);
+    }
+    response
+        .body(Full::new(body.into()).boxed())
         .expect("a valid response")
 }
 
