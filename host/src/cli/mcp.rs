@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use witbox::mcp::{Quota, Server, Tokens};
+use witbox::mcp::{Access, Server};
 
 /// `witbox mcp`'s arguments.
 #[derive(Args, Debug)]
@@ -40,7 +40,7 @@ impl McpCommand {
 async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
     if let Some(addr) = args.http {
         let state_dir = args.state_dir.as_deref();
-        let access = (None, Quota::default());
+        let access = Access::default();
         return serve_http(cx, "mcp", addr, access, state_dir, &args.session).await;
     }
     let (server, tools, python) = load(cx, args.state_dir.as_deref(), &args.session)?;
@@ -53,17 +53,16 @@ async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
 }
 
 /// `witbox serve` and `witbox mcp --http`: the HTTP server on `addr`, with
-/// `tokens` if any (without, `addr` must be a loopback address) and the quota of
-/// each of their principals.
+/// `access`'s tokens if any (without, `addr` must be a loopback address).
 pub(crate) async fn serve_http(
     cx: &Context,
     command: &str,
     addr: SocketAddr,
-    (tokens, quota): (Option<Arc<Tokens>>, Quota),
+    access: Access,
     state_dir: Option<&Path>,
     session: &SessionFlags,
 ) -> Result<ExitCode> {
-    if tokens.is_none() {
+    if access.tokens.is_none() {
         // Before loading and binding: a public port is never opened, not even briefly.
         witbox::mcp::require_loopback(addr)?;
     }
@@ -72,16 +71,14 @@ pub(crate) async fn serve_http(
         .await
         .with_context(|| format!("failed to listen on {addr}"))?;
     let addr = listener.local_addr()?;
-    let access = match &tokens {
+    let who = match &access.tokens {
         Some(t) => format!("{} principals with bearer tokens", t.len()),
         None => "no tokens (loopback only)".to_string(),
     };
     eprintln!(
-        "witbox {command}: {tools} and {python}, at http://{addr}/mcp (and /healthz, /readyz), {access}; Ctrl-C stops"
+        "witbox {command}: {tools} and {python}, at http://{addr}/mcp (and /healthz, /readyz), {who}; Ctrl-C stops"
     );
-    server
-        .serve_http_with(listener, tokens, quota, shutdown())
-        .await?;
+    server.serve_http_with(listener, access, shutdown()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

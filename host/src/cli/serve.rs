@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use witbox::mcp::{Quota, Tokens};
+use witbox::mcp::{Access, Quota, Tokens};
 
 /// `witbox serve`'s arguments.
 #[derive(Args, Debug)]
@@ -50,15 +50,18 @@ impl ServeCommand {
             (None, Ok(text)) => Some(Arc::new(Tokens::parse(&text, "WITBOX_TOKENS")?)),
             (None, Err(_)) => None,
         };
-        let quota = Quota {
-            sessions: self.sessions_per_principal,
-            per_second: self.requests_per_second,
+        let access = Access {
+            tokens,
+            quota: Quota {
+                sessions: self.sessions_per_principal,
+                per_second: self.requests_per_second,
+            },
         };
         crate::mcp::serve_http(
             cx,
             "serve",
             self.listen,
-            (tokens, quota),
+            access,
             self.state_dir.as_deref(),
             &self.session,
         )

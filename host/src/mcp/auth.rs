@@ -114,6 +114,16 @@ impl Tokens {
     }
 }
 
+/// Who may use a served `/mcp`, and how much: without tokens, anyone who
+/// reaches a loopback address; with them, each principal within its quota.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The bearer tokens, if any.
+    pub tokens: Option<Arc<Tokens>>,
+    /// What each principal may use (only with tokens).
+    pub quota: Quota,
+}
+
 /// What one principal may use at once: MCP sessions, and `/mcp` requests per
 /// second (a token bucket that holds a second's worth).
 #[derive(Debug, Clone, Copy)]

@@ -1,7 +1,7 @@
 //! The front of `witbox serve`: the paths it answers (`/mcp`, `/healthz`,
 //! `/readyz`, `/metrics`), and with tokens, who may use `/mcp` and how much.
 
-use super::auth::{Quota, Rates, Tokens};
+use super::auth::{Access, Rates};
 use super::http::{BoxResponse, InFlight, JSON, Service, Sessions, handle, respond};
 use http::{Method, Request, StatusCode, header};
 use hyper::body::Incoming;
@@ -18,8 +18,7 @@ pub const DRAIN: Duration = Duration::from_secs(15);
 pub(super) struct Front {
     pub(super) service: Service,
     pub(super) sessions: Arc<Sessions>,
-    pub(super) tokens: Option<Arc<Tokens>>,
-    pub(super) quota: Quota,
+    pub(super) access: Access,
     pub(super) rates: Rates,
     pub(super) server: Arc<super::Server>,
     /// The `POST /mcp` requests being answered.
@@ -92,7 +91,7 @@ impl Front {
             return response;
         }
         let busy = (request.method() == Method::POST).then(|| self.in_flight.enter());
-        let Some(tokens) = &self.tokens else {
+        let Some(tokens) = &self.access.tokens else {
             return handle(&self.service, request, busy).await;
         };
         let authorization = request.headers().get(header::AUTHORIZATION);
@@ -114,16 +113,16 @@ impl Front {
             // rmcp's own answer, to the byte (it sends no content type).
             return respond(StatusCode::NOT_FOUND, None, "Not Found: Session not found");
         }
-        if let Err(wait) = self.rates.take(&principal, self.quota.per_second) {
+        if let Err(wait) = self.rates.take(&principal, self.access.quota.per_second) {
             let message = format!(
                 "`{principal}` sent more than its {} requests per second (`--requests-per-second`): retry after {} ms",
-                self.quota.per_second,
+                self.access.quota.per_second,
                 wait.as_millis().max(1)
             );
             return too_many(&message, wait);
         }
         let opens = session.is_none() && request.method() == Method::POST;
-        let quota = self.quota.sessions;
+        let quota = self.access.quota.sessions;
         if opens && quota > 0 && self.sessions.held_by(&principal).await >= quota {
             let message = format!(
                 "`{principal}` has {quota} MCP sessions open, its quota (`--sessions-per-principal`): close one (`DELETE /mcp` with its `Mcp-Session-Id`) before starting another"

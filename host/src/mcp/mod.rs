@@ -24,7 +24,7 @@ mod later;
 mod progress;
 mod snapshots;
 
-pub use auth::{MIN_TOKEN_CHARS, Quota, Tokens};
+pub use auth::{Access, MIN_TOKEN_CHARS, Quota, Tokens};
 pub use guard::MAX_MESSAGE_BYTES;
 pub use handler::Handler;
 pub use http::require_loopback;
@@ -298,7 +298,7 @@ impl Server {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
-        self.serve_http_with(listener, None, Quota::default(), shutdown)
+        self.serve_http_with(listener, Access::default(), shutdown)
             .await
     }
 
@@ -306,7 +306,7 @@ impl Server {
     /// `GET /healthz` (alive), `GET /readyz` (the tools and the runner loaded,
     /// the warm pool filled: `200`, else `503` with what it waits for) and
     /// `GET /metrics` ([`crate::metrics`]). With
-    /// `tokens`, `/mcp` needs `Authorization: Bearer TOKEN`, each MCP session is
+    /// tokens in `access`, `/mcp` needs `Authorization: Bearer TOKEN`, each MCP session is
     /// the principal's that started it, `quota` bounds each principal's sessions
     /// and requests per second (`429` with `Retry-After` past it), and any
     /// address and `Host` are served;
@@ -314,25 +314,23 @@ impl Server {
     pub async fn serve_http_with(
         self: &Arc<Self>,
         listener: tokio::net::TcpListener,
-        tokens: Option<Arc<Tokens>>,
-        quota: Quota,
+        access: Access,
         shutdown: impl Future<Output = ()>,
     ) -> Result<()> {
         let addr = listener
             .local_addr()
             .context("failed to read the listener's address")?;
-        if tokens.is_none() {
+        let tokens = access.tokens.is_some();
+        if !tokens {
             require_loopback(addr)?;
         }
         let stop = CancellationToken::new();
         let server = self.clone();
-        let (service, sessions) =
-            http::service(move || server.handler(), stop.clone(), tokens.is_some());
+        let (service, sessions) = http::service(move || server.handler(), stop.clone(), tokens);
         let front = Arc::new(front::Front {
             service,
             sessions,
-            tokens,
-            quota,
+            access,
             rates: Default::default(),
             server: self.clone(),
             in_flight: Default::default(),
