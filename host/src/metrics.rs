@@ -32,6 +32,12 @@ struct RunLabels {
     outcome: &'static str,
 }
 
+/// Whether an open session is running a call (`running`) or not (`idle`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
 /// Why a Python session restarted.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RestartLabels {
@@ -50,7 +56,7 @@ struct Metrics {
     restores: Family<RunLabels, Counter>,
     restore_seconds: Histogram,
     restarts: Family<RestartLabels, Counter>,
-    sessions: Gauge,
+    sessions: Family<StateLabel, Gauge>,
     warm_pool: Gauge,
     runs_in_flight: Gauge,
     runs_queued: Gauge,
@@ -132,7 +138,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         registry.register(name, help, g.clone());
         g
     };
-    let sessions = gauge(&mut registry, "python_sessions", "Open Python sessions");
+    let sessions = Family::<StateLabel, Gauge>::default();
+    registry.register(
+        "python_sessions",
+        "Python sessions open in this process, by state (`running` a call, `idle`)",
+        sessions.clone(),
+    );
     let warm_pool = gauge(
         &mut registry,
         "warm_pool_instances",
@@ -232,8 +243,10 @@ fn used(fuel: Option<u64>, peak: usize) {
 /// What the gauges read when the metrics are scraped.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Now {
-    /// Open Python sessions.
-    pub sessions: usize,
+    /// Open Python sessions running a call.
+    pub running: usize,
+    /// Open Python sessions between calls.
+    pub idle: usize,
     /// Instances in the warm pool.
     pub warm_pool: usize,
 }
@@ -243,7 +256,13 @@ pub struct Now {
 pub fn encode(now: Now) -> String {
     let m = &*METRICS;
     let (busy, waiting) = crate::schedule::occupancy();
-    m.sessions.set(now.sessions as i64);
+    let state = |state| StateLabel { state };
+    m.sessions
+        .get_or_create(&state("running"))
+        .set(now.running as i64);
+    m.sessions
+        .get_or_create(&state("idle"))
+        .set(now.idle as i64);
     m.warm_pool.set(now.warm_pool as i64);
     m.runs_in_flight.set(busy as i64);
     m.runs_queued.set(waiting as i64);

@@ -24,6 +24,7 @@ mod net;
 mod packages;
 mod python;
 mod quadratic;
+mod rest;
 mod robust;
 mod sandbox;
 mod scaffold;

@@ -13,13 +13,13 @@ const ALICE: &str = "alice-0123456789abcdef0123456789abcdef";
 const BOB: &str = "bob-0123456789abcdef0123456789abcdef00";
 
 /// `witbox serve --listen 127.0.0.1:0 ARGS`, killed when dropped.
-struct Served {
-    child: std::process::Child,
-    addr: SocketAddr,
+pub struct Served {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
 }
 
 impl Served {
-    fn start(manifest: &std::path::Path, args: &[&str]) -> Self {
+    pub fn start(manifest: &std::path::Path, args: &[&str]) -> Self {
         let mut child = witbox_command(manifest)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
@@ -36,13 +36,25 @@ impl Served {
     }
 
     /// One request on its own connection: (status, lower-cased head, body).
-    fn request(
+    pub fn request(
         &self,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, String, String) {
+        let (status, head, body) = self.request_bytes(method, path, headers, body.as_bytes());
+        (status, head, String::from_utf8(body).expect("a text body"))
+    }
+
+    /// [`Served::request`] with bytes in and out.
+    pub fn request_bytes(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, Vec<u8>) {
         let mut stream = std::net::TcpStream::connect(self.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
@@ -57,18 +69,22 @@ impl Served {
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
-        stream
-            .write_all(format!("{head}\r\n{body}").as_bytes())
-            .unwrap();
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        stream.write_all(format!("{head}\r\n").as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let end = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(response.len());
+        let head = String::from_utf8_lossy(&response[..end]).into_owned();
+        let body = response.get(end + 4..).unwrap_or_default().to_vec();
         let status = head
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {response:?}"));
-        (status, head.to_lowercase(), body.to_string())
+            .unwrap_or_else(|| panic!("no status in {head:?}"));
+        (status, head.to_lowercase(), body)
     }
 
     /// An MCP message to `/mcp` as `token`, in session `session` if any.
@@ -99,6 +115,27 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `/metrics` text, parsed as a Prometheus server would (`prometheus-parse`).
+pub fn scrape(text: &str) -> prometheus_parse::Scrape {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines).expect("Prometheus text")
+}
+
+/// The value of `metric` with `labels` (0 if it has no sample yet).
+pub fn sample(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    use prometheus_parse::Value;
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            other => panic!("{metric} is not a number: {other:?}"),
+        })
+        .sum()
 }
 
 fn initialize() -> Value {
@@ -147,11 +184,11 @@ fn serve_answers_health_readiness_and_unknown_paths() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (status, _, body) = server.request("GET", "/v1/nothing", &[], "");
+    let (status, _, body) = server.request("GET", "/nothing", &[], "");
     assert_eq!(status, 404);
     assert_eq!(
         body,
-        json!({"error": "no endpoint `/v1/nothing`: this server has /mcp (MCP, streamable HTTP), /healthz, /readyz and /metrics"}).to_string()
+        json!({"error": "no endpoint `/nothing`: this server has /mcp (MCP, streamable HTTP), /v1/ (REST, described at /v1/openapi.json), /healthz, /readyz and /metrics"}).to_string()
     );
     // Without tokens, MCP is open on loopback.
     let (status, head, _) = server.mcp(None, None, &initialize());
@@ -176,6 +213,11 @@ fn serve_answers_health_readiness_and_unknown_paths() {
         let at = body.find("\"session_id\":\"").expect("a session id") + 14;
         body[at..].split('"').next().unwrap().to_string()
     };
+    let before = scrape(&server.request("GET", "/metrics", &[], "").2);
+    assert_eq!(
+        sample(&before, "witbox_python_runs_total", &[("outcome", "ok")]),
+        0.0
+    );
     let python = run(2, "print(1 + 1)", None);
     run(
         3,
@@ -201,7 +243,8 @@ fn serve_answers_health_readiness_and_unknown_paths() {
         "witbox_restores_total{outcome=\"ok\"} 1",
         "witbox_restore_duration_seconds_count 1",
         "# TYPE witbox_guest_memory_peak_bytes histogram",
-        "witbox_python_sessions 1",
+        "witbox_python_sessions{state=\"idle\"} 1",
+        "witbox_python_sessions{state=\"running\"} 0",
         "# TYPE witbox_warm_pool_instances gauge",
         "witbox_run_slots_busy 0",
         "witbox_run_slots_waiting 0",
@@ -210,6 +253,25 @@ fn serve_answers_health_readiness_and_unknown_paths() {
         assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
     }
     assert!(!text.contains("Chosen_By_The_Guest"), "{text}");
+    // As a Prometheus server reads it: every sample parses, and the counters moved.
+    let after = scrape(&text);
+    assert_eq!(
+        sample(&after, "witbox_python_runs_total", &[("outcome", "ok")]),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "witbox_python_runs_total",
+            &[("outcome", "timeout")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&after, "witbox_python_sessions", &[("state", "idle")]),
+        1.0
+    );
+    assert!(after.samples.len() > 20, "{text}");
     // At least the one of `x = 41` (the first cells may make one too).
     let checkpoints: u64 = text
         .lines()

@@ -115,6 +115,7 @@ fn step(what: &str) {
 fn test(extra: &[String]) -> Result<(), String> {
     build::python_test_deps(&root())?;
     node::node_test_deps(&root())?;
+    redis_server()?;
     step("running the runner's checkpoint tests (tests/python/checkpoint_test.py)");
     run(Command::new(root().join(".venv/bin/python"))
         .current_dir(root())
@@ -128,6 +129,32 @@ fn test(extra: &[String]) -> Result<(), String> {
         step("running the agent eval against the offline planner and the scripted model");
         eval::eval(&["--check".into()])?;
         fuzz::smoke()?;
+    }
+    Ok(())
+}
+
+/// The tests of replicas that share sessions start a real `redis-server`
+/// (Debian's package): installed with apt when it is missing.
+fn redis_server() -> Result<(), String> {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return Ok(());
+    }
+    step("installing redis-server (apt-get) for the tests of replicas sharing sessions");
+    let apt = |args: &[&str]| {
+        let mut command = Command::new("apt-get");
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut command)
+    };
+    if apt(&["install", "-y", "--no-install-recommends", "redis-server"]).is_err() {
+        apt(&["update"])?;
+        apt(&["install", "-y", "--no-install-recommends", "redis-server"]).map_err(|e| {
+            format!("{e}\nthe tests need `redis-server`: install Debian's package (`apt-get install redis-server`) as root")
+        })?;
     }
     Ok(())
 }

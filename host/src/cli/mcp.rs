@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use witbox::mcp::{Access, Server};
+use witbox::python::Keep;
 
 /// `witbox mcp`'s arguments.
 #[derive(Args, Debug)]
@@ -39,11 +40,12 @@ impl McpCommand {
 
 async fn mcp(cx: &Context, args: McpCommand) -> Result<ExitCode> {
     if let Some(addr) = args.http {
-        let state_dir = args.state_dir.as_deref();
+        let keep = keep_in(args.state_dir.as_deref());
         let access = Access::default();
-        return serve_http(cx, "mcp", addr, access, state_dir, &args.session).await;
+        return serve_http(cx, "mcp", addr, access, &keep, &args.session).await;
     }
-    let (server, tools, python) = load(cx, args.state_dir.as_deref(), &args.session)?;
+    let keep = keep_in(args.state_dir.as_deref());
+    let (server, tools, python) = load(cx, &keep, &args.session)?;
     // Logs go to stderr: on stdio, stdout is the protocol stream.
     eprintln!("witbox mcp: {tools} and {python}, on stdio");
     server
@@ -59,14 +61,14 @@ pub(crate) async fn serve_http(
     command: &str,
     addr: SocketAddr,
     access: Access,
-    state_dir: Option<&Path>,
+    keep: &Keep,
     session: &SessionFlags,
 ) -> Result<ExitCode> {
     if access.tokens.is_none() {
         // Before loading and binding: a public port is never opened, not even briefly.
         witbox::mcp::require_loopback(addr)?;
     }
-    let (server, tools, python) = load(cx, state_dir, session)?;
+    let (server, tools, python) = load(cx, keep, session)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("failed to listen on {addr}"))?;
@@ -75,26 +77,32 @@ pub(crate) async fn serve_http(
         Some(t) => format!("{} principals with bearer tokens", t.len()),
         None => "no tokens (loopback only)".to_string(),
     };
+    let kept = match keep {
+        Keep::Memory => "in memory".to_string(),
+        Keep::Dir(dir) => format!("in {}", dir.display()),
+        Keep::Shared(shared) => format!("in {}, shared with other replicas", shared.shown()),
+    };
     eprintln!(
-        "witbox {command}: {tools} and {python}, at http://{addr}/mcp (and /healthz, /readyz), {who}; Ctrl-C stops"
+        "witbox {command}: {tools} and {python} (sessions kept {kept}), at http://{addr}/mcp and /v1/ (REST; /v1/openapi.json), /healthz, /readyz, /metrics; {who}; Ctrl-C stops"
     );
     server.serve_http_with(listener, access, shutdown()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The server, and what it serves in words (its tools, its Python sessions).
+/// Sessions kept in `state_dir`, or in memory.
+fn keep_in(state_dir: Option<&Path>) -> Keep {
+    state_dir.map_or(Keep::Memory, |d| Keep::Dir(d.to_path_buf()))
+}
+
 fn load(
     cx: &Context,
-    state_dir: Option<&Path>,
+    keep: &Keep,
     session: &SessionFlags,
 ) -> Result<(Arc<Server>, String, &'static str)> {
     let manifest = cx.manifest()?;
-    let server = Server::load_in_background(
-        &manifest,
-        cx.options.clone(),
-        &session.overrides(),
-        state_dir,
-    )?;
+    let server =
+        Server::load_in_background(&manifest, cx.options.clone(), &session.overrides(), keep)?;
     let tools = match server.registry() {
         Some(r) => format!("{} tools", r.tools().len()),
         None => format!("the tools of {} components", manifest.component.len()),

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use witbox::mcp::{Access, Quota, Tokens};
+use witbox::python::{Keep, Shared};
 
 /// `witbox serve`'s arguments.
 #[derive(Args, Debug)]
@@ -36,8 +37,24 @@ pub struct ServeCommand {
     #[arg(long, value_name = "N", default_value_t = 100)]
     requests_per_second: u32,
     /// Keep the Python sessions in DIR, as `witbox mcp --state-dir` does.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "store")]
     state_dir: Option<PathBuf>,
+    /// Keep the Python sessions in Redis (`redis://HOST:PORT/DB`), shared by
+    /// every replica pointed at it: any replica serves any session (restoring
+    /// it from the store when another ran it last), one at a time under a
+    /// lease, and a replica that dies loses at most the cell it was running.
+    /// Replicas need the same snapshot key (`WITBOX_DATA_DIR/snapshot.key`).
+    #[arg(long, value_name = "URL", env = "WITBOX_STORE")]
+    store: Option<String>,
+    /// A bearer token for `/healthz`, `/readyz` and `/metrics` (or
+    /// `WITBOX_OPS_TOKEN`); without, they are open to whoever reaches the port.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "WITBOX_OPS_TOKEN",
+        hide_env_values = true
+    )]
+    ops_token: Option<String>,
     /// Limits and tool grants of the `run_python` sessions.
     #[command(flatten)]
     session: SessionFlags,
@@ -50,21 +67,20 @@ impl ServeCommand {
             (None, Ok(text)) => Some(Arc::new(Tokens::parse(&text, "WITBOX_TOKENS")?)),
             (None, Err(_)) => None,
         };
+        let ops = self.ops_token.map(|t| Tokens::ops(&t)).transpose()?;
         let access = Access {
             tokens,
             quota: Quota {
                 sessions: self.sessions_per_principal,
                 per_second: self.requests_per_second,
             },
+            ops: ops.map(Arc::new),
         };
-        crate::mcp::serve_http(
-            cx,
-            "serve",
-            self.listen,
-            access,
-            self.state_dir.as_deref(),
-            &self.session,
-        )
-        .await
+        let keep = match (&self.store, &self.state_dir) {
+            (Some(url), _) => Keep::Shared(Shared::open(url)?),
+            (None, Some(dir)) => Keep::Dir(dir.clone()),
+            (None, None) => Keep::Memory,
+        };
+        crate::mcp::serve_http(cx, "serve", self.listen, access, &keep, &self.session).await
     }
 }

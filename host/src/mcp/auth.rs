@@ -27,6 +27,17 @@ impl std::fmt::Debug for Tokens {
 }
 
 impl Tokens {
+    /// The one token of the operators (`--ops-token`): `/healthz`, `/readyz`
+    /// and `/metrics` need it.
+    pub fn ops(token: &str) -> Result<Self> {
+        if token.split_whitespace().count() != 1 {
+            bail!(
+                "the ops token (`--ops-token` or `WITBOX_OPS_TOKEN`) is one word, without spaces"
+            );
+        }
+        Self::parse(&format!("{token} ops"), "the ops token")
+    }
+
     /// Reads a tokens file (see [`Tokens::parse`]).
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -122,6 +133,8 @@ pub struct Access {
     pub tokens: Option<Arc<Tokens>>,
     /// What each principal may use (only with tokens).
     pub quota: Quota,
+    /// The token `/healthz`, `/readyz` and `/metrics` need, if any.
+    pub ops: Option<Arc<Tokens>>,
 }
 
 /// What one principal may use at once: MCP sessions, and `/mcp` requests per

@@ -31,13 +31,38 @@ impl Front {
     /// `/mcp` (with a principal's token, when there are tokens), `/healthz`,
     /// `/readyz`; anything else is a `404` that says what is served.
     pub(super) async fn route(&self, request: Request<Incoming>) -> BoxResponse {
+        let path = request.uri().path();
+        if let Some(ops) = &self.access.ops
+            && matches!(path, "/healthz" | "/readyz" | "/metrics")
+            && ops
+                .principal(
+                    request
+                        .headers()
+                        .get(header::AUTHORIZATION)
+                        .map(|v| v.as_bytes()),
+                )
+                .is_none()
+        {
+            let mut response = json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": format!("{path} needs the ops token: send `Authorization: Bearer TOKEN` with the server's `--ops-token`")}),
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"witbox ops\""),
+            );
+            return response;
+        }
         match request.uri().path() {
             "/mcp" => self.mcp(request).await,
+            path if path.starts_with("/v1/") => self.v1(request).await,
             "/healthz" => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
             "/metrics" => {
                 let sessions = self.server.sessions();
+                let (running, idle) = sessions.as_ref().map_or((0, 0), |s| s.running_and_idle());
                 let now = crate::metrics::Now {
-                    sessions: sessions.as_ref().map_or(0, |s| s.len()),
+                    running,
+                    idle,
                     warm_pool: sessions.as_ref().map_or(0, |s| s.runner().warm_len()),
                 };
                 respond(
@@ -51,7 +76,16 @@ impl Front {
                 &serde_json::json!({"status": "stopping"}),
             ),
             "/readyz" => {
-                let waiting = self.server.waiting_for();
+                let mut waiting = self.server.waiting_for();
+                if let Some(shared) = self
+                    .server
+                    .sessions()
+                    .as_ref()
+                    .and_then(|s| s.shared().cloned())
+                    && !shared.reachable().await
+                {
+                    waiting.push("session store");
+                }
                 if waiting.is_empty() {
                     json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
                 } else {
@@ -69,30 +103,18 @@ impl Front {
                 json(
                     StatusCode::NOT_FOUND,
                     &serde_json::json!({"error": format!(
-                        "no endpoint `{shown}`: this server has /mcp (MCP, streamable HTTP), /healthz, /readyz and /metrics"
+                        "no endpoint `{shown}`: this server has /mcp (MCP, streamable HTTP), /v1/ (REST, described at /v1/openapi.json), /healthz, /readyz and /metrics"
                     )}),
                 )
             }
         }
     }
 
-    /// With tokens: a request without a known one is a `401`, and an MCP session is
-    /// its principal's; another principal naming it gets rmcp's answer for a
-    /// session that does not exist.
-    async fn mcp(&self, request: Request<Incoming>) -> BoxResponse {
-        if self.draining.load(Ordering::Acquire) {
-            let mut response = json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &serde_json::json!({"error": "this server is stopping: send the request to another one, or retry when it is back"}),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, http::HeaderValue::from(1u64));
-            return response;
-        }
-        let busy = (request.method() == Method::POST).then(|| self.in_flight.enter());
+    /// Who sends `request`: `Ok(None)` without tokens; with them, a request
+    /// without a known token is a `401`, and one past its principal's rate a `429`.
+    fn principal(&self, request: &Request<Incoming>) -> Result<Option<Arc<str>>, Box<BoxResponse>> {
         let Some(tokens) = &self.access.tokens else {
-            return handle(&self.service, request, busy).await;
+            return Ok(None);
         };
         let authorization = request.headers().get(header::AUTHORIZATION);
         let Some(principal) = tokens.principal(authorization.map(|v| v.as_bytes())) else {
@@ -104,7 +126,59 @@ impl Front {
                 header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer realm=\"witbox\""),
             );
+            return Err(Box::new(response));
+        };
+        if let Err(wait) = self.rates.take(&principal, self.access.quota.per_second) {
+            let message = format!(
+                "`{principal}` sent more than its {} requests per second (`--requests-per-second`): retry after {} ms",
+                self.access.quota.per_second,
+                wait.as_millis().max(1)
+            );
+            return Err(Box::new(too_many(&message, wait)));
+        }
+        Ok(Some(principal))
+    }
+
+    /// A `503` while the server stops.
+    fn stopping(&self) -> Option<BoxResponse> {
+        if !self.draining.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut response = json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"error": "this server is stopping: send the request to another one, or retry when it is back"}),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from(1u64));
+        Some(response)
+    }
+
+    /// `/v1/...`: the REST API (`rest.rs`).
+    async fn v1(&self, request: Request<Incoming>) -> BoxResponse {
+        if let Some(response) = self.stopping() {
             return response;
+        }
+        let busy = self.in_flight.enter();
+        let principal = match self.principal(&request) {
+            Ok(p) => p,
+            Err(response) => return *response,
+        };
+        self.rest(request, principal, busy).await
+    }
+
+    /// With tokens: a request without a known one is a `401`, and an MCP session is
+    /// its principal's; another principal naming it gets rmcp's answer for a
+    /// session that does not exist.
+    async fn mcp(&self, request: Request<Incoming>) -> BoxResponse {
+        if let Some(response) = self.stopping() {
+            return response;
+        }
+        let busy = (request.method() == Method::POST).then(|| self.in_flight.enter());
+        let principal = match self.principal(&request) {
+            Ok(Some(p)) => p,
+            Ok(None) => return handle(&self.service, request, busy).await,
+            Err(response) => return *response,
         };
         let session = request.headers().get(SESSION_HEADER).cloned();
         if let Some(id) = &session
@@ -112,14 +186,6 @@ impl Front {
         {
             // rmcp's own answer, to the byte (it sends no content type).
             return respond(StatusCode::NOT_FOUND, None, "Not Found: Session not found");
-        }
-        if let Err(wait) = self.rates.take(&principal, self.access.quota.per_second) {
-            let message = format!(
-                "`{principal}` sent more than its {} requests per second (`--requests-per-second`): retry after {} ms",
-                self.access.quota.per_second,
-                wait.as_millis().max(1)
-            );
-            return too_many(&message, wait);
         }
         let opens = session.is_none() && request.method() == Method::POST;
         let quota = self.access.quota.sessions;

@@ -336,7 +336,7 @@ impl Handler {
             }
             closed.insert(id.to_string());
         }
-        if sessions.close_for_good(id) {
+        if sessions.close_for_good(id).await {
             text_result(
                 format!("session `{id}` was closed"),
                 json!({"session_id": id, "closed": true}),

@@ -22,16 +22,18 @@ mod handler;
 mod http;
 mod later;
 mod progress;
+mod rest;
 mod snapshots;
 
 pub use auth::{Access, MIN_TOKEN_CHARS, Quota, Tokens};
 pub use guard::MAX_MESSAGE_BYTES;
 pub use handler::Handler;
 pub use http::require_loopback;
+pub use rest::{OPENAPI, SESSION_HEADERS};
 
 use crate::engine::EngineOptions;
 use crate::manifest::Manifest;
-use crate::python::{Overrides, Runner, Sessions};
+use crate::python::{Keep, Overrides, Runner, Sessions};
 use crate::tools::Registry;
 use anyhow::{Context, Result};
 use rmcp::ServiceExt;
@@ -70,18 +72,18 @@ impl Server {
         options: EngineOptions,
         overrides: &Overrides,
     ) -> Result<Arc<Self>> {
-        Self::load_with_state(manifest, options, overrides, None)
+        Self::load_with_state(manifest, options, overrides, &Keep::Memory)
     }
 
-    /// [`Server::load`], with sessions kept in `state_dir` (see [`Sessions`]):
-    /// over stdio, a client may continue any session it finds there.
+    /// [`Server::load`], with sessions kept where `keep` says (see [`Sessions`]):
+    /// over stdio, a client may continue any session it finds in a state dir.
     pub fn load_with_state(
         manifest: &Manifest,
         options: EngineOptions,
         overrides: &Overrides,
-        state_dir: Option<&std::path::Path>,
+        keep: &Keep,
     ) -> Result<Arc<Self>> {
-        Self::load_inner(manifest, options, overrides, state_dir, false)
+        Self::load_inner(manifest, options, overrides, keep, false)
     }
 
     /// [`Server::load_with_state`], but the runner (slow to compile on a cold
@@ -91,16 +93,16 @@ impl Server {
         manifest: &Manifest,
         options: EngineOptions,
         overrides: &Overrides,
-        state_dir: Option<&std::path::Path>,
+        keep: &Keep,
     ) -> Result<Arc<Self>> {
-        Self::load_inner(manifest, options, overrides, state_dir, true)
+        Self::load_inner(manifest, options, overrides, keep, true)
     }
 
     fn load_inner(
         manifest: &Manifest,
         options: EngineOptions,
         overrides: &Overrides,
-        state_dir: Option<&std::path::Path>,
+        keep: &Keep,
         background: bool,
     ) -> Result<Arc<Self>> {
         let entry = overrides.apply(&manifest.runner)?;
@@ -116,7 +118,7 @@ impl Server {
         let make_sessions = {
             let manifest = manifest.clone();
             let entry = entry.clone();
-            let state_dir = state_dir.map(std::path::Path::to_path_buf);
+            let keep = keep.clone();
             move |registry: Arc<Registry>| -> Result<Arc<Sessions>> {
                 let runner = Runner::load(&manifest, &entry, registry)?;
                 let sessions = Sessions::new(
@@ -124,10 +126,7 @@ impl Server {
                     entry.max_sessions,
                     Duration::from_secs(entry.session_ttl_s),
                 );
-                Ok(Arc::new(match &state_dir {
-                    Some(dir) => sessions.with_state_dir(dir)?,
-                    None => sessions,
-                }))
+                Ok(Arc::new(sessions.keeping(&keep)?))
             }
         };
         if background && !cold.is_empty() {

@@ -14,6 +14,7 @@ mod outcome;
 mod scratch;
 mod session;
 mod sessions;
+mod shared;
 mod snapshot;
 mod stream;
 
@@ -23,7 +24,8 @@ pub use outcome::{
 pub(crate) use scratch::Scratch;
 pub use scratch::{FileEntry, MAX_FILE_BYTES};
 pub use session::Session;
-pub use sessions::{Sessions, new_id, state_file};
+pub use sessions::{Keep, Sessions, new_id, state_file};
+pub use shared::{LEASE, Shared};
 pub use snapshot::MAX_SNAPSHOT_BYTES;
 pub use stream::{OutputSink, Stream};
 

@@ -469,19 +469,29 @@ impl Session {
 
     /// A snapshot if anything changed since the last one this returned.
     pub(super) async fn snapshot_if_changed(&mut self) -> Result<Option<Vec<u8>>, ToolError> {
-        let now = (
-            self.generation,
-            self.scratch
-                .as_ref()
-                .map(|s| s.fingerprint())
-                .unwrap_or_default(),
-        );
+        let now = self.state();
         if self.saved == Some(now) {
             return Ok(None);
         }
         let bytes = self.snapshot().await?;
         self.saved = Some(now);
         Ok(Some(bytes))
+    }
+
+    /// Takes the session as it is now for saved (it was just restored from
+    /// what is saved).
+    pub(super) fn mark_saved(&mut self) {
+        self.saved = Some(self.state());
+    }
+
+    fn state(&self) -> (u64, (u64, u64, i128)) {
+        (
+            self.generation,
+            self.scratch
+                .as_ref()
+                .map(|s| s.fingerprint())
+                .unwrap_or_default(),
+        )
     }
 
     /// Puts a snapshot's checkpoint into this fresh session.

@@ -3,8 +3,11 @@
 //! session is saved there (a snapshot, `ID.snap`) after every call that changed
 //! it, and a session id found there is continued, also by a later process: that
 //! is what keeps a session across a client that starts a server per call, or a
-//! server restart. Snapshots idle past the TTL are deleted.
+//! server restart. Snapshots idle past the TTL are deleted. With a shared store
+//! (Redis, `shared.rs`), replicas serve each other's sessions: what one holds in
+//! memory is a cache of the store, checked before each call under a lease.
 
+use super::shared::{LEASE, Lease, Shared};
 use super::{RunOutcome, Runner, Session};
 use crate::error::{ErrorKind, ToolError};
 use std::collections::HashMap;
@@ -15,6 +18,28 @@ use std::time::{Duration, Instant};
 struct Entry {
     session: Arc<tokio::sync::Mutex<Session>>,
     last_used: Instant,
+    /// The principal that made it (`witbox serve`'s REST API), if any.
+    owner: Option<String>,
+    /// With a shared store: the store's `version` this copy is.
+    version: u64,
+}
+
+/// A session locked for one call, and with a shared store, leased.
+struct Held {
+    session: tokio::sync::OwnedMutexGuard<Session>,
+    lease: Option<Lease>,
+}
+
+/// Where a server keeps its sessions besides memory.
+#[derive(Clone, Default)]
+pub enum Keep {
+    /// Nowhere: they end with the process.
+    #[default]
+    Memory,
+    /// In a state dir, for later processes on this machine (`--state-dir`).
+    Dir(PathBuf),
+    /// In a store that replicas share (`--store redis://...`).
+    Shared(Arc<Shared>),
 }
 
 /// Live sessions by id, capped in number, closed after an idle TTL.
@@ -24,6 +49,7 @@ pub struct Sessions {
     ttl: Duration,
     live: Mutex<HashMap<String, Entry>>,
     state_dir: Option<PathBuf>,
+    shared: Option<Arc<Shared>>,
 }
 
 impl Sessions {
@@ -35,7 +61,28 @@ impl Sessions {
             ttl,
             live: Mutex::new(HashMap::new()),
             state_dir: None,
+            shared: None,
         }
+    }
+
+    /// Keeps sessions where `keep` says.
+    pub fn keeping(self, keep: &Keep) -> anyhow::Result<Self> {
+        match keep {
+            Keep::Memory => Ok(self),
+            Keep::Dir(dir) => self.with_state_dir(dir),
+            Keep::Shared(shared) => Ok(self.with_shared(shared.clone())),
+        }
+    }
+
+    /// Keeps sessions in a store that replicas share (see `shared.rs`).
+    pub fn with_shared(mut self, shared: Arc<Shared>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The shared store, if sessions are kept in one.
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        self.shared.as_ref()
     }
 
     /// Keeps sessions in `dir` (made if missing), so later processes can go on
@@ -120,21 +167,64 @@ impl Sessions {
             )
         })?;
         session.set_caller(&format!("session {id}"));
+        let owner = std::fs::read_to_string(file.with_extension("owner")).ok();
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.entry(id.to_string()).or_insert_with(|| Entry {
             session: Arc::new(tokio::sync::Mutex::new(session)),
             last_used: Instant::now(),
+            owner,
+            version: 0,
         });
         Ok(())
     }
 
-    /// Closes a session and deletes it from the state dir (a client's
-    /// `close_session`, where [`Sessions::close`] only lets it go from memory).
-    pub fn close_for_good(&self, id: &str) -> bool {
-        let was_saved = self
-            .file(id)
-            .is_some_and(|f| std::fs::remove_file(f).is_ok());
+    /// Closes a session and deletes it from the state dir or the shared store
+    /// (a client's `close_session`, where [`Sessions::close`] only lets it go
+    /// from memory).
+    pub async fn close_for_good(&self, id: &str) -> bool {
+        let was_saved = match (&self.shared, self.file(id)) {
+            (Some(shared), _) => {
+                let owner = self.owner(id).await.ok().flatten().flatten();
+                shared.delete(id, owner.as_deref()).await
+            }
+            (None, Some(file)) => {
+                let _ = std::fs::remove_file(file.with_extension("owner"));
+                std::fs::remove_file(file).is_ok()
+            }
+            (None, None) => false,
+        };
         self.close(id) || was_saved
+    }
+
+    /// Who made session `id`: `None` if there is no such session, `Some(None)`
+    /// if no principal did (an MCP client's, or one made through the library).
+    pub async fn owner(&self, id: &str) -> Result<Option<Option<String>>, ToolError> {
+        if let Some(entry) = self.live.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(Some(entry.owner.clone()));
+        }
+        if let Some(shared) = &self.shared {
+            return shared.owner(id).await;
+        }
+        Ok(self
+            .file(id)
+            .filter(|f| f.is_file())
+            .map(|f| std::fs::read_to_string(f.with_extension("owner")).ok()))
+    }
+
+    /// The open sessions `owner` made (with a shared store, all replicas').
+    pub async fn owned_by(&self, owner: &str) -> Result<Vec<String>, ToolError> {
+        if let Some(shared) = &self.shared {
+            return shared.owned_by(owner).await;
+        }
+        self.evict_idle();
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids: Vec<String> = live
+            .iter()
+            .filter(|(_, e)| e.owner.as_deref() == Some(owner))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        Ok(ids)
     }
 
     /// The runner sessions are made from.
@@ -163,6 +253,11 @@ impl Sessions {
 
     /// Starts a session and returns its id.
     pub async fn create(&self) -> Result<String, ToolError> {
+        self.create_for(None).await
+    }
+
+    /// Starts a session that `owner` makes ([`Sessions::owner`]).
+    pub async fn create_for(&self, owner: Option<&str>) -> Result<String, ToolError> {
         self.sweep();
         self.check_room()?;
         let session = self.runner.session().await.map_err(|e| {
@@ -171,23 +266,67 @@ impl Sessions {
                 format!("failed to start a session: {e:#}"),
             )
         })?;
-        self.insert(session)
+        self.keep(session, owner).await
     }
 
     /// Starts a session from a snapshot ([`Sessions::snapshot`]); returns its id
     /// and each global it could not put back.
     pub async fn restore(&self, snapshot: &[u8]) -> Result<(String, Vec<String>), ToolError> {
+        self.restore_for(snapshot, None).await
+    }
+
+    /// [`Sessions::restore`], for `owner`.
+    pub async fn restore_for(
+        &self,
+        snapshot: &[u8],
+        owner: Option<&str>,
+    ) -> Result<(String, Vec<String>), ToolError> {
         self.check_room()?;
         let (session, missing) = self.runner.restore(snapshot).await?;
-        Ok((self.insert(session)?, missing))
+        Ok((self.keep(session, owner).await?, missing))
+    }
+
+    /// A new session under a new id, saved to the store at once (so that
+    /// other replicas, and later processes, find it).
+    async fn keep(&self, session: Session, owner: Option<&str>) -> Result<String, ToolError> {
+        let id = self.insert(session, owner)?;
+        let held = if let Some(shared) = &self.shared {
+            let lease = shared.lease(&id, self.ttl, LEASE, true).await;
+            let lease = match lease {
+                Ok(lease) => lease.map(|(lease, ..)| lease),
+                Err(e) => {
+                    self.close(&id);
+                    return Err(e);
+                }
+            };
+            Some(lease)
+        } else {
+            if let (Some(owner), Some(file)) = (owner, self.file(&id))
+                && let Err(e) =
+                    crate::limits::write_aside(&file.with_extension("owner"), owner.as_bytes())
+            {
+                log_line!("witbox: failed to save session {id}'s owner to the state dir: {e}");
+            }
+            None
+        };
+        let Some(session) = self.local(&id) else {
+            return Err(self.no_session(&id));
+        };
+        let held = Held {
+            session: session.lock_owned().await,
+            lease: held.flatten(),
+        };
+        self.leave(&id, held).await;
+        Ok(id)
     }
 
     /// A session's globals and files as bytes ([`Session::snapshot`]).
     pub async fn snapshot(&self, id: &str) -> Result<Vec<u8>, ToolError> {
-        let session = self.get(id).await?;
+        let mut held = self.enter(id).await?;
         let _touch = Touch(self, id);
-        let mut session = session.lock().await;
-        session.snapshot().await
+        let snapshot = held.session.snapshot().await;
+        self.leave(id, held).await;
+        snapshot
     }
 
     fn check_room(&self) -> Result<(), ToolError> {
@@ -206,7 +345,7 @@ impl Sessions {
         Ok(())
     }
 
-    fn insert(&self, mut session: Session) -> Result<String, ToolError> {
+    fn insert(&self, mut session: Session, owner: Option<&str>) -> Result<String, ToolError> {
         let id = new_id();
         session.set_caller(&format!("session {id}"));
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -224,6 +363,8 @@ impl Sessions {
             Entry {
                 session: Arc::new(tokio::sync::Mutex::new(session)),
                 last_used: Instant::now(),
+                owner: owner.map(str::to_string),
+                version: 0,
             },
         );
         Ok(id)
@@ -232,11 +373,10 @@ impl Sessions {
     /// Runs a cell in a session. A run dropped before it ends (its caller
     /// cancelled) leaves the session open: the next run on it starts it again.
     pub async fn run(&self, id: &str, code: &str) -> Result<RunOutcome, ToolError> {
-        let session = self.get(id).await?;
+        let mut held = self.enter(id).await?;
         let _touch = Touch(self, id);
-        let mut session = session.lock().await;
-        let outcome = session.run(code).await;
-        self.save(id, &mut session).await;
+        let outcome = held.session.run(code).await;
+        self.leave(id, held).await;
         outcome
     }
 
@@ -248,40 +388,38 @@ impl Sessions {
         code: &str,
         sink: super::OutputSink,
     ) -> Result<RunOutcome, ToolError> {
-        let session = self.get(id).await?;
+        let mut held = self.enter(id).await?;
         let _touch = Touch(self, id);
-        let mut session = session.lock().await;
-        let outcome = session.run_streaming(code, sink).await;
-        self.save(id, &mut session).await;
+        let outcome = held.session.run_streaming(code, sink).await;
+        self.leave(id, held).await;
         outcome
     }
 
     /// Forgets a session's globals.
     pub async fn reset(&self, id: &str) -> Result<(), ToolError> {
-        let session = self.get(id).await?;
+        let mut held = self.enter(id).await?;
         let _touch = Touch(self, id);
-        let mut session = session.lock().await;
-        let reset = session.reset().await;
-        self.save(id, &mut session).await;
+        let reset = held.session.reset().await;
+        self.leave(id, held).await;
         reset
     }
 
     /// Writes a file into a session's scratch folder (after its running cell).
     pub async fn write_file(&self, id: &str, path: &str, bytes: &[u8]) -> Result<(), ToolError> {
-        let session = self.get(id).await?;
+        let held = self.enter(id).await?;
         let _touch = Touch(self, id);
-        let mut session = session.lock().await;
-        session.write_file(path, bytes)?;
-        self.save(id, &mut session).await;
-        Ok(())
+        let written = held.session.write_file(path, bytes);
+        self.leave(id, held).await;
+        written
     }
 
     /// Reads a file of a session's scratch folder.
     pub async fn read_file(&self, id: &str, path: &str) -> Result<Vec<u8>, ToolError> {
-        let session = self.get(id).await?;
+        let held = self.enter(id).await?;
         let _touch = Touch(self, id);
-        let session = session.lock().await;
-        session.read_file(path)
+        let read = held.session.read_file(path);
+        self.leave(id, held).await;
+        read
     }
 
     /// Lists a folder of a session's scratch folder.
@@ -290,10 +428,11 @@ impl Sessions {
         id: &str,
         path: &str,
     ) -> Result<Vec<super::FileEntry>, ToolError> {
-        let session = self.get(id).await?;
+        let held = self.enter(id).await?;
         let _touch = Touch(self, id);
-        let session = session.lock().await;
-        session.list_files(path)
+        let listed = held.session.list_files(path);
+        self.leave(id, held).await;
+        listed
     }
 
     /// Of `ids`, the open session idle the longest (not running), and for how long.
@@ -321,6 +460,16 @@ impl Sessions {
     /// How many sessions are open.
     pub fn len(&self) -> usize {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// How many open sessions are running a call, and how many are idle.
+    pub fn running_and_idle(&self) -> (usize, usize) {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let running = live
+            .values()
+            .filter(|e| e.session.try_lock().is_err())
+            .count();
+        (running, live.len() - running)
     }
 
     /// Whether no session is open.
@@ -362,6 +511,151 @@ impl Sessions {
         }
         self.load(id).await?;
         live(self).ok_or_else(|| self.no_session(id))
+    }
+
+    /// The session in memory, if it is there.
+    fn local(&self, id: &str) -> Option<Arc<tokio::sync::Mutex<Session>>> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.get_mut(id).map(|entry| {
+            entry.last_used = Instant::now();
+            entry.session.clone()
+        })
+    }
+
+    /// Session `id`, locked for a call. With a shared store, also leased, and
+    /// as the store has it: a copy in memory another replica has run since is
+    /// replaced by the store's.
+    async fn enter(&self, id: &str) -> Result<Held, ToolError> {
+        let Some(shared) = &self.shared else {
+            let session = self.get(id).await?;
+            let session = session.lock_owned().await;
+            return Ok(Held {
+                session,
+                lease: None,
+            });
+        };
+        self.evict_idle();
+        let session = match self.local(id) {
+            Some(session) => session,
+            None => self.fetch(shared, id).await?,
+        };
+        let mut session = session.lock_owned().await;
+        // A cell on another replica runs for at most the runner's timeout, and
+        // a dead replica's lease lapses within `LEASE`.
+        let wait = self.runner.sandbox().limits.timeout + LEASE + Duration::from_secs(2);
+        let Some((lease, version, _)) = shared.lease(id, self.ttl, wait, false).await? else {
+            self.close(id);
+            return Err(self.no_session(id));
+        };
+        let known = self
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|e| e.version);
+        if known != Some(version) {
+            let stored = shared.load(id).await?.ok_or_else(|| self.no_session(id))?;
+            *session = self.revive(id, &stored.snapshot).await?;
+            if let Some(e) = self
+                .live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(id)
+            {
+                e.version = stored.version;
+            }
+        }
+        Ok(Held {
+            session,
+            lease: Some(lease),
+        })
+    }
+
+    /// Session `id` from the shared store, into memory.
+    async fn fetch(
+        &self,
+        shared: &Shared,
+        id: &str,
+    ) -> Result<Arc<tokio::sync::Mutex<Session>>, ToolError> {
+        let stored = shared.load(id).await?.ok_or_else(|| self.no_session(id))?;
+        self.check_room()?;
+        let session = self.revive(id, &stored.snapshot).await?;
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = live.entry(id.to_string()).or_insert_with(|| Entry {
+            session: Arc::new(tokio::sync::Mutex::new(session)),
+            last_used: Instant::now(),
+            owner: stored.owner,
+            version: stored.version,
+        });
+        Ok(entry.session.clone())
+    }
+
+    /// A session restored from a snapshot the store keeps for `id`.
+    async fn revive(&self, id: &str, snapshot: &[u8]) -> Result<Session, ToolError> {
+        let (mut session, _missing) = self.runner.restore(snapshot).await.map_err(|e| {
+            ToolError::new(
+                e.kind,
+                format!(
+                    "failed to continue session `{id}` from the store: {}",
+                    e.message
+                ),
+            )
+        })?;
+        session.set_caller(&format!("session {id}"));
+        // What was just restored is what the store has.
+        session.mark_saved();
+        Ok(session)
+    }
+
+    /// Ends a call on a session: saves it if it changed, lets its lease go.
+    async fn leave(&self, id: &str, mut held: Held) {
+        let (Some(shared), Some(lease)) = (&self.shared, held.lease.take()) else {
+            self.save(id, &mut held.session).await;
+            return;
+        };
+        let failed = match held.session.snapshot_if_changed().await {
+            Ok(None) => None,
+            Ok(Some(bytes)) => {
+                let owner = self
+                    .live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(id)
+                    .and_then(|e| e.owner.clone());
+                match shared
+                    .save(&lease, &bytes, owner.as_deref(), self.ttl)
+                    .await
+                {
+                    Ok(version) => {
+                        if let Some(e) = self
+                            .live
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_mut(id)
+                        {
+                            e.version = version;
+                        }
+                        None
+                    }
+                    Err(e) => Some(e.message),
+                }
+            }
+            Err(e) => Some(e.message),
+        };
+        lease.end().await;
+        if let Some(e) = failed {
+            // The call itself went well; the next one starts from the store.
+            log_line!("witbox: failed to save session {id} to the store: {e}");
+            held.session.saved = None;
+            if let Some(e) = self
+                .live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(id)
+            {
+                e.version = u64::MAX;
+            }
+        }
     }
 
     fn touch(&self, id: &str) {
