@@ -16,6 +16,7 @@ mod cli;
 mod compose;
 mod dirs;
 mod files;
+mod fleet;
 mod limits;
 mod local_models;
 mod malformed;

@@ -2,13 +2,14 @@
 //! redis://HOST:PORT/N`): every replica can serve every session.
 //!
 //! In Redis, session `ID` is a hash `witbox:session:ID` (`snap`: its snapshot,
-//! `version`: how many times it was saved, `owner`: the principal that made it, ``
-//! for none), expiring after the session TTL of idleness; `witbox:lease:ID` names
-//! the replica running a call on it. A replica takes the lease before a call
+//! `gen`: how many times it was saved, `owner`: the principal that made it,
+//! empty for none), expiring after the session TTL of idleness;
+//! `witbox:owner:P` is the set of principal `P`'s sessions; `witbox:lease:ID`
+//! names the replica running a call on session `ID`. A replica takes the lease before a call
 //! (waiting while another holds it), renews it while the call runs, saves the
 //! session while it still holds it (a replica that lost its lease, say paused
 //! for longer than [`LEASE`], cannot overwrite a newer state), and lets it go.
-//! What a replica holds in memory is a cache: when the store's `version` is not the
+//! What a replica holds in memory is a cache: when the store's `gen` is not the
 //! one it last saw, it restores the session from the store first. So a replica
 //! killed with `kill -9` loses at most the cell it was running, and its
 //! sessions are served by another one at once, or within [`LEASE`] for the one
@@ -33,7 +34,7 @@ const RENEW: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(20);
 
 /// Takes the lease if no other replica holds it; answers
-/// `{taken, version or -1 if there is no such session, owner}`. With `ARGV[4]` = 1,
+/// `{taken, gen or -1 if there is no such session, owner}`. With `ARGV[4]` = 1,
 /// the session is new (its first save makes it).
 const TAKE: &str = r"
 local holder = redis.call('GET', KEYS[1])
@@ -50,7 +51,7 @@ return {1, tonumber(found[1]), found[2] or ''}
 ";
 
 /// Saves a session if this replica still holds its lease; answers the new
-/// `version`, or -1 when the lease is lost.
+/// `gen`, or -1 when the lease is lost.
 const SAVE: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local gen = redis.call('HINCRBY', KEYS[2], 'gen', 1)
@@ -189,7 +190,7 @@ impl Shared {
             redis::cmd("HMGET")
                 .arg(session_key(id))
                 .arg("snap")
-                .arg("version")
+                .arg("gen")
                 .arg("owner")
                 .query_async(&mut conn)
                 .await
