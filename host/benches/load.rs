@@ -1,6 +1,10 @@
-//! `cargo xtask load [SESSIONS] [SECONDS]`: many concurrent Python sessions
-//! running a mix of workloads, some built to hit every limit, through the library
-//! and through `witbox mcp --http`. Prints throughput, latency per workload,
+//! `cargo xtask load [SESSIONS] [SECONDS] [--replicas N]`: many concurrent
+//! Python sessions running a mix of workloads, some built to hit every limit,
+//! through the library and through `witbox mcp --http`; with `--replicas N`,
+//! through `witbox serve`'s REST API instead, to 1 and then N replicas sharing
+//! their sessions through a `redis-server`, behind a loopback balancer written
+//! here (round robin per request, the worst case for affinity; then by the
+//! `X-Witbox-Session` header). Prints throughput, latency per workload,
 //! outcomes by kind and the peak RSS; fails if anything unexpected happened.
 
 use serde_json::{Value, json};
@@ -10,6 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use witbox::{EngineOptions, Manifest, Registry, Runner, Sessions};
+
+#[path = "load/fleet.rs"]
+mod fleet;
+use fleet::Route;
 
 /// (name, code, the outcome it must have: "ok" or the error type, weight)
 const WORKLOADS: [(&str, &str, &str, u32); 6] = [
@@ -347,16 +355,43 @@ async fn mcp_http(sessions: usize, seconds: u64) -> bool {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let mut replicas: Option<usize> = None;
+    let mut args: Vec<String> = Vec::new();
+    let mut all = std::env::args().skip(1);
+    while let Some(arg) = all.next() {
+        if arg == "--replicas" {
+            let n = all.next().and_then(|n| n.parse().ok());
+            replicas = Some(n.filter(|&n| n > 0).expect("--replicas N (N ≥ 1)"));
+        } else if !arg.starts_with('-') {
+            args.push(arg);
+        }
+    }
     let sessions: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200);
     let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    if let Some(n) = replicas {
+        println!(
+            "witbox load: {sessions} concurrent REST sessions, {seconds} s a round, replicas sharing sessions through redis-server, policy: {}",
+            POLICY.replace('\n', "; ")
+        );
+        let mut ok = true;
+        for (count, route) in [
+            (1, Route::RoundRobin),
+            (n, Route::RoundRobin),
+            (n, Route::Affinity),
+        ] {
+            ok &= rt.block_on(fleet::fleet(sessions, seconds, count, route));
+        }
+        if !ok {
+            eprintln!("load: FAILED");
+            std::process::exit(1);
+        }
+        println!("\nload: no unexpected outcome, no crash, every limit hit as its own kind");
+        return;
+    }
     println!(
         "witbox load: {sessions} concurrent sessions, {seconds} s each way, policy: {}",
         POLICY.replace('\n', "; ")

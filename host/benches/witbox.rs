@@ -7,6 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use witbox::{EngineOptions, Manifest, Registry, Runner};
 
+#[path = "witbox/rest.rs"]
+mod rest;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -366,6 +369,7 @@ fn main() {
     python(&manifest, &manifest_path, &options, &rt, &mut rows);
     packages(&manifest, &options, &rt, &mut rows);
     mcp(&manifest_path, &cache, &mut rows);
+    rest::rest(&manifest_path, &cache, &mut rows);
 
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())

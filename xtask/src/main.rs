@@ -160,6 +160,9 @@ fn redis_server() -> Result<(), String> {
 }
 
 fn load(extra: &[String]) -> Result<(), String> {
+    if extra.iter().any(|a| a == "--replicas") {
+        redis_server()?;
+    }
     step("building the release host for `witbox mcp --http`");
     run(toolchain::cargo()
         .current_dir(root())
