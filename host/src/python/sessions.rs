@@ -555,7 +555,10 @@ impl Sessions {
             .map(|e| e.version);
         if known != Some(version) {
             let stored = shared.load(id).await?.ok_or_else(|| self.no_session(id))?;
-            *session = self.revive(id, &stored.snapshot).await?;
+            let fresh = self.revive(id, &stored.snapshot).await?;
+            let stale = std::mem::replace(&mut *session, fresh);
+            // Freeing an instance's memory takes a while: not on the caller's time.
+            tokio::task::spawn_blocking(move || drop(stale));
             if let Some(e) = self
                 .live
                 .lock()
@@ -614,6 +617,7 @@ impl Sessions {
             return;
         };
         let failed = match held.session.snapshot_if_changed().await {
+            // Dropped, the lease goes without the caller waiting for it.
             Ok(None) => None,
             Ok(Some(bytes)) => {
                 let owner = self
@@ -622,10 +626,7 @@ impl Sessions {
                     .unwrap_or_else(|p| p.into_inner())
                     .get(id)
                     .and_then(|e| e.owner.clone());
-                match shared
-                    .save(&lease, &bytes, owner.as_deref(), self.ttl)
-                    .await
-                {
+                match shared.save(lease, &bytes, owner.as_deref(), self.ttl).await {
                     Ok(version) => {
                         if let Some(e) = self
                             .live
@@ -642,7 +643,6 @@ impl Sessions {
             }
             Err(e) => Some(e.message),
         };
-        lease.end().await;
         if let Some(e) = failed {
             // The call itself went well; the next one starts from the store.
             log_line!("witbox: failed to save session {id} to the store: {e}");

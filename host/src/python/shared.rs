@@ -5,7 +5,7 @@
 //! `gen`: how many times it was saved, `owner`: the principal that made it,
 //! empty for none), expiring after the session TTL of idleness;
 //! `witbox:owner:P` is the set of principal `P`'s sessions; `witbox:lease:ID`
-//! names the replica running a call on session `ID`. A replica takes the lease before a call
+//! names the replica (and which of its calls) running a call on session `ID`. A replica takes the lease before a call
 //! (waiting while another holds it), renews it while the call runs, saves the
 //! session while it still holds it (a replica that lost its lease, say paused
 //! for longer than [`LEASE`], cannot overwrite a newer state), and lets it go.
@@ -30,8 +30,9 @@ pub const LEASE: Duration = Duration::from_secs(3);
 /// How often a running call renews its lease.
 const RENEW: Duration = Duration::from_secs(1);
 
-/// How often a call waiting for another replica's lease looks again.
-const POLL: Duration = Duration::from_millis(20);
+/// How often a call waiting for another replica's lease looks again: soon
+/// at first (the other call may be ending), then less and less often.
+const POLL: [Duration; 2] = [Duration::from_millis(1), Duration::from_millis(20)];
 
 /// Takes the lease if no other replica holds it; answers
 /// `{taken, gen or -1 if there is no such session, owner}`. With `ARGV[4]` = 1,
@@ -50,10 +51,11 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {1, tonumber(found[1]), found[2] or ''}
 ";
 
-/// Saves a session if this replica still holds its lease; answers the new
-/// `gen`, or -1 when the lease is lost.
+/// Saves a session if this replica still holds its lease, and lets the lease
+/// go; answers the new `gen`, or -1 when the lease is lost.
 const SAVE: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('DEL', KEYS[1])
 local gen = redis.call('HINCRBY', KEYS[2], 'gen', 1)
 redis.call('HSET', KEYS[2], 'snap', ARGV[2], 'owner', ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
@@ -76,6 +78,9 @@ pub struct Shared {
     conn: ConnectionManager,
     /// This process, in the leases it takes.
     replica: String,
+    /// Numbers this process's leases: each call's is its own, so a late
+    /// release of one never lets go of the next.
+    leases: std::sync::atomic::AtomicU64,
     /// Where, for messages (no password).
     shown: String,
     take: redis::Script,
@@ -109,6 +114,7 @@ impl Shared {
         Ok(Arc::new(Self {
             conn,
             replica: format!("r-{}", uuid::Uuid::new_v4().simple()),
+            leases: Default::default(),
             shown,
             take: redis::Script::new(TAKE),
             save: redis::Script::new(SAVE),
@@ -151,12 +157,17 @@ impl Shared {
     ) -> Result<Option<(Lease, u64, Option<String>)>, ToolError> {
         let start = Instant::now();
         let mut conn = self.conn.clone();
+        let mut poll = POLL[0];
+        let n = self
+            .leases
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = format!("{}:{n}", self.replica);
         loop {
             let (taken, version, owner): (i64, i64, String) = self
                 .take
                 .key(lease_key(id))
                 .key(session_key(id))
-                .arg(&self.replica)
+                .arg(&token)
                 .arg(millis(LEASE))
                 .arg(millis(ttl))
                 .arg(u8::from(new))
@@ -167,7 +178,7 @@ impl Shared {
                 let Ok(version) = u64::try_from(version) else {
                     return Ok(None);
                 };
-                let lease = Lease::new(self.clone(), id);
+                let lease = Lease::new(self.clone(), id, token);
                 return Ok(Some((lease, version, (!owner.is_empty()).then_some(owner))));
             }
             if start.elapsed() >= wait {
@@ -179,7 +190,8 @@ impl Shared {
                     ),
                 ));
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(POLL[1]);
         }
     }
 
@@ -205,22 +217,24 @@ impl Shared {
         })
     }
 
-    /// Saves session `id` under `lease`; returns its new `version`.
+    /// Saves session `id` under `lease`, which ends; returns its new `version`.
     pub(crate) async fn save(
         &self,
-        lease: &Lease,
+        mut lease: Lease,
         snapshot: &[u8],
         owner: Option<&str>,
         ttl: Duration,
     ) -> Result<u64, ToolError> {
-        let id = lease.id();
+        lease.renew.abort();
+        let id = std::mem::take(&mut lease.id);
+        let id = id.as_str();
         let mut conn = self.conn.clone();
         let version: i64 = self
             .save
             .key(lease_key(id))
             .key(session_key(id))
             .key(owner_key(owner.unwrap_or("")))
-            .arg(&self.replica)
+            .arg(&lease.token)
             .arg(snapshot)
             .arg(owner.unwrap_or(""))
             .arg(millis(ttl))
@@ -292,12 +306,12 @@ impl Shared {
         Ok(owner.map(|o| (!o.is_empty()).then_some(o)))
     }
 
-    async fn hold(&self, id: &str, ms: u64) {
+    async fn hold(&self, id: &str, token: &str, ms: u64) {
         let mut conn = self.conn.clone();
         let _: Result<i64, _> = self
             .hold
             .key(lease_key(id))
-            .arg(&self.replica)
+            .arg(token)
             .arg(ms)
             .invoke_async(&mut conn)
             .await;
@@ -308,39 +322,28 @@ impl Shared {
 pub(crate) struct Lease {
     shared: Arc<Shared>,
     id: String,
+    /// What the store holds for it: this replica, and which of its calls.
+    token: String,
     renew: tokio::task::JoinHandle<()>,
 }
 
 impl Lease {
-    fn new(shared: Arc<Shared>, id: &str) -> Self {
+    fn new(shared: Arc<Shared>, id: &str, token: String) -> Self {
         let renew = tokio::spawn({
-            let (shared, id) = (shared.clone(), id.to_string());
+            let (shared, id, token) = (shared.clone(), id.to_string(), token.clone());
             async move {
                 loop {
                     tokio::time::sleep(RENEW).await;
-                    shared.hold(&id, millis(LEASE)).await;
+                    shared.hold(&id, &token, millis(LEASE)).await;
                 }
             }
         });
         Self {
             shared,
             id: id.to_string(),
+            token,
             renew,
         }
-    }
-}
-
-impl Lease {
-    /// Lets the lease go now (a dropped one goes soon after).
-    pub(crate) async fn end(mut self) {
-        self.renew.abort();
-        let id = std::mem::take(&mut self.id);
-        self.shared.hold(&id, 0).await;
-    }
-
-    /// The session it is for.
-    pub(crate) fn id(&self) -> &str {
-        &self.id
     }
 }
 
@@ -351,8 +354,9 @@ impl Drop for Lease {
         if id.is_empty() {
             return;
         }
+        let token = std::mem::take(&mut self.token);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { shared.hold(&id, 0).await });
+            runtime.spawn(async move { shared.hold(&id, &token, 0).await });
         }
     }
 }
