@@ -56,6 +56,8 @@ struct Metrics {
     restores: Family<RunLabels, Counter>,
     restore_seconds: Histogram,
     restarts: Family<RestartLabels, Counter>,
+    saves: Family<RunLabels, Counter>,
+    save_seconds: Histogram,
     sessions: Family<StateLabel, Gauge>,
     warm_pool: Gauge,
     runs_in_flight: Gauge,
@@ -127,6 +129,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "How long putting a checkpoint or snapshot back took",
         restore_seconds.clone(),
     );
+    let saves = Family::<RunLabels, Counter>::default();
+    registry.register(
+        "session_saves",
+        "Sessions saved to the state dir or the shared store after a call that changed them, by outcome (`ok`, `failed`)",
+        saves.clone(),
+    );
+    let save_seconds = seconds();
+    registry.register(
+        "session_save_duration_seconds",
+        "How long saving a session took (its snapshot, and writing it)",
+        save_seconds.clone(),
+    );
     let restarts = Family::<RestartLabels, Counter>::default();
     registry.register(
         "session_restarts",
@@ -171,6 +185,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         restores,
         restore_seconds,
         restarts,
+        saves,
+        save_seconds,
         sessions,
         warm_pool,
         runs_in_flight,
@@ -220,6 +236,14 @@ pub(crate) fn restore(ok: bool, took: Duration) {
     let outcome = if ok { "ok" } else { "failed" };
     m.restores.get_or_create(&RunLabels { outcome }).inc();
     m.restore_seconds.observe(took.as_secs_f64());
+}
+
+/// Counts a session saved to the state dir or the store, which took `took`.
+pub(crate) fn save(ok: bool, took: Duration) {
+    let m = &*METRICS;
+    let outcome = if ok { "ok" } else { "failed" };
+    m.saves.get_or_create(&RunLabels { outcome }).inc();
+    m.save_seconds.observe(took.as_secs_f64());
 }
 
 /// Counts a session restart.

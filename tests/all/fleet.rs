@@ -3,7 +3,7 @@
 //! replicas keeps its globals, a replica killed with `kill -9` loses at most the
 //! cell it was running, and a store that goes away is reported, not a crash.
 
-use crate::serve::Served;
+use crate::serve::{Served, sample, scrape};
 use crate::support::*;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
@@ -126,6 +126,23 @@ fn replicas_share_sessions_through_redis_and_survive_kill_9() {
     run(&a, &id, "x += 1");
     let seen = run(&b, &id, "(x, open('/notes.txt').read())");
     assert_eq!(seen["value"], "(3, 'from b')", "{seen}");
+    // B saved its cells to the store, and restored the session when A had run it since.
+    let text = b.request("GET", "/metrics", &[], "").2;
+    let metrics = scrape(&text);
+    let ok = [("outcome", "ok")];
+    assert!(
+        sample(&metrics, "witbox_session_saves_total", &ok) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&metrics, "witbox_restores_total", &ok),
+        2.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("\nwitbox_session_save_duration_seconds_count "),
+        "{text}"
+    );
     // Both replicas list it, and by the header it is the same session.
     for server in [&a, &b] {
         let (_, listed) = call(server, "GET", "/v1/sessions", &json!({}));

@@ -2,12 +2,10 @@
 //! 0: sessions, cells, files, snapshots, tools, header routing, server-sent
 //! events, and with tokens, sessions that are their principal's.
 
-use crate::serve::{Served, sample, scrape};
+use crate::serve::{ALICE, BOB, Served, sample, scrape};
 use crate::support::*;
 use serde_json::{Value, json};
 
-const ALICE: &str = "alice-0123456789abcdef0123456789abcdef";
-const BOB: &str = "bob-0123456789abcdef0123456789abcdef00";
 const OPS: &str = "ops-0123456789abcdef0123456789abcdef000";
 
 impl Served {

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const ALICE: &str = "alice-0123456789abcdef0123456789abcdef";
-const BOB: &str = "bob-0123456789abcdef0123456789abcdef00";
+pub const ALICE: &str = "alice-0123456789abcdef0123456789abcdef";
+pub const BOB: &str = "bob-0123456789abcdef0123456789abcdef00";
 
 /// `witbox serve --listen 127.0.0.1:0 ARGS`, killed when dropped.
 pub struct Served {
@@ -465,8 +465,10 @@ fn quotas_are_per_principal() {
 fn sigterm_lets_the_calls_in_flight_end() {
     let dir = TempDir::new("serve-drain");
     let manifest = dir.write("witbox.toml", runner_manifest(""));
+    let state = dir.0.join("state");
     let mut child = witbox_command(&manifest)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(&state)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -489,18 +491,27 @@ fn sigterm_lets_the_calls_in_flight_end() {
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
         "name": "run_python",
         "arguments": {"code": "import time\ntime.sleep(1.5)\nprint('finished')"}}});
-    let answered = std::thread::scope(|scope| {
+    // And a REST cell, in a session of its own.
+    let (_, _, created) = server.request("POST", "/v1/sessions", &[], "");
+    let rest: Value = serde_json::from_str(&created).unwrap();
+    let rest = rest["session_id"].as_str().unwrap().to_string();
+    let cell = json!({"code": "import time\ntime.sleep(1.5)\ny = 'kept'"}).to_string();
+    let path = format!("/v1/sessions/{rest}/run");
+    let (answered, ran) = std::thread::scope(|scope| {
         let running = scope.spawn(|| server.mcp(None, Some(&session), &call));
+        let cell = scope.spawn(|| server.request("POST", &path, &[], &cell));
         std::thread::sleep(Duration::from_millis(500));
         let term = std::process::Command::new("kill")
             .args(["-TERM", &server.child.id().to_string()])
             .status()
             .unwrap();
         assert!(term.success());
-        running.join().unwrap()
+        (running.join().unwrap(), cell.join().unwrap())
     });
     assert_eq!(answered.0, 200);
     assert!(answered.2.contains("finished"), "{}", answered.2);
+    assert_eq!(ran.0, 200, "{}", ran.2);
+    assert!(ran.2.contains(r#""error":null"#), "{}", ran.2);
     let started = Instant::now();
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {
@@ -515,4 +526,10 @@ fn sigterm_lets_the_calls_in_flight_end() {
     assert!(status.success(), "{status:?}");
     // Its port is closed.
     assert!(std::net::TcpStream::connect(server.addr).is_err());
+    // The drained cell was saved: the next server on the state dir goes on from it.
+    let next = Served::start(&manifest, &["--state-dir", state.to_str().unwrap()]);
+    let body = json!({"code": "y"}).to_string();
+    let (status, _, after) = next.request("POST", &format!("/v1/sessions/{rest}/run"), &[], &body);
+    assert_eq!(status, 200, "{after}");
+    assert!(after.contains(r#""value":"'kept'""#), "{after}");
 }

@@ -158,6 +158,18 @@ pub(super) fn respond(
         .expect("a valid response")
 }
 
+/// `response`, counted in flight until its body is gone (sent, or dropped).
+pub(super) fn counted(response: BoxResponse, busy: Busy) -> BoxResponse {
+    response.map(|body| {
+        Watched {
+            body,
+            armed: None,
+            _busy: Some(busy),
+        }
+        .boxed()
+    })
+}
+
 /// A response body that cancels its [`Gone`] if it is dropped before its end:
 /// hyper drops it when the client's connection closes (hyper reads on while a
 /// response streams, and sees the EOF).

@@ -9,7 +9,7 @@
 //! naming it gets the same `404` as for a session that does not exist.
 
 use super::front::Front;
-use super::http::{BoxResponse, Busy, JSON, respond};
+use super::http::{BoxResponse, Busy, JSON, counted, respond};
 use crate::error::{ErrorKind, ToolError};
 use crate::python::Sessions;
 use bytes::Bytes;
@@ -87,9 +87,18 @@ impl Front {
         principal: Option<Arc<str>>,
         busy: Busy,
     ) -> BoxResponse {
-        match self.rest_inner(request, principal.as_deref(), busy).await {
+        let mut busy = Some(busy);
+        let response = match self
+            .rest_inner(request, principal.as_deref(), &mut busy)
+            .await
+        {
             Ok(response) => response,
             Err(Refused(status, message)) => error(status, &message),
+        };
+        // In flight (for a stopping server) until the answer is sent.
+        match busy {
+            Some(busy) => counted(response, busy),
+            None => response,
         }
     }
 
@@ -97,7 +106,7 @@ impl Front {
         &self,
         request: Request<Incoming>,
         principal: Option<&str>,
-        busy: Busy,
+        busy: &mut Option<Busy>,
     ) -> Result<BoxResponse, Refused> {
         let (parts, body) = request.into_parts();
         let path = parts.uri.path().trim_start_matches("/v1/").to_string();
@@ -196,7 +205,7 @@ impl Front {
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(|v| v.contains("text/event-stream"));
                 let code = read_code(body).await?;
-                if stream {
+                if let (true, Some(busy)) = (stream, busy.take()) {
                     return Ok(run_streamed(sessions, id, code, busy));
                 }
                 let outcome = sessions.run(&id, &code).await?;
@@ -367,7 +376,6 @@ fn run_streamed(sessions: Arc<Sessions>, id: String, code: String, busy: Busy) -
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
     let (sink, mut output) = crate::python::OutputSink::channel();
     let task = tokio::spawn(async move {
-        let _busy = busy;
         let run = sessions.run_streaming(&id, &code, sink);
         tokio::pin!(run);
         let outcome = loop {
@@ -389,6 +397,7 @@ fn run_streamed(sessions: Arc<Sessions>, id: String, code: String, busy: Busy) -
     let body = Events {
         rx,
         task: task.abort_handle(),
+        _busy: busy,
     };
     http::Response::builder()
         .status(StatusCode::OK)
@@ -406,6 +415,8 @@ fn event(name: &str, data: &Value) -> Bytes {
 struct Events {
     rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>,
     task: tokio::task::AbortHandle,
+    /// In flight (for a stopping server) until the last event is sent.
+    _busy: Busy,
 }
 
 impl Drop for Events {

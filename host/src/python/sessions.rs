@@ -124,8 +124,14 @@ impl Sessions {
                 .ok()
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|idle| idle > self.ttl);
-            if old && entry.file_name().to_string_lossy().ends_with(".snap") {
-                let _ = std::fs::remove_file(entry.path());
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if old && name.ends_with(".snap") {
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(path.with_extension("owner"));
+            } else if old && name.ends_with(".owner") && !path.with_extension("snap").exists() {
+                // Its session's snapshot is gone.
+                let _ = std::fs::remove_file(&path);
             }
         }
     }
@@ -133,11 +139,13 @@ impl Sessions {
     /// Saves a session to the state dir if it changed since it was last saved.
     async fn save(&self, id: &str, session: &mut Session) {
         let Some(file) = self.file(id) else { return };
+        let started = Instant::now();
         let written = match session.snapshot_if_changed().await {
             Ok(None) => return,
             Ok(Some(bytes)) => crate::limits::write_aside(&file, &bytes).map_err(|e| e.to_string()),
             Err(e) => Err(e.message),
         };
+        crate::metrics::save(written.is_ok(), started.elapsed());
         if let Err(e) = written {
             // The call itself went well; say so on the server's log.
             log_line!("witbox: failed to save session {id} to the state dir: {e}");
@@ -616,9 +624,10 @@ impl Sessions {
             self.save(id, &mut held.session).await;
             return;
         };
+        let started = Instant::now();
         let failed = match held.session.snapshot_if_changed().await {
             // Dropped, the lease goes without the caller waiting for it.
-            Ok(None) => None,
+            Ok(None) => return,
             Ok(Some(bytes)) => {
                 let owner = self
                     .live
@@ -643,6 +652,7 @@ impl Sessions {
             }
             Err(e) => Some(e.message),
         };
+        crate::metrics::save(failed.is_none(), started.elapsed());
         if let Some(e) = failed {
             // The call itself went well; the next one starts from the store.
             log_line!("witbox: failed to save session {id} to the store: {e}");
