@@ -490,17 +490,29 @@ fn sigterm_lets_the_calls_in_flight_end() {
     assert_eq!(server.mcp(None, Some(&session), &initialized).0, 202);
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
         "name": "run_python",
-        "arguments": {"code": "import time\ntime.sleep(1.5)\nprint('finished')"}}});
+        "arguments": {"code": "import time\ntime.sleep(2)\nprint('finished')"}}});
     // And a REST cell, in a session of its own.
     let (_, _, created) = server.request("POST", "/v1/sessions", &[], "");
     let rest: Value = serde_json::from_str(&created).unwrap();
     let rest = rest["session_id"].as_str().unwrap().to_string();
-    let cell = json!({"code": "import time\ntime.sleep(1.5)\ny = 'kept'"}).to_string();
+    let cell = json!({"code": "import time\ntime.sleep(2)\ny = 'kept'"}).to_string();
     let path = format!("/v1/sessions/{rest}/run");
     let (answered, ran) = std::thread::scope(|scope| {
         let running = scope.spawn(|| server.mcp(None, Some(&session), &call));
         let cell = scope.spawn(|| server.request("POST", &path, &[], &cell));
-        std::thread::sleep(Duration::from_millis(500));
+        // Once both cells run (their sessions are busy).
+        let started = Instant::now();
+        loop {
+            let metrics = scrape(&server.request("GET", "/metrics", &[], "").2);
+            if sample(&metrics, "witbox_python_sessions", &[("state", "running")]) == 2.0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the cells never ran"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let term = std::process::Command::new("kill")
             .args(["-TERM", &server.child.id().to_string()])
             .status()

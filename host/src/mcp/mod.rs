@@ -335,6 +335,9 @@ impl Server {
             in_flight: Default::default(),
             draining: Default::default(),
         });
+        // Each connection is watched: a stopping server lets the ones that
+        // answer finish (their last bytes sent), and closes the idle ones.
+        let connections = hyper_util::server::graceful::GracefulShutdown::new();
         let accept = async {
             loop {
                 let (stream, _) = match listener.accept().await {
@@ -350,11 +353,12 @@ impl Server {
                     let front = front.clone();
                     async move { Ok::<_, std::convert::Infallible>(front.route(request).await) }
                 });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let connection =
+                    hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+                let connection = connections.watch(connection);
                 tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
+                    let _ = connection.await;
                 });
             }
         };
@@ -369,6 +373,7 @@ impl Server {
             .draining
             .store(true, std::sync::atomic::Ordering::Release);
         let waiting = front.in_flight.count();
+        let draining = std::time::Instant::now();
         if waiting > 0 {
             log_line!(
                 "witbox: stopping: waiting up to {} s for {waiting} call(s) in flight",
@@ -385,7 +390,13 @@ impl Server {
                 );
             }
         }
+        // The answers of the calls that ended go out whole; a connection that
+        // streams on (an MCP client's open GET) is cut at the end of the drain.
         stop.cancel();
+        let left = front::DRAIN
+            .saturating_sub(draining.elapsed())
+            .max(Duration::from_millis(100));
+        let _ = tokio::time::timeout(left, connections.shutdown()).await;
         Ok(())
     }
 
