@@ -202,8 +202,25 @@ fn replicas_share_sessions_through_redis_and_survive_kill_9() {
     assert!(takeover < Duration::from_secs(30), "took {takeover:?}");
     eprintln!("take-over after kill -9: {} ms", takeover.as_millis());
 
-    // Closed on B: gone for every replica.
+    // A replica holds at most `max-sessions` (4 here) in memory, and the
+    // store any number: six sessions made on B, each then used on B and C.
     let c = Served::start(&manifest, &["--store", &store]);
+    let ids: Vec<String> = (0..6)
+        .map(|i| {
+            let (status, made) = call(&b, "POST", "/v1/sessions", &json!({}));
+            assert_eq!(status, 201, "{made}");
+            let id = made["session_id"].as_str().unwrap().to_string();
+            run(&b, &id, &format!("n = {i}"));
+            id
+        })
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        for server in [&c, &b] {
+            assert_eq!(run(server, id, "n")["value"], i.to_string());
+        }
+    }
+
+    // Closed on B: gone for every replica.
     let (status, closed) = call(&b, "DELETE", &format!("/v1/sessions/{id}"), &json!({}));
     assert_eq!((status, closed["closed"].as_bool()), (200, Some(true)));
     let (status, refused) = call(

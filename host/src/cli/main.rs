@@ -80,15 +80,21 @@ enum Command {
     /// Claude Desktop / VS Code: {"command": "/path/to/witbox", "args": ["--manifest", "/path/to/witbox.toml", "mcp"]}
     #[command(verbatim_doc_comment)]
     Mcp(mcp::McpCommand),
-    /// Serve many clients over HTTP: MCP (streamable HTTP) at `/mcp`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+    /// Serve many clients over HTTP: MCP (streamable HTTP) at `/mcp`, a REST API under `/v1/`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
     ///
+    /// The REST API (described at `GET /v1/openapi.json`): `POST /v1/sessions`, then
+    /// `POST /v1/sessions/ID/run` with `{"code": "..."}` (or `/v1/session/run` with an
+    /// `X-Witbox-Session` or `X-Sandbox-ID` header), files, snapshots, tools.
     /// Without tokens it listens on loopback only. With `--tokens FILE` (or `WITBOX_TOKENS`)
-    /// every `/mcp` request needs `Authorization: Bearer TOKEN`, each token is a principal
-    /// whose sessions no other can reach, and any address may be used. `/readyz` answers 200
-    /// once the tools and the runner are loaded and the warm pool is filled, else 503 with
-    /// what it waits for. `/metrics` is Prometheus text (calls and runs by outcome, durations,
-    /// fuel, memory peaks, sessions, warm pool, run slots). Example:
-    ///   witbox serve --listen 0.0.0.0:8765 --tokens tokens.txt
+    /// every `/mcp` and `/v1/` request needs `Authorization: Bearer TOKEN`, each token is a
+    /// principal whose sessions no other can reach, and any address may be used. With
+    /// `--store redis://HOST:PORT/DB`, replicas share their sessions. `/readyz` answers 200
+    /// once the tools and the runner are loaded, the warm pool is filled and the store
+    /// answers, else 503 with what it waits for. `/metrics` is Prometheus text (calls and
+    /// runs by outcome, durations, fuel, memory peaks, sessions, warm pool, run slots,
+    /// saves and restores). SIGTERM drains: the port closes, calls in flight get 15 s.
+    /// Example:
+    ///   witbox serve --listen 0.0.0.0:8765 --tokens tokens.txt --store redis://redis:6379/0
     #[command(verbatim_doc_comment)]
     Serve(serve::ServeCommand),
     /// An interactive Python session (history, multi-line input, `:reset`, `:tools`, `:quit`).

@@ -1,5 +1,6 @@
-//! `witbox serve`: one HTTP server for many clients: MCP at `/mcp`, health at
-//! `/healthz` and `/readyz`, bearer tokens for anything but loopback.
+//! `witbox serve`: one HTTP server for many clients: MCP at `/mcp`, REST under
+//! `/v1/`, health at `/healthz` and `/readyz`, metrics, bearer tokens for
+//! anything but loopback, and sessions shared by replicas through Redis.
 
 use crate::context::Context;
 use crate::flags::SessionFlags;
@@ -21,17 +22,17 @@ pub struct ServeCommand {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8765")]
     listen: SocketAddr,
     /// Bearer tokens, one `TOKEN NAME` per line (`#` comments): each is a
-    /// principal, whose MCP sessions no other principal can reach. Every `/mcp`
-    /// request then needs `Authorization: Bearer TOKEN`. Or `WITBOX_TOKENS`, the
+    /// principal, whose sessions (MCP and REST) no other principal can reach.
+    /// Every `/mcp` and `/v1/` request then needs `Authorization: Bearer TOKEN`. Or `WITBOX_TOKENS`, the
     /// same pairs separated by newlines or `,`. Tokens have at least 32 random
     /// characters (`openssl rand -hex 32`).
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
-    /// With tokens: the most MCP sessions one principal may have open; past it,
-    /// starting one is `429` (0: no limit).
+    /// With tokens: the most MCP sessions, and the most REST sessions, one
+    /// principal may have open; past it, starting one is `429` (0: no limit).
     #[arg(long, value_name = "N", default_value_t = Quota::default().sessions)]
     sessions_per_principal: usize,
-    /// With tokens: the most `/mcp` requests (tool calls, runs, ...) one principal
+    /// With tokens: the most `/mcp` and `/v1/` requests (tool calls, runs, ...) one principal
     /// may send per second, on average, in bursts of up to that many; past it,
     /// `429` with `Retry-After` (0: no limit).
     #[arg(long, value_name = "N", default_value_t = 100)]

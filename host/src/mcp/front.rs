@@ -1,5 +1,6 @@
-//! The front of `witbox serve`: the paths it answers (`/mcp`, `/healthz`,
-//! `/readyz`, `/metrics`), and with tokens, who may use `/mcp` and how much.
+//! The front of `witbox serve`: the paths it answers (`/mcp`, `/v1/`,
+//! `/healthz`, `/readyz`, `/metrics`), and with tokens, who may use `/mcp` and
+//! `/v1/` and how much (and, with an ops token, who may see the other three).
 
 use super::auth::{Access, Rates};
 use super::http::{BoxResponse, InFlight, JSON, Service, Sessions, handle, respond};

@@ -302,14 +302,17 @@ impl Server {
     }
 
     /// [`Server::serve_http`], the way `witbox serve` does it: MCP at `/mcp`,
-    /// `GET /healthz` (alive), `GET /readyz` (the tools and the runner loaded,
-    /// the warm pool filled: `200`, else `503` with what it waits for) and
-    /// `GET /metrics` ([`crate::metrics`]). With
-    /// tokens in `access`, `/mcp` needs `Authorization: Bearer TOKEN`, each MCP session is
-    /// the principal's that started it, `quota` bounds each principal's sessions
+    /// the REST API under `/v1/` (`rest.rs`), `GET /healthz` (alive),
+    /// `GET /readyz` (the tools and the runner loaded, the warm pool filled, the
+    /// session store answering: `200`, else `503` with what it waits for) and
+    /// `GET /metrics` ([`crate::metrics`]). With tokens in `access`, `/mcp` and
+    /// `/v1/` need `Authorization: Bearer TOKEN`, each session is the
+    /// principal's that started it, `quota` bounds each principal's sessions
     /// and requests per second (`429` with `Retry-After` past it), and any
-    /// address and `Host` are served;
-    /// without, only loopback ones. `/healthz`, `/readyz` and `/metrics` are open.
+    /// address and `Host` are served; without, only loopback ones. `/healthz`,
+    /// `/readyz` and `/metrics` are open unless `access` has an ops token.
+    /// When `shutdown` completes the server drains: its port closes, new
+    /// requests get `503`, and the calls in flight get up to 15 s to end.
     pub async fn serve_http_with(
         self: &Arc<Self>,
         listener: tokio::net::TcpListener,

@@ -339,6 +339,9 @@ impl Sessions {
 
     fn check_room(&self) -> Result<(), ToolError> {
         self.evict_idle();
+        if self.shared.is_some() {
+            self.make_room();
+        }
         if self.len() >= self.max {
             return Err(ToolError::new(
                 ErrorKind::Denied,
@@ -351,6 +354,24 @@ impl Sessions {
             ));
         }
         Ok(())
+    }
+
+    /// With a shared store, what a replica holds is a cache of it: when
+    /// `max-sessions` are in memory, the copy idle the longest goes (the store
+    /// has it, as of its last call), so `max-sessions` bounds a replica's memory.
+    fn make_room(&self) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live.len() < self.max {
+            return;
+        }
+        let oldest = live
+            .iter()
+            .filter(|(_, e)| e.session.try_lock().is_ok())
+            .max_by_key(|(_, e)| e.last_used.elapsed())
+            .map(|(id, _)| id.clone());
+        if let Some(id) = oldest {
+            live.remove(&id);
+        }
     }
 
     fn insert(&self, mut session: Session, owner: Option<&str>) -> Result<String, ToolError> {
