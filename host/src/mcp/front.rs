@@ -113,57 +113,56 @@ impl Front {
 
     /// Who sends `request`: `Ok(None)` without tokens; with them, a request
     /// without a known token is a `401`, and one past its principal's rate a `429`.
-    fn principal(&self, request: &Request<Incoming>) -> Result<Option<Arc<str>>, Box<BoxResponse>> {
+    fn principal(&self, request: &Request<Incoming>) -> Result<Option<Arc<str>>, Denial> {
         let Some(tokens) = &self.access.tokens else {
             return Ok(None);
         };
         let authorization = request.headers().get(header::AUTHORIZATION);
         let Some(principal) = tokens.principal(authorization.map(|v| v.as_bytes())) else {
-            let mut response = json(
-                StatusCode::UNAUTHORIZED,
-                &serde_json::json!({"error": "this server needs a bearer token: send `Authorization: Bearer TOKEN` with a token from its tokens file"}),
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer realm=\"witbox\""),
-            );
-            return Err(Box::new(response));
+            return Err(Denial {
+                status: StatusCode::UNAUTHORIZED,
+                message: "this server needs a bearer token: send `Authorization: Bearer TOKEN` with a token from its tokens file".into(),
+                header: Some((
+                    header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer realm=\"witbox\""),
+                )),
+            });
         };
         if let Err(wait) = self.rates.take(&principal, self.access.quota.per_second) {
-            let message = format!(
-                "`{principal}` sent more than its {} requests per second (`--requests-per-second`): retry after {} ms",
-                self.access.quota.per_second,
-                wait.as_millis().max(1)
-            );
-            return Err(Box::new(too_many(&message, wait)));
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Err(Denial {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: format!(
+                    "`{principal}` sent more than its {} requests per second (`--requests-per-second`): retry after {} ms",
+                    self.access.quota.per_second,
+                    wait.as_millis().max(1)
+                ),
+                header: Some((header::RETRY_AFTER, http::HeaderValue::from(seconds.max(1)))),
+            });
         }
         Ok(Some(principal))
     }
 
     /// A `503` while the server stops.
-    fn stopping(&self) -> Option<BoxResponse> {
-        if !self.draining.load(Ordering::Acquire) {
-            return None;
-        }
-        let mut response = json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &serde_json::json!({"error": "this server is stopping: send the request to another one, or retry when it is back"}),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, http::HeaderValue::from(1u64));
-        Some(response)
+    fn stopping(&self) -> Option<Denial> {
+        self.draining.load(Ordering::Acquire).then(|| Denial {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message:
+                "this server is stopping: send the request to another one, or retry when it is back"
+                    .into(),
+            header: Some((header::RETRY_AFTER, http::HeaderValue::from(1u64))),
+        })
     }
 
-    /// `/v1/...`: the REST API (`rest.rs`).
+    /// `/v1/...`: the REST API (`rest.rs`), whose refusals all have its shape.
     async fn v1(&self, request: Request<Incoming>) -> BoxResponse {
-        if let Some(response) = self.stopping() {
-            return response;
+        if let Some(denial) = self.stopping() {
+            return denial.rest();
         }
         let busy = self.in_flight.enter();
         let principal = match self.principal(&request) {
             Ok(p) => p,
-            Err(response) => return *response,
+            Err(denial) => return denial.rest(),
         };
         self.rest(request, principal, busy).await
     }
@@ -172,14 +171,14 @@ impl Front {
     /// its principal's; another principal naming it gets rmcp's answer for a
     /// session that does not exist.
     async fn mcp(&self, request: Request<Incoming>) -> BoxResponse {
-        if let Some(response) = self.stopping() {
-            return response;
+        if let Some(denial) = self.stopping() {
+            return denial.plain();
         }
         let busy = (request.method() == Method::POST).then(|| self.in_flight.enter());
         let principal = match self.principal(&request) {
             Ok(Some(p)) => p,
             Ok(None) => return handle(&self.service, request, busy).await,
-            Err(response) => return *response,
+            Err(denial) => return denial.plain(),
         };
         let session = request.headers().get(SESSION_HEADER).cloned();
         if let Some(id) = &session
@@ -194,7 +193,14 @@ impl Front {
             let message = format!(
                 "`{principal}` has {quota} MCP sessions open, its quota (`--sessions-per-principal`): close one (`DELETE /mcp` with its `Mcp-Session-Id`) before starting another"
             );
-            return too_many(&message, Duration::from_secs(1));
+            let header = (header::RETRY_AFTER, http::HeaderValue::from(1u64));
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            return Denial {
+                status,
+                message,
+                header: Some(header),
+            }
+            .plain();
         }
         let response = handle(&self.service, request, busy).await;
         if session.is_none()
@@ -206,17 +212,32 @@ impl Front {
     }
 }
 
-/// A `429` with `Retry-After` (whole seconds, at least 1) and why.
-fn too_many(message: &str, wait: Duration) -> BoxResponse {
-    let mut response = json(
-        StatusCode::TOO_MANY_REQUESTS,
-        &serde_json::json!({"error": message}),
-    );
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, http::HeaderValue::from(seconds.max(1)));
-    response
+/// A request turned away before it reached what it asked for.
+struct Denial {
+    status: StatusCode,
+    message: String,
+    header: Option<(http::HeaderName, http::HeaderValue)>,
+}
+
+impl Denial {
+    /// As `/mcp` and the ops endpoints answer: `{"error": "..."}`.
+    fn plain(self) -> BoxResponse {
+        let body = serde_json::json!({"error": self.message});
+        self.with_header(json(self.status, &body))
+    }
+
+    /// As the REST API answers: `{"error": {"kind", "message"}}`.
+    fn rest(self) -> BoxResponse {
+        let response = super::rest::error(self.status, &self.message);
+        self.with_header(response)
+    }
+
+    fn with_header(&self, mut response: BoxResponse) -> BoxResponse {
+        if let Some((name, value)) = &self.header {
+            response.headers_mut().insert(name, value.clone());
+        }
+        response
+    }
 }
 
 /// The header that names an MCP session over streamable HTTP.
