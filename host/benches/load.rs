@@ -209,6 +209,34 @@ async fn library(sessions: usize, seconds: u64) -> bool {
     ok
 }
 
+/// The `HOST:PORT` a `witbox serve` or `witbox mcp --http` prints first.
+fn served_addr(banner: &str) -> String {
+    banner
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string()
+}
+
+/// Sends a whole HTTP/1.1 request (with `Connection: close`) on a connection of
+/// its own; the whole response.
+async fn exchange(addr: &str, request: &str) -> Result<String, String> {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
 /// One JSON-RPC request over HTTP to `witbox mcp --http`; returns the response message.
 async fn post(
     addr: &str,
@@ -216,9 +244,6 @@ async fn post(
     body: Value,
 ) -> Result<(Option<String>, Value), String> {
     let body = body.to_string();
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
     let mut head = format!(
         "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -227,20 +252,8 @@ async fn post(
         head.push_str(&format!("Mcp-Session-Id: {s}\r\n"));
     }
     head.push_str("\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(body.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .await
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&response);
+    head.push_str(&body);
+    let text = exchange(addr, &head).await?;
     let session = text.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.eq_ignore_ascii_case("mcp-session-id")
@@ -275,12 +288,7 @@ async fn mcp_http(sessions: usize, seconds: u64) -> bool {
         &mut banner,
     )
     .unwrap();
-    let addr = banner
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {banner:?}"))
-        .to_string();
+    let addr = served_addr(&banner);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let stats = Arc::new(Mutex::new(Stats {
         until: Some(deadline),

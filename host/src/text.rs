@@ -28,6 +28,15 @@ pub fn tail(s: &str, max: usize) -> &str {
     &s[start..]
 }
 
+/// What a client sent, cut to `max` characters for a message (with `…` if cut).
+pub fn shown(s: &str, max: usize) -> String {
+    let mut shown: String = s.chars().take(max).collect();
+    if shown.len() < s.len() {
+        shown.push('…');
+    }
+    shown
+}
+
 /// Bytes as lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

@@ -1,7 +1,7 @@
 //! `cargo xtask load --replicas N`: `witbox serve --store redis://...` replicas
 //! behind a loopback balancer, driven through the REST API.
 
-use super::{Stats, WORKLOADS, manifest_text, pick, record, report, root};
+use super::{Stats, WORKLOADS, exchange, manifest_text, pick, record, report, root, served_addr};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,12 +80,7 @@ async fn replica(manifest: &std::path::Path, store: &str) -> (Child, String) {
     let mut banner = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut banner).unwrap();
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let addr = banner
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {banner:?}"))
-        .to_string();
+    let addr = served_addr(&banner);
     let started = Instant::now();
     while request(&addr, "GET", "/readyz", None, "")
         .await
@@ -109,9 +104,6 @@ async fn request(
     session: Option<&str>,
     body: &str,
 ) -> Result<(u16, Value), String> {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -121,16 +113,7 @@ async fn request(
     }
     head.push_str("\r\n");
     head.push_str(body);
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .await
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&response);
+    let text = exchange(addr, &head).await?;
     let (head, body) = text.split_once("\r\n\r\n").ok_or("no response head")?;
     let status = head
         .split_whitespace()

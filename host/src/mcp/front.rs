@@ -44,15 +44,15 @@ impl Front {
                 )
                 .is_none()
         {
-            let mut response = json(
-                StatusCode::UNAUTHORIZED,
-                &serde_json::json!({"error": format!("{path} needs the ops token: send `Authorization: Bearer TOKEN` with the server's `--ops-token`")}),
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer realm=\"witbox ops\""),
-            );
-            return response;
+            return Denial {
+                status: StatusCode::UNAUTHORIZED,
+                message: format!("{path} needs the ops token: send `Authorization: Bearer TOKEN` with the server's `--ops-token`"),
+                header: Some((
+                    header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer realm=\"witbox ops\""),
+                )),
+            }
+            .plain();
         }
         match request.uri().path() {
             "/mcp" => self.mcp(request).await,
@@ -77,16 +77,7 @@ impl Front {
                 &serde_json::json!({"status": "stopping"}),
             ),
             "/readyz" => {
-                let mut waiting = self.server.waiting_for();
-                if let Some(shared) = self
-                    .server
-                    .sessions()
-                    .as_ref()
-                    .and_then(|s| s.shared().cloned())
-                    && !shared.reachable().await
-                {
-                    waiting.push("session store");
-                }
+                let waiting = self.server.waiting_for().await;
                 if waiting.is_empty() {
                     json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
                 } else {
@@ -97,10 +88,7 @@ impl Front {
                 }
             }
             path => {
-                let mut shown = path.chars().take(100).collect::<String>();
-                if shown.len() < path.len() {
-                    shown.push('…');
-                }
+                let shown = crate::text::shown(path, 100);
                 json(
                     StatusCode::NOT_FOUND,
                     &serde_json::json!({"error": format!(

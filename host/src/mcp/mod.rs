@@ -404,9 +404,9 @@ impl Server {
     }
 
     /// What the server is not ready for yet: `tools` (still loading), `runner`
-    /// (still loading), `warm pool` (not filled; filling starts here). Empty
-    /// when ready.
-    pub fn waiting_for(&self) -> Vec<&'static str> {
+    /// (still loading), `warm pool` (not filled; filling starts here), `session
+    /// store` (it does not answer). Empty when ready.
+    pub async fn waiting_for(&self) -> Vec<&'static str> {
         let mut waiting = Vec::new();
         if self.registry.now().is_none() {
             waiting.push("tools");
@@ -417,6 +417,11 @@ impl Server {
                 Some(sessions) => {
                     if !sessions.runner().warm_pool_full() {
                         waiting.push("warm pool");
+                    }
+                    if let Some(shared) = sessions.shared()
+                        && !shared.reachable().await
+                    {
+                        waiting.push("session store");
                     }
                 }
             }

@@ -142,24 +142,21 @@ impl Front {
             _ => {}
         }
         let sessions = self.server.python().await?;
+        let owner = principal.unwrap_or(NO_TOKEN);
         match (&method, segments.as_slice()) {
             (&Method::GET, ["sessions"]) => {
-                let ids = sessions.owned_by(principal.unwrap_or(NO_TOKEN)).await?;
+                let ids = sessions.owned_by(owner).await?;
                 return Ok(ok(StatusCode::OK, &json!({"sessions": ids})));
             }
             (&Method::POST, ["sessions"]) => {
                 self.room_for(&sessions, principal).await?;
-                let id = sessions
-                    .create_for(Some(principal.unwrap_or(NO_TOKEN)))
-                    .await?;
+                let id = sessions.create_for(Some(owner)).await?;
                 return Ok(ok(StatusCode::CREATED, &json!({"session_id": id})));
             }
             (&Method::POST, ["sessions", "restore"]) => {
                 let snapshot = read_body(body).await?;
                 self.room_for(&sessions, principal).await?;
-                let (id, missing) = sessions
-                    .restore_for(&snapshot, Some(principal.unwrap_or(NO_TOKEN)))
-                    .await?;
+                let (id, missing) = sessions.restore_for(&snapshot, Some(owner)).await?;
                 let body = json!({"session_id": id, "missing": missing});
                 return Ok(ok(StatusCode::CREATED, &body));
             }
@@ -317,11 +314,7 @@ fn is_request_error(e: &ToolError) -> bool {
 
 /// What a client sent, cut for a message.
 fn shown(text: &str) -> String {
-    let mut shown: String = text.chars().take(100).collect();
-    if shown.len() < text.len() {
-        shown.push('…');
-    }
-    shown
+    crate::text::shown(text, 100)
 }
 
 /// The session a header names, if one does.

@@ -48,8 +48,7 @@ pub struct Sessions {
     max: usize,
     ttl: Duration,
     live: Mutex<HashMap<String, Entry>>,
-    state_dir: Option<PathBuf>,
-    shared: Option<Arc<Shared>>,
+    keep: Keep,
 }
 
 impl Sessions {
@@ -60,8 +59,7 @@ impl Sessions {
             max,
             ttl,
             live: Mutex::new(HashMap::new()),
-            state_dir: None,
-            shared: None,
+            keep: Keep::Memory,
         }
     }
 
@@ -76,13 +74,23 @@ impl Sessions {
 
     /// Keeps sessions in a store that replicas share (see `shared.rs`).
     pub fn with_shared(mut self, shared: Arc<Shared>) -> Self {
-        self.shared = Some(shared);
+        self.keep = Keep::Shared(shared);
         self
     }
 
     /// The shared store, if sessions are kept in one.
     pub fn shared(&self) -> Option<&Arc<Shared>> {
-        self.shared.as_ref()
+        match &self.keep {
+            Keep::Shared(shared) => Some(shared),
+            _ => None,
+        }
+    }
+
+    fn state_dir(&self) -> Option<&Path> {
+        match &self.keep {
+            Keep::Dir(dir) => Some(dir),
+            _ => None,
+        }
     }
 
     /// Keeps sessions in `dir` (made if missing), so later processes can go on
@@ -95,7 +103,7 @@ impl Sessions {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("failed to make the state dir `{}`", dir.display()))?;
-        self.state_dir = Some(dir.to_path_buf());
+        self.keep = Keep::Dir(dir.to_path_buf());
         self.sweep();
         Ok(self)
     }
@@ -103,7 +111,7 @@ impl Sessions {
     /// The snapshot file of session `id` in the state dir (only for ids this
     /// module could have made: nothing else names a path).
     fn file(&self, id: &str) -> Option<PathBuf> {
-        state_file(self.state_dir.as_ref()?, id)
+        state_file(self.state_dir()?, id)
     }
 
     /// Whether session `id` is saved in the state dir.
@@ -113,7 +121,7 @@ impl Sessions {
 
     /// Deletes saved sessions idle for longer than the TTL.
     fn sweep(&self) {
-        let Some(dir) = &self.state_dir else { return };
+        let Some(dir) = self.state_dir() else { return };
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
         };
@@ -165,24 +173,9 @@ impl Sessions {
             )
         })?;
         self.check_room()?;
-        let (mut session, _missing) = self.runner.restore(&bytes).await.map_err(|e| {
-            ToolError::new(
-                e.kind,
-                format!(
-                    "failed to continue session `{id}` from the state dir: {}",
-                    e.message
-                ),
-            )
-        })?;
-        session.set_caller(&format!("session {id}"));
+        let session = self.revive(id, &bytes, "the state dir").await?;
         let owner = std::fs::read_to_string(file.with_extension("owner")).ok();
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.entry(id.to_string()).or_insert_with(|| Entry {
-            session: Arc::new(tokio::sync::Mutex::new(session)),
-            last_used: Instant::now(),
-            owner,
-            version: 0,
-        });
+        self.adopt(id, session, owner, 0);
         Ok(())
     }
 
@@ -190,11 +183,8 @@ impl Sessions {
     /// (a client's `close_session`, where [`Sessions::close`] only lets it go
     /// from memory).
     pub async fn close_for_good(&self, id: &str) -> bool {
-        let was_saved = match (&self.shared, self.file(id)) {
-            (Some(shared), _) => {
-                let owner = self.owner(id).await.ok().flatten().flatten();
-                shared.delete(id, owner.as_deref()).await
-            }
+        let was_saved = match (self.shared(), self.file(id)) {
+            (Some(shared), _) => shared.delete(id).await,
             (None, Some(file)) => {
                 let _ = std::fs::remove_file(file.with_extension("owner"));
                 std::fs::remove_file(file).is_ok()
@@ -210,7 +200,7 @@ impl Sessions {
         if let Some(entry) = self.live.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(Some(entry.owner.clone()));
         }
-        if let Some(shared) = &self.shared {
+        if let Some(shared) = self.shared() {
             return shared.owner(id).await;
         }
         Ok(self
@@ -221,7 +211,7 @@ impl Sessions {
 
     /// The open sessions `owner` made (with a shared store, all replicas').
     pub async fn owned_by(&self, owner: &str) -> Result<Vec<String>, ToolError> {
-        if let Some(shared) = &self.shared {
+        if let Some(shared) = self.shared() {
             return shared.owned_by(owner).await;
         }
         self.evict_idle();
@@ -298,33 +288,27 @@ impl Sessions {
     /// other replicas, and later processes, find it).
     async fn keep(&self, session: Session, owner: Option<&str>) -> Result<String, ToolError> {
         let id = self.insert(session, owner)?;
-        let held = if let Some(shared) = &self.shared {
-            let lease = shared.lease(&id, self.ttl, LEASE, true).await;
-            let lease = match lease {
+        let lease = match self.shared() {
+            Some(shared) => match shared.lease(&id, self.ttl, LEASE, true).await {
                 Ok(lease) => lease.map(|(lease, ..)| lease),
                 Err(e) => {
                     self.close(&id);
                     return Err(e);
                 }
-            };
-            Some(lease)
-        } else {
-            if let (Some(owner), Some(file)) = (owner, self.file(&id))
-                && let Err(e) =
-                    crate::limits::write_aside(&file.with_extension("owner"), owner.as_bytes())
-            {
-                log_line!("witbox: failed to save session {id}'s owner to the state dir: {e}");
+            },
+            None => {
+                if let (Some(owner), Some(file)) = (owner, self.file(&id))
+                    && let Err(e) =
+                        crate::limits::write_aside(&file.with_extension("owner"), owner.as_bytes())
+                {
+                    log_line!("witbox: failed to save session {id}'s owner to the state dir: {e}");
+                }
+                None
             }
-            None
         };
-        let Some(session) = self.local(&id) else {
-            return Err(self.no_session(&id));
-        };
-        let held = Held {
-            session: session.lock_owned().await,
-            lease: held.flatten(),
-        };
-        self.leave(&id, held).await;
+        let session = self.local(&id).ok_or_else(|| self.no_session(&id))?;
+        let session = session.lock_owned().await;
+        self.leave(&id, Held { session, lease }).await;
         Ok(id)
     }
 
@@ -339,7 +323,7 @@ impl Sessions {
 
     fn check_room(&self) -> Result<(), ToolError> {
         self.evict_idle();
-        if self.shared.is_some() {
+        if self.shared().is_some() {
             self.make_room();
         }
         if self.len() >= self.max {
@@ -555,7 +539,7 @@ impl Sessions {
     /// as the store has it: a copy in memory another replica has run since is
     /// replaced by the store's.
     async fn enter(&self, id: &str) -> Result<Held, ToolError> {
-        let Some(shared) = &self.shared else {
+        let Some(shared) = self.shared() else {
             let session = self.get(id).await?;
             let session = session.lock_owned().await;
             return Ok(Held {
@@ -584,18 +568,12 @@ impl Sessions {
             .map(|e| e.version);
         if known != Some(version) {
             let stored = shared.load(id).await?.ok_or_else(|| self.no_session(id))?;
-            let fresh = self.revive(id, &stored.snapshot).await?;
+            let mut fresh = self.revive(id, &stored.snapshot, "the store").await?;
+            fresh.mark_saved();
             let stale = std::mem::replace(&mut *session, fresh);
             // Freeing an instance's memory takes a while: not on the caller's time.
             tokio::task::spawn_blocking(move || drop(stale));
-            if let Some(e) = self
-                .live
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_mut(id)
-            {
-                e.version = stored.version;
-            }
+            self.set_version(id, stored.version);
         }
         Ok(Held {
             session,
@@ -611,37 +589,58 @@ impl Sessions {
     ) -> Result<Arc<tokio::sync::Mutex<Session>>, ToolError> {
         let stored = shared.load(id).await?.ok_or_else(|| self.no_session(id))?;
         self.check_room()?;
-        let session = self.revive(id, &stored.snapshot).await?;
+        let mut session = self.revive(id, &stored.snapshot, "the store").await?;
+        // What was just restored is what the store has.
+        session.mark_saved();
+        Ok(self.adopt(id, session, stored.owner, stored.version))
+    }
+
+    /// Puts a restored session in memory under `id`, unless a call made the
+    /// same meanwhile; the one in memory.
+    fn adopt(
+        &self,
+        id: &str,
+        session: Session,
+        owner: Option<String>,
+        version: u64,
+    ) -> Arc<tokio::sync::Mutex<Session>> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let entry = live.entry(id.to_string()).or_insert_with(|| Entry {
             session: Arc::new(tokio::sync::Mutex::new(session)),
             last_used: Instant::now(),
-            owner: stored.owner,
-            version: stored.version,
+            owner,
+            version,
         });
-        Ok(entry.session.clone())
+        entry.session.clone()
     }
 
-    /// A session restored from a snapshot the store keeps for `id`.
-    async fn revive(&self, id: &str, snapshot: &[u8]) -> Result<Session, ToolError> {
+    /// With a shared store: the store's `version` the copy of `id` in memory is.
+    fn set_version(&self, id: &str, version: u64) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = live.get_mut(id) {
+            e.version = version;
+        }
+    }
+
+    /// Session `id`, restored from the snapshot `from` (the state dir, the
+    /// store) keeps of it.
+    async fn revive(&self, id: &str, snapshot: &[u8], from: &str) -> Result<Session, ToolError> {
         let (mut session, _missing) = self.runner.restore(snapshot).await.map_err(|e| {
             ToolError::new(
                 e.kind,
                 format!(
-                    "failed to continue session `{id}` from the store: {}",
+                    "failed to continue session `{id}` from {from}: {}",
                     e.message
                 ),
             )
         })?;
         session.set_caller(&format!("session {id}"));
-        // What was just restored is what the store has.
-        session.mark_saved();
         Ok(session)
     }
 
     /// Ends a call on a session: saves it if it changed, lets its lease go.
     async fn leave(&self, id: &str, mut held: Held) {
-        let (Some(shared), Some(lease)) = (&self.shared, held.lease.take()) else {
+        let (Some(shared), Some(lease)) = (self.shared(), held.lease.take()) else {
             self.save(id, &mut held.session).await;
             return;
         };
@@ -658,14 +657,7 @@ impl Sessions {
                     .and_then(|e| e.owner.clone());
                 match shared.save(lease, &bytes, owner.as_deref(), self.ttl).await {
                     Ok(version) => {
-                        if let Some(e) = self
-                            .live
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_mut(id)
-                        {
-                            e.version = version;
-                        }
+                        self.set_version(id, version);
                         None
                     }
                     Err(e) => Some(e.message),
@@ -678,14 +670,7 @@ impl Sessions {
             // The call itself went well; the next one starts from the store.
             log_line!("witbox: failed to save session {id} to the store: {e}");
             held.session.saved = None;
-            if let Some(e) = self
-                .live
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_mut(id)
-            {
-                e.version = u64::MAX;
-            }
+            self.set_version(id, u64::MAX);
         }
     }
 

@@ -66,6 +66,28 @@ end
 return gen
 ";
 
+/// Deletes a session and takes it out of its owner's set; answers whether
+/// there was one.
+const DELETE: &str = r"
+local owner = redis.call('HGET', KEYS[1], 'owner')
+local deleted = redis.call('DEL', KEYS[1])
+if owner and owner ~= '' then redis.call('SREM', ARGV[1] .. owner, ARGV[2]) end
+return deleted
+";
+
+/// The sessions of an owner's set that still exist; the others leave the set.
+const OWNED: &str = r"
+local live = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 1 then
+    table.insert(live, id)
+  else
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return live
+";
+
 /// Renews (`ARGV[2]` ms) or, with `ARGV[2]` = 0, lets go of a lease this replica holds.
 const HOLD: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -86,6 +108,8 @@ pub struct Shared {
     take: redis::Script,
     save: redis::Script,
     hold: redis::Script,
+    delete: redis::Script,
+    owned: redis::Script,
 }
 
 /// A session as the store has it.
@@ -119,6 +143,8 @@ impl Shared {
             take: redis::Script::new(TAKE),
             save: redis::Script::new(SAVE),
             hold: redis::Script::new(HOLD),
+            delete: redis::Script::new(DELETE),
+            owned: redis::Script::new(OWNED),
         }))
     }
 
@@ -254,42 +280,28 @@ impl Shared {
     }
 
     /// Deletes session `id`; whether there was one.
-    pub(crate) async fn delete(&self, id: &str, owner: Option<&str>) -> bool {
+    pub(crate) async fn delete(&self, id: &str) -> bool {
         let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL").arg(session_key(id));
-        if let Some(owner) = owner {
-            pipe.cmd("SREM").arg(owner_key(owner)).arg(id).ignore();
-        }
-        let deleted: Result<(i64,), _> = pipe.query_async(&mut conn).await;
-        deleted.is_ok_and(|(n,)| n > 0)
+        let deleted: Result<i64, _> = self
+            .delete
+            .key(session_key(id))
+            .arg(owner_key(""))
+            .arg(id)
+            .invoke_async(&mut conn)
+            .await;
+        deleted.is_ok_and(|n| n > 0)
     }
 
     /// The sessions `owner` made that the store still has.
     pub(crate) async fn owned_by(&self, owner: &str) -> Result<Vec<String>, ToolError> {
         let mut conn = self.conn.clone();
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(owner_key(owner))
-            .query_async(&mut conn)
+        let mut live: Vec<String> = self
+            .owned
+            .key(owner_key(owner))
+            .arg(session_key(""))
+            .invoke_async(&mut conn)
             .await
             .map_err(|e| self.failed("list sessions", e))?;
-        let mut live = Vec::new();
-        for id in ids {
-            let exists: bool = redis::cmd("EXISTS")
-                .arg(session_key(&id))
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| self.failed("list sessions", e))?;
-            if exists {
-                live.push(id);
-            } else {
-                let _: Result<i64, _> = redis::cmd("SREM")
-                    .arg(owner_key(owner))
-                    .arg(&id)
-                    .query_async(&mut conn)
-                    .await;
-            }
-        }
         live.sort();
         Ok(live)
     }
