@@ -24,10 +24,14 @@ use std::process::Command;
 pub const LOCK_FILE: &str = "witbox.lock";
 
 /// What the runner is built from: the code and the WIT of `cargo xtask build`'s runner.
-const SOURCES: [(&str, &str); 6] = [
+const SOURCES: [(&str, &str); 7] = [
     (
         "src/app.py",
         include_str!("../../guests/python-runner/app.py"),
+    ),
+    (
+        "src/cells.py",
+        include_str!("../../guests/python-runner/cells.py"),
     ),
     (
         "src/checkpoint.py",
