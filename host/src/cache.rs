@@ -1,4 +1,5 @@
-//! Compiling components, and the on-disk cache of compiled components: keyed by
+//! Compiling components (and the data runner's core module), and the on-disk
+//! cache of compiled code: keyed by
 //! the wasm's SHA-256 and everything in the engine that changes compiled code,
 //! written atomically, with a small index from a file's path, size and
 //! modification time to its key (so a 25 MB runner is not hashed on every start).
@@ -15,6 +16,53 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::Component;
+
+/// What the cache holds: a compiled component, or a compiled core module (the
+/// data runner, `data/`).
+pub(crate) trait Compiled: Sized {
+    /// Names the problem when `bytes` are not this kind of WebAssembly.
+    fn check(bytes: &[u8]) -> Result<()>;
+    fn compile(engine: &wasmtime::Engine, bytes: &[u8]) -> wasmtime::Result<Self>;
+    /// # Safety
+    /// `path` was written by [`Compiled::serialize`] of an engine like this one.
+    unsafe fn deserialize_file(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<Self>;
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
+}
+
+impl Compiled for Component {
+    fn check(bytes: &[u8]) -> Result<()> {
+        check_is_component(bytes)
+    }
+    fn compile(engine: &wasmtime::Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        Component::new(engine, bytes)
+    }
+    unsafe fn deserialize_file(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<Self> {
+        // SAFETY: as the caller promises.
+        unsafe { Component::deserialize_file(engine, path) }
+    }
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        Component::serialize(self)
+    }
+}
+
+impl Compiled for wasmtime::Module {
+    fn check(bytes: &[u8]) -> Result<()> {
+        if !bytes.starts_with(b"\0asm") || !wasmparser::Parser::is_core_wasm(bytes) {
+            anyhow::bail!("it is not a core WebAssembly module");
+        }
+        Ok(())
+    }
+    fn compile(engine: &wasmtime::Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
+        wasmtime::Module::new(engine, bytes)
+    }
+    unsafe fn deserialize_file(engine: &wasmtime::Engine, path: &Path) -> wasmtime::Result<Self> {
+        // SAFETY: as the caller promises.
+        unsafe { wasmtime::Module::deserialize_file(engine, path) }
+    }
+    fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
+        wasmtime::Module::serialize(self)
+    }
+}
 
 impl Engine {
     /// Compiles a component, or loads it from the cache if these bytes were
@@ -37,7 +85,17 @@ impl Engine {
         self.compile_indexed(name, path, Some(bytes))
     }
 
-    fn compile_indexed(&self, name: &str, path: &Path, bytes: Option<&[u8]>) -> Result<Component> {
+    /// [`Engine::compile_file`] for a core module (the data runner's).
+    pub(crate) fn compile_module_file(&self, name: &str, path: &Path) -> Result<wasmtime::Module> {
+        self.compile_indexed(name, path, None)
+    }
+
+    fn compile_indexed<C: Compiled>(
+        &self,
+        name: &str,
+        path: &Path,
+        bytes: Option<&[u8]>,
+    ) -> Result<C> {
         let meta = std::fs::metadata(path)
             .with_context(|| format!("failed to read `{}`", path.display()))?;
         crate::limits::check_regular(path, &meta, crate::limits::MAX_COMPONENT_BYTES)?;
@@ -100,8 +158,8 @@ impl Engine {
         )
     }
 
-    fn compile_keyed(&self, name: &str, wasm: &[u8]) -> Result<(Component, Option<String>)> {
-        check_is_component(wasm)?;
+    fn compile_keyed<C: Compiled>(&self, name: &str, wasm: &[u8]) -> Result<(C, Option<String>)> {
+        C::check(wasm)?;
         let Some(dir) = &self.options.cache_dir else {
             return Ok((self.compile_now(name, wasm)?, None));
         };
@@ -138,15 +196,16 @@ impl Engine {
 
     /// The compiled component cached under `key`: `None` if there is none,
     /// an error if the file is there but does not fit this engine.
-    fn cached(&self, dir: &Path, key: &str) -> Result<Option<Component>> {
+    fn cached<C: Compiled>(&self, dir: &Path, key: &str) -> Result<Option<C>> {
         let path = dir.join(format!("{key}.cwasm"));
         if !path.exists() {
             return Ok(None);
         }
-        // SAFETY: the file was written by `Component::serialize` (`write_cache`), into
-        // witbox's own cache folder, and wasmtime checks that it matches this engine.
-        let component = unsafe { Component::deserialize_file(&self.engine, &path) }
-            .map_err(anyhow::Error::from)?;
+        // SAFETY: the file was written by `Compiled::serialize` (`write_cache`), into
+        // witbox's own cache folder, and wasmtime checks that it matches this engine
+        // (and that it is a component or a module, as asked).
+        let component =
+            unsafe { C::deserialize_file(&self.engine, &path) }.map_err(anyhow::Error::from)?;
         // Used now: the last to go when the cache is pruned. A read-only cache
         // (shared, or on a read-only disk) is still read.
         let _ = std::fs::File::options()
@@ -156,9 +215,9 @@ impl Engine {
         Ok(Some(component))
     }
 
-    fn compile_now(&self, name: &str, wasm: &[u8]) -> Result<Component> {
+    fn compile_now<C: Compiled>(&self, name: &str, wasm: &[u8]) -> Result<C> {
         let progress = Progress::start(name, wasm.len());
-        let result = Component::new(&self.engine, wasm);
+        let result = C::compile(&self.engine, wasm);
         progress.finish();
         result.map_err(anyhow::Error::from)
     }
@@ -197,7 +256,7 @@ pub(crate) fn check_is_component(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn write_cache(path: &Path, component: &Component) -> Result<()> {
+fn write_cache<C: Compiled>(path: &Path, component: &C) -> Result<()> {
     let dir = path.parent().context("cache path has no folder")?;
     std::fs::create_dir_all(dir).context("failed to create the cache folder")?;
     let bytes = component.serialize().map_err(anyhow::Error::from)?;
