@@ -59,7 +59,7 @@ fn bounded(store: &StoreContextMut<'_, State>, s: &WasmStr, max: usize) -> Resul
 }
 
 async fn call_tool(
-    mut store: StoreContextMut<'_, State>,
+    store: StoreContextMut<'_, State>,
     name: WasmStr,
     args: WasmStr,
 ) -> Result<String, WitError> {
@@ -69,6 +69,18 @@ async fn call_tool(
         ))
     })?;
     let args = bounded(&store, &args, MAX_ARGS_BYTES);
+    call_text(store, name, args).await
+}
+
+/// A guest's call of the tool `name` with `args` (JSON text, or the length of
+/// what was too long to take), through the store's [`crate::store::ToolHost`]:
+/// refused here when the guest's policy refuses it, audited either way. Also the
+/// data runner's door (`python/data/door.rs`).
+pub(crate) async fn call_text(
+    mut store: StoreContextMut<'_, State>,
+    name: String,
+    args: Result<String, usize>,
+) -> Result<String, WitError> {
     let state = store.data_mut();
     // The guest waits on the host from here: its run slot can serve another call.
     state.turn.waits_on_host();
@@ -104,7 +116,8 @@ async fn call_tool(
     }
 }
 
-fn list_tools(state: &State) -> Vec<ToolSpec> {
+/// The tools the guest may call.
+pub(crate) fn list_tools(state: &State) -> Vec<ToolSpec> {
     let Some(tools) = &state.tools else {
         return Vec::new();
     };

