@@ -84,6 +84,47 @@ pub(crate) struct P1 {
     pub(crate) result: Option<Value>,
 }
 
+/// A scratch folder that WASI preview 1 writes to unguarded (the data runner):
+/// measured every [`Files::EVERY`] ticks while a run goes on, and the run
+/// stopped when the files passed their limit and grew in this run (so a run may
+/// still remove files from a folder that is over it).
+pub(crate) struct Files {
+    root: std::path::PathBuf,
+    limit: u64,
+    /// Bytes when the run began.
+    start: u64,
+    ticks: u32,
+    /// Whether the run was stopped for it.
+    pub(crate) hit: bool,
+}
+
+impl Files {
+    /// 50 ms at 10 ms ticks: a run writing at disk speed passes the limit by
+    /// what it writes in that time, at most.
+    const EVERY: u32 = 5;
+
+    fn begin(&mut self) {
+        self.start = crate::python::scratch_bytes(&self.root);
+        self.ticks = 0;
+        self.hit = false;
+    }
+
+    /// Whether the run must stop now.
+    fn tick(&mut self) -> bool {
+        self.ticks += 1;
+        if self.ticks % Self::EVERY == 0 && self.grew_past() {
+            self.hit = true;
+        }
+        self.hit
+    }
+
+    /// Whether the files are past their limit and grew since the run began.
+    pub(crate) fn grew_past(&self) -> bool {
+        let now = crate::python::scratch_bytes(&self.root);
+        now > self.limit && now > self.start
+    }
+}
+
 /// The state of one store.
 pub struct State {
     wasi: WasiCtx,
@@ -113,6 +154,8 @@ pub struct State {
     pub(crate) tool_limit_hit: bool,
     /// When the current call (or run) must stop.
     pub(crate) deadline: Instant,
+    /// A data runner session's scratch folder, measured while a run goes on.
+    pub(crate) files: Option<Files>,
     /// Its share of the cores.
     pub(crate) turn: Turn,
 }
@@ -185,6 +228,18 @@ fn new_with(
         }
         None => sandbox.grants.clone(),
     };
+    // WASI preview 1 writes files without the guarded filesystem of
+    // `fs.rs`: the scratch folder is measured instead.
+    let files = match (&p1, scratch) {
+        (Some(_), Some(s)) => Some(Files {
+            root: s.host_path().to_path_buf(),
+            limit: s.limit(),
+            start: 0,
+            ticks: 0,
+            hit: false,
+        }),
+        _ => None,
+    };
     let (wasi, p1) = match p1 {
         Some(_) => {
             let p1 = P1 {
@@ -214,6 +269,7 @@ fn new_with(
         tool_calls: 0,
         tool_limit_hit: false,
         deadline: Instant::now() + limits.timeout,
+        files,
         turn: Turn::new(depth),
     };
     let mut store = Store::new(engine.inner(), state);
@@ -232,6 +288,8 @@ fn new_with(
         let state = store.data_mut();
         Ok(if now >= state.deadline {
             UpdateDeadline::Interrupt
+        } else if state.files.as_mut().is_some_and(Files::tick) {
+            UpdateDeadline::Interrupt
         } else {
             UpdateDeadline::YieldCustom(1, state.turn.tick(now))
         })
@@ -247,6 +305,9 @@ impl State {
         self.tool_calls = 0;
         self.tool_limit_hit = false;
         self.memory.hit = false;
+        if let Some(files) = &mut self.files {
+            files.begin();
+        }
     }
 
     /// The end of what the guest wrote to stderr (where a panic message is),

@@ -22,8 +22,8 @@ mod stream;
 pub use outcome::{
     MAX_OBSERVATION, RestartReason, RunError, RunErrorKind, RunOutcome, observe, restart_note,
 };
-pub(crate) use scratch::Scratch;
 pub use scratch::{FileEntry, MAX_FILE_BYTES};
+pub(crate) use scratch::{Scratch, bytes as scratch_bytes};
 pub use session::Session;
 pub use sessions::{Keep, Sessions, new_id, state_file};
 pub use shared::{LEASE, Shared};

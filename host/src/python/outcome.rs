@@ -22,6 +22,9 @@ pub enum RunErrorKind {
     ToolCallLimit,
     /// The interpreter died of a refused memory grow (`memory-mb`).
     MemoryLimit,
+    /// The session's files passed `scratch-mb` (the data runner, whose writes
+    /// are measured while a cell runs, not refused one by one).
+    FileLimit,
     /// The interpreter crashed (a trap), or the run was cancelled.
     Crash,
     /// A Python exception, by its type's name (`ZeroDivisionError`).
@@ -37,6 +40,7 @@ impl RunErrorKind {
             Self::FuelExhausted => "FuelExhausted",
             Self::ToolCallLimit => "ToolCallLimit",
             Self::MemoryLimit => "MemoryLimit",
+            Self::FileLimit => "FileLimit",
             Self::Crash => "Crash",
             Self::Python(name) => name,
         }
@@ -82,6 +86,8 @@ pub enum RestartReason {
     Memory,
     /// The interpreter crashed (a trap, a reset that failed).
     Crash,
+    /// A run took the session's files past `scratch-mb` (the data runner).
+    Files,
     /// A run was cancelled or abandoned before it ended (an MCP cancel, a client
     /// that stopped waiting, Ctrl-C): the next run starts again.
     Cancelled,
@@ -95,6 +101,7 @@ impl RestartReason {
             Self::Fuel => "fuel",
             Self::Memory => "memory",
             Self::Crash => "crash",
+            Self::Files => "files",
             Self::Cancelled => "cancelled",
         }
     }
@@ -106,6 +113,7 @@ impl RestartReason {
             Self::Fuel => "a run used up its fuel",
             Self::Memory => "the interpreter ran out of memory",
             Self::Crash => "the interpreter crashed",
+            Self::Files => "a run passed the session's file limit",
             Self::Cancelled => "the previous run was cancelled",
         }
     }

@@ -348,6 +348,11 @@ struct Tally {
     latest: i128,
 }
 
+/// The bytes of the files under `root`.
+pub(crate) fn bytes(root: &Path) -> u64 {
+    tally(root).bytes
+}
+
 fn tally(root: &Path) -> Tally {
     use std::os::unix::fs::MetadataExt;
     let mut t = Tally::default();

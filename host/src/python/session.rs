@@ -192,6 +192,9 @@ impl Session {
             outcome.restarted(reason, restored);
         }
         let (tool_limit_hit, memory_hit) = (state.tool_limit_hit, state.memory.hit);
+        // The data runner's files, measured while it ran (a stop) and now.
+        let files_hit = state.files.as_ref().is_some_and(|f| f.hit);
+        let files_over = !files_hit && state.files.as_ref().is_some_and(|f| f.grew_past());
         let redactor = &sandbox.redactor;
         // classify
         let hit = match ran {
@@ -227,10 +230,17 @@ impl Session {
                 let (m, _) = redactor.head(&m, MAX_RUNNER_MESSAGE, false);
                 return Err(ToolError::new(kind, m));
             }
+            Ok(Err(_)) if files_hit => None,
             Ok(Err(e)) => Some(limits::classify(&e, memory_hit)),
             Err(_elapsed) => Some(Hit::Timeout),
         };
-        if let Some(hit) = hit {
+        if files_hit || files_over {
+            if files_hit {
+                let restored = self.restart(RestartReason::Files).await?;
+                outcome.restarted(RestartReason::Files, restored);
+            }
+            outcome.error = Some(self.files_error(files_hit));
+        } else if let Some(hit) = hit {
             let reason = match hit {
                 Hit::Timeout => RestartReason::Timeout,
                 Hit::Fuel => RestartReason::Fuel,
@@ -263,6 +273,28 @@ impl Session {
             };
         }
         Ok(outcome)
+    }
+
+    /// Names the file limit a cell passed (`stopped`: while it ran).
+    fn files_error(&self, stopped: bool) -> RunError {
+        let limit = self.runner.scratch_mb;
+        let used = self
+            .scratch
+            .as_ref()
+            .map(|s| s.fingerprint().1)
+            .unwrap_or_default();
+        let what = if stopped {
+            "the run was stopped: it"
+        } else {
+            "the run"
+        };
+        RunError::host(
+            RunErrorKind::FileLimit,
+            format!(
+                "{what} took the session's files past their limit of {limit} MiB (`scratch-mb`): they hold {:.1} MiB; remove some to write more",
+                used as f64 / (1 << 20) as f64
+            ),
+        )
     }
 
     /// Names what killed the instance.
@@ -571,6 +603,7 @@ fn run_outcome(result: &Result<RunOutcome, ToolError>) -> &'static str {
         Some(K::FuelExhausted) => "fuel",
         Some(K::ToolCallLimit) => "tool-call-limit",
         Some(K::MemoryLimit) => "memory",
+        Some(K::FileLimit) => "file-limit",
         Some(K::Crash) => "crash",
         Some(K::Python(_)) => "exception",
     }
