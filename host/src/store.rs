@@ -112,7 +112,7 @@ impl Files {
     /// Whether the run must stop now.
     fn tick(&mut self) -> bool {
         self.ticks += 1;
-        if self.ticks % Self::EVERY == 0 && self.grew_past() {
+        if self.ticks.is_multiple_of(Self::EVERY) && self.grew_past() {
             self.hit = true;
         }
         self.hit
@@ -286,9 +286,8 @@ fn new_with(
     store.epoch_deadline_callback(|mut store| {
         let now = Instant::now();
         let state = store.data_mut();
-        Ok(if now >= state.deadline {
-            UpdateDeadline::Interrupt
-        } else if state.files.as_mut().is_some_and(Files::tick) {
+        let files_past = state.files.as_mut().is_some_and(Files::tick);
+        Ok(if now >= state.deadline || files_past {
             UpdateDeadline::Interrupt
         } else {
             UpdateDeadline::YieldCustom(1, state.turn.tick(now))
