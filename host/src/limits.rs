@@ -100,6 +100,10 @@ pub const QUOTA_MB: RangeInclusive<u64> = 1..=(1 << 20);
 /// global out, and says so, past it): it is kept in host memory per session.
 pub const MAX_CHECKPOINT_BYTES: usize = 16 << 20;
 
+/// The most PNG images one run of the data runner hands to an MCP client (each
+/// at most [`crate::python::MAX_FILE_BYTES`]): a result stays a few MiB.
+pub const MAX_IMAGES: usize = 4;
+
 /// The most `not_restored` lines a restart reports.
 pub const MAX_NOT_RESTORED: usize = 100;
 

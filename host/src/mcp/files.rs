@@ -128,6 +128,10 @@ impl Handler {
                 )));
             }
         };
+        let sessions = match id.starts_with("d-") {
+            true => server.sessions_of(&id).await?,
+            false => sessions,
+        };
         let path = string(args, "path")?;
         let result = match tool {
             WRITE_FILE => {

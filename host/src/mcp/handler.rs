@@ -6,6 +6,8 @@ use super::progress::Progress;
 use super::{CLOSE_SESSION, Gone, MAX_CODE_BYTES, RESET_SESSION, RUN_PYTHON, Server, guard};
 use crate::error::{ErrorKind, ToolError};
 use crate::python::{Sessions, observe};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
     CustomResult, ErrorCode, Implementation, JsonObject, ListToolsResult, PaginatedRequestParams,
@@ -148,6 +150,17 @@ impl Handler {
                     "additionalProperties": false
                 })),
             ));
+            if self.server.has_data()
+                && let Some(Tool { input_schema, .. }) = tools.last_mut()
+            {
+                let mut schema = (**input_schema).clone();
+                schema["properties"]["runner"] = json!({
+                    "type": "string",
+                    "enum": ["python", "data"],
+                    "description": "`data` for numpy, pandas, scipy, scikit-learn and matplotlib (CPython 3.15, 32-bit: numpy's default int is int32); `python` (the default) for the rest. A session stays on the runner that started it."
+                });
+                *input_schema = Arc::new(schema);
+            }
             tools.push(Tool::new(
                 RESET_SESSION,
                 "Clears every variable of a Python session, as if it had just started.",
@@ -316,12 +329,12 @@ impl Handler {
     }
 
     async fn close_session(&self, args: &JsonObject) -> CallToolResult {
-        let sessions = match self.server.python().await {
-            Ok(s) => s,
-            Err(e) => return tool_error(&e),
-        };
         let id = match only_arg(args, CLOSE_SESSION, "session_id") {
             Ok(id) => id,
+            Err(e) => return tool_error(&e),
+        };
+        let sessions = match self.server.sessions_of(id).await {
+            Ok(s) => s,
             Err(e) => return tool_error(&e),
         };
         if let Err(e) = self.check_owned(id) {
@@ -359,16 +372,53 @@ impl Handler {
         fresh: &Mutex<Option<String>>,
         progress: Option<Progress>,
     ) -> CallToolResult {
-        let sessions = match self.server.python().await {
+        let invalid = |m: String| tool_error(&ToolError::new(ErrorKind::InvalidArguments, m));
+        let data = self.server.has_data();
+        let known: &[&str] = match data {
+            true => &["code", "session_id", "runner"],
+            false => &["code", "session_id"],
+        };
+        if let Some(extra) = args.keys().find(|k| !known.contains(&k.as_str())) {
+            let takes = match data {
+                true => "`code`, `session_id` and `runner`",
+                false => "`code` and `session_id`",
+            };
+            return invalid(format!(
+                "`{RUN_PYTHON}` has no argument `{extra}` (it takes {takes})"
+            ));
+        }
+        // The runner: as asked, else the one the session belongs to.
+        let named = args.get("session_id").and_then(Value::as_str).unwrap_or("");
+        let on_data = match args.get("runner") {
+            None | Some(Value::Null) => named.starts_with("d-"),
+            Some(Value::String(r)) if r == "data" || r == "python" => {
+                let wanted = r == "data";
+                if !named.is_empty() && named.starts_with("d-") != wanted {
+                    let (is, other) = match wanted {
+                        true => ("the Python runner's", "python"),
+                        false => ("the data runner's", "data"),
+                    };
+                    return invalid(format!(
+                        "session `{named}` is {is}: pass `runner: \"{other}\"`, or leave `session_id` out to start a new session on `{r}`"
+                    ));
+                }
+                wanted
+            }
+            Some(other) => {
+                return invalid(format!(
+                    "`runner` must be \"python\" or \"data\", got {}",
+                    crate::value::kind(other)
+                ));
+            }
+        };
+        let sessions = match on_data {
+            true => self.server.data().await,
+            false => self.server.python().await,
+        };
+        let sessions = match sessions {
             Ok(s) => s,
             Err(e) => return tool_error(&e),
         };
-        let invalid = |m: String| tool_error(&ToolError::new(ErrorKind::InvalidArguments, m));
-        if let Some(extra) = args.keys().find(|k| *k != "code" && *k != "session_id") {
-            return invalid(format!(
-                "`{RUN_PYTHON}` has no argument `{extra}` (it takes `code` and `session_id`)"
-            ));
-        }
         let code = match args.get("code") {
             Some(Value::String(s)) => s.as_str(),
             Some(other) => {
@@ -417,19 +467,26 @@ impl Handler {
                 let text = format!("{}[session_id: {id}]", observe(&outcome));
                 let mut structured = serde_json::to_value(&outcome).unwrap_or_default();
                 structured["session_id"] = json!(id);
-                text_result(text, structured, outcome.error.is_some())
+                let mut result = text_result(text, structured, outcome.error.is_some());
+                // The plots a data cell wrote, for the client to show.
+                for image in &outcome.images {
+                    result
+                        .content
+                        .push(ContentBlock::image(STANDARD.encode(&image.png), "image/png"));
+                }
+                result
             }
             Err(e) => tool_error(&self.expired(&id, e)),
         }
     }
 
     async fn reset_session(&self, args: &JsonObject) -> CallToolResult {
-        let sessions = match self.server.python().await {
-            Ok(s) => s,
-            Err(e) => return tool_error(&e),
-        };
         let id = match only_arg(args, RESET_SESSION, "session_id") {
             Ok(id) => id,
+            Err(e) => return tool_error(&e),
+        };
+        let sessions = match self.server.sessions_of(id).await {
+            Ok(s) => s,
             Err(e) => return tool_error(&e),
         };
         if let Err(e) = self.check_owned(id) {

@@ -58,9 +58,18 @@ pub struct Server {
     registry: Tools,
     /// The Python sessions, when the runner is built (maybe still loading).
     python: Option<Python>,
+    /// The data runner's sessions (`[runner.data]`), made at their first use.
+    data: Option<DataRunner>,
     /// The most sessions one client may hold at once.
     per_client: usize,
     instructions: String,
+}
+
+/// The data runner of a server: what to load, and once loaded, its sessions.
+struct DataRunner {
+    manifest: Manifest,
+    entry: crate::manifest::RunnerEntry,
+    sessions: tokio::sync::OnceCell<Result<Arc<Sessions>, String>>,
 }
 
 impl Server {
@@ -106,6 +115,16 @@ impl Server {
         background: bool,
     ) -> Result<Arc<Self>> {
         let entry = overrides.apply(&manifest.runner)?;
+        let data = match manifest.runner.data_runner() {
+            Some(data) if manifest.resolve(&data.path).join(crate::python::data::MODULE_FILE).exists() => {
+                Some(DataRunner {
+                    manifest: manifest.clone(),
+                    entry: overrides.apply(&data).context("runner.data")?,
+                    sessions: tokio::sync::OnceCell::new(),
+                })
+            }
+            _ => None,
+        };
         let per_client = entry.sessions_per_client();
         let has_runner = manifest.resolve(&entry.path).exists();
         let engine = Registry::engine_for(manifest, options)?;
@@ -146,7 +165,7 @@ impl Server {
             let about = has_runner
                 .then(|| RunnerInfo::new(manifest, &entry, None))
                 .transpose()?;
-            return Ok(Self::build(registry, python, per_client, about));
+            return Ok(Self::build(registry, python, data, per_client, about));
         }
         let registry = Registry::load_on(manifest, engine)?;
         registry.select(&overrides.tools)?;
@@ -154,6 +173,7 @@ impl Server {
             return Ok(Self::build(
                 later::Later::ready("the tools", registry),
                 None,
+                data,
                 per_client,
                 None,
             ));
@@ -172,6 +192,7 @@ impl Server {
         Ok(Self::build(
             later::Later::ready("the tools", registry),
             Some(python),
+            data,
             per_client,
             Some(about),
         ))
@@ -198,6 +219,7 @@ impl Server {
         Self::build(
             later::Later::ready("the tools", registry),
             python,
+            None,
             per_client,
             about,
         )
@@ -206,13 +228,18 @@ impl Server {
     fn build(
         registry: Tools,
         python: Option<Python>,
+        data: Option<DataRunner>,
         per_client: usize,
         about: Option<RunnerInfo>,
     ) -> Arc<Self> {
-        let instructions = instructions(registry.now().as_deref(), about.as_ref());
+        let mut instructions = instructions(registry.now().as_deref(), about.as_ref());
+        if data.is_some() {
+            instructions.push_str(DATA_INSTRUCTIONS);
+        }
         Arc::new(Self {
             registry,
             python,
+            data,
             per_client,
             instructions,
         })
@@ -231,6 +258,54 @@ impl Server {
                 crate::error::ErrorKind::NotFound,
                 "no Python runner",
             )),
+        }
+    }
+
+    /// Whether this server has the data runner (`run_python`'s `runner: "data"`).
+    pub fn has_data(&self) -> bool {
+        self.data.is_some()
+    }
+
+    /// The data runner's sessions, loaded at the first call that needs them.
+    pub(crate) async fn data(&self) -> Result<Arc<Sessions>, crate::error::ToolError> {
+        use crate::error::{ErrorKind, ToolError};
+        let Some(data) = &self.data else {
+            return Err(ToolError::new(
+                ErrorKind::NotFound,
+                "no data runner: the manifest has no `[runner.data]`, or `cargo xtask build` has not downloaded it",
+            ));
+        };
+        let loaded = data
+            .sessions
+            .get_or_init(|| async {
+                let registry = self.tools().await.map_err(|e| e.message)?;
+                let (manifest, entry) = (data.manifest.clone(), data.entry.clone());
+                let load = move || -> Result<Arc<Sessions>> {
+                    let runner = Runner::load_data(&manifest, &entry, registry)?;
+                    Ok(Arc::new(Sessions::new(
+                        runner,
+                        entry.max_sessions,
+                        Duration::from_secs(entry.session_ttl_s),
+                    )))
+                };
+                match tokio::task::spawn_blocking(load).await {
+                    Ok(Ok(sessions)) => Ok(sessions),
+                    Ok(Err(e)) => Err(format!("{e:#}")),
+                    Err(e) => Err(format!("the data runner failed to load: {e}")),
+                }
+            })
+            .await;
+        loaded
+            .clone()
+            .map_err(|e| ToolError::new(ErrorKind::Internal, e))
+    }
+
+    /// The sessions `id` belongs to: the data runner's (`d-…`) or the Python runner's.
+    pub(crate) async fn sessions_of(&self, id: &str) -> Result<Arc<Sessions>, crate::error::ToolError> {
+        if id.starts_with("d-") && self.data.is_some() {
+            self.data().await
+        } else {
+            self.python().await
         }
     }
 
@@ -509,6 +584,16 @@ impl RunnerInfo {
 }
 
 /// What the model is told about the server, in `initialize`.
+/// What the instructions add when the server has the data runner: what it has,
+/// and how it differs from the Python a model knows.
+pub const DATA_INSTRUCTIONS: &str = "\n`run_python` with `runner: \"data\"` runs the data runner instead: CPython 3.15 \
+     with numpy, pandas, scipy, scikit-learn, statsmodels, matplotlib, pillow, sympy, networkx, openpyxl and lxml \
+     (no others; nothing can be installed). Its sessions have ids that start with `d-`. It is 32-bit WebAssembly: \
+     numpy's default integer is int32, so `np.arange(10**6).sum()` overflows where 64-bit numpy does not; pass \
+     `dtype=np.int64` when sums or products grow large. No threads or processes (scikit-learn's `n_jobs` stays 1). \
+     matplotlib draws with Agg: `plt.savefig('plot.png')` or `plt.show()` writes a PNG into the session's folder, \
+     and the result carries the PNGs a call wrote as images.\n";
+
 fn instructions(registry: Option<&Registry>, about: Option<&RunnerInfo>) -> String {
     let mut out = String::from(
         "witbox runs each tool in its own WebAssembly sandbox, with only what its policy grants: \

@@ -149,6 +149,17 @@ impl Front {
                 return Ok(ok(StatusCode::OK, &json!({"sessions": ids})));
             }
             (&Method::POST, ["sessions"]) => {
+                // `?runner=data`: a session of the data runner.
+                let sessions = match parts.uri.query() {
+                    Some("runner=data") => self.server.data().await?,
+                    None | Some("runner=python") => sessions,
+                    Some(other) => {
+                        return Err(bad(format!(
+                            "unknown query `{}`: `POST /v1/sessions` takes `?runner=data` or `?runner=python`",
+                            shown(other)
+                        )));
+                    }
+                };
                 self.room_for(&sessions, principal).await?;
                 let id = sessions.create_for(Some(owner)).await?;
                 return Ok(ok(StatusCode::CREATED, &json!({"session_id": id})));
@@ -185,6 +196,10 @@ impl Front {
                 }
             },
             _ => return Err(not_here(&method, &path)),
+        };
+        let sessions = match id.starts_with("d-") {
+            true => self.server.sessions_of(&id).await?,
+            false => sessions,
         };
         self.check_owner(&sessions, &id, principal).await?;
         let tail = |from: usize| route(&action[from..]);

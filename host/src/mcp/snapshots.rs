@@ -59,8 +59,8 @@ impl Handler {
     }
 
     async fn snapshot_session(&self, args: &JsonObject) -> Result<CallToolResult, ToolError> {
-        let sessions = self.server().python().await?;
         let id = only_arg(args, SNAPSHOT_SESSION, "session_id")?;
+        let sessions = self.server().sessions_of(id).await?;
         self.check_owned(id)?;
         let bytes = sessions
             .snapshot(id)

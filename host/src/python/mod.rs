@@ -20,7 +20,8 @@ mod snapshot;
 mod stream;
 
 pub use outcome::{
-    MAX_OBSERVATION, RestartReason, RunError, RunErrorKind, RunOutcome, observe, restart_note,
+    Image, MAX_OBSERVATION, RestartReason, RunError, RunErrorKind, RunOutcome, observe,
+    restart_note,
 };
 pub use scratch::{FileEntry, MAX_FILE_BYTES};
 pub(crate) use scratch::{Scratch, bytes as scratch_bytes};

@@ -187,6 +187,20 @@ pub struct RunOutcome {
     pub fuel_used: Option<u64>,
     /// Wall time of the run in microseconds.
     pub duration_us: u64,
+    /// PNG images the run wrote into the session's folder (the data runner's
+    /// `plt.savefig`, `plt.show()`), which MCP hands to the client as images.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<Image>,
+}
+
+/// A PNG image a run wrote.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Image {
+    /// Its path in the session's folder.
+    pub path: String,
+    /// Its bytes.
+    #[serde(skip)]
+    pub png: Vec<u8>,
 }
 
 impl RunOutcome {

@@ -348,6 +348,55 @@ struct Tally {
     latest: i128,
 }
 
+impl Scratch {
+    /// Up to `max` PNG files (by their signature) written since `since`, each at
+    /// most [`MAX_FILE_BYTES`], by path, in path order.
+    pub(crate) fn pngs_since(
+        &self,
+        since: std::time::SystemTime,
+        max: usize,
+    ) -> Vec<super::Image> {
+        let mut found = Vec::new();
+        let mut todo = vec![self.root.clone()];
+        let mut seen = 0;
+        while let Some(dir) = todo.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                seen += 1;
+                if seen > MAX_LIST_ENTRIES {
+                    break;
+                }
+                let Ok(m) = entry.metadata() else { continue };
+                let path = entry.path();
+                if m.is_dir() {
+                    todo.push(path);
+                } else if m.is_file()
+                    && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"))
+                    && m.len() <= MAX_FILE_BYTES as u64
+                    && m.modified().is_ok_and(|t| t >= since)
+                {
+                    found.push(path);
+                }
+            }
+        }
+        found.sort();
+        found
+            .into_iter()
+            .filter_map(|path| {
+                let png = std::fs::read(&path).ok()?;
+                let inside = path.strip_prefix(&self.root).ok()?.display().to_string();
+                png.starts_with(b"\x89PNG\r\n\x1a\n").then(|| super::Image {
+                    path: format!("/{inside}"),
+                    png,
+                })
+            })
+            .take(max)
+            .collect()
+    }
+}
+
 /// The bytes of the files under `root`.
 pub(crate) fn bytes(root: &Path) -> u64 {
     tally(root).bytes

@@ -100,7 +100,13 @@ impl Session {
         sink: Option<OutputSink>,
     ) -> Result<RunOutcome, ToolError> {
         let started = Instant::now();
-        let result = self.guarded(code, limit, sink).await;
+        let written_since = std::time::SystemTime::now();
+        let mut result = self.guarded(code, limit, sink).await;
+        if let (Ok(outcome), Some(scratch), true) =
+            (&mut result, &self.scratch, self.runner.is_data())
+        {
+            outcome.images = scratch.pngs_since(written_since, limits::MAX_IMAGES);
+        }
         let fuel = result.as_ref().ok().and_then(|o| o.fuel_used);
         let peak = self.store.data().memory.peak;
         crate::metrics::run(run_outcome(&result), started.elapsed(), fuel, peak);
@@ -129,7 +135,6 @@ impl Session {
                 error: error.map(|e| redactor.redact(&e).into_owned()),
             });
         }
-        let mut result = result;
         if let Ok(o) = &mut result {
             o.duration_us = started.elapsed().as_micros() as u64;
         }

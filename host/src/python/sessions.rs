@@ -359,7 +359,11 @@ impl Sessions {
     }
 
     fn insert(&self, mut session: Session, owner: Option<&str>) -> Result<String, ToolError> {
-        let id = new_id();
+        // The data runner's sessions are told apart by their id (`d-`).
+        let id = match self.runner.is_data() {
+            true => format!("d-{}", &new_id()[2..]),
+            false => new_id(),
+        };
         session.set_caller(&format!("session {id}"));
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if live.len() >= self.max {
