@@ -14,6 +14,7 @@ mod cache;
 mod checkpoints;
 mod cli;
 mod compose;
+mod data;
 mod dirs;
 mod files;
 mod fleet;

@@ -933,3 +933,97 @@ fn with_a_cold_cache_initialize_does_not_wait_for_the_tools_or_the_runner() {
         "{log:?}"
     );
 }
+
+/// The data runner over MCP: `runner: "data"` starts a `d-` session, its
+/// plots come back as image content, a session stays on its runner.
+#[tokio::test]
+async fn run_python_on_the_data_runner_returns_plots_as_images() {
+    let with_data = format!(
+        "{}[runner.data]\npath = {:?}\nmax-sessions = 2\nwarm-sessions = 0\n[runner.data.policy]\nmemory-mb = 1024\ntimeout-ms = 30000\n",
+        manifest_text(""),
+        root().join("target/guests/data"),
+    );
+    let server = compiling(|| {
+        let manifest = Manifest::parse(&with_data, &root()).unwrap();
+        Server::load(&manifest, options(), &Default::default()).unwrap()
+    });
+    let mut client = Client::connect(&server).await;
+    let instructions = client.init["result"]["instructions"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        instructions.contains("numpy's default integer is int32"),
+        "{instructions}"
+    );
+    let listed = client.request("tools/list", json!({})).await;
+    let run = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "run_python")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        run["inputSchema"]["properties"]["runner"]["enum"],
+        json!(["python", "data"])
+    );
+
+    let result = client
+        .call(
+            "run_python",
+            json!({"runner": "data", "code": "import matplotlib.pyplot as plt\nplt.plot([1, 2], [3, 4])\nplt.savefig('p.png')\nlen(plt.get_fignums())"}),
+        )
+        .await;
+    assert_eq!(result["isError"], false, "{result}");
+    let id = result["structuredContent"]["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(id.starts_with("d-"), "{id}");
+    assert_eq!(
+        result["structuredContent"]["images"],
+        json!([{"path": "/p.png"}])
+    );
+    let content = result["content"].as_array().unwrap();
+    assert_eq!(content[1]["type"], "image");
+    assert_eq!(content[1]["mimeType"], "image/png");
+    use base64::Engine as _;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(content[1]["data"].as_str().unwrap())
+        .unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
+
+    // The session keeps its runner: no `runner` needed, and the other one is refused.
+    let again = client
+        .call(
+            "run_python",
+            json!({"session_id": id, "code": "import sys; sys.version_info[:2]"}),
+        )
+        .await;
+    assert_eq!(again["structuredContent"]["value"], "(3, 15)");
+    let wrong = client
+        .call(
+            "run_python",
+            json!({"session_id": id, "runner": "python", "code": "1"}),
+        )
+        .await;
+    assert_eq!(
+        text(&wrong),
+        format!(
+            "invalid-arguments: session `{id}` is the data runner's: pass `runner: \"data\"`, or leave `session_id` out to start a new session on `python`"
+        )
+    );
+    let files = client
+        .call("list_files", json!({"session_id": id, "path": "/"}))
+        .await;
+    assert!(text(&files).contains("p.png"), "{}", text(&files));
+    // The Python runner still answers, in its own session.
+    let plain = client
+        .call(
+            "run_python",
+            json!({"code": "import sys; sys.version_info[:2]"}),
+        )
+        .await;
+    assert_eq!(plain["structuredContent"]["value"], "(3, 14)");
+}

@@ -470,9 +470,10 @@ impl Handler {
                 let mut result = text_result(text, structured, outcome.error.is_some());
                 // The plots a data cell wrote, for the client to show.
                 for image in &outcome.images {
-                    result
-                        .content
-                        .push(ContentBlock::image(STANDARD.encode(&image.png), "image/png"));
+                    result.content.push(ContentBlock::image(
+                        STANDARD.encode(&image.png),
+                        "image/png",
+                    ));
                 }
                 result
             }

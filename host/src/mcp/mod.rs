@@ -116,7 +116,12 @@ impl Server {
     ) -> Result<Arc<Self>> {
         let entry = overrides.apply(&manifest.runner)?;
         let data = match manifest.runner.data_runner() {
-            Some(data) if manifest.resolve(&data.path).join(crate::python::data::MODULE_FILE).exists() => {
+            Some(data)
+                if manifest
+                    .resolve(&data.path)
+                    .join(crate::python::data::MODULE_FILE)
+                    .exists() =>
+            {
                 Some(DataRunner {
                     manifest: manifest.clone(),
                     entry: overrides.apply(&data).context("runner.data")?,
@@ -301,7 +306,10 @@ impl Server {
     }
 
     /// The sessions `id` belongs to: the data runner's (`d-…`) or the Python runner's.
-    pub(crate) async fn sessions_of(&self, id: &str) -> Result<Arc<Sessions>, crate::error::ToolError> {
+    pub(crate) async fn sessions_of(
+        &self,
+        id: &str,
+    ) -> Result<Arc<Sessions>, crate::error::ToolError> {
         if id.starts_with("d-") && self.data.is_some() {
             self.data().await
         } else {

@@ -351,11 +351,7 @@ struct Tally {
 impl Scratch {
     /// Up to `max` PNG files (by their signature) written since `since`, each at
     /// most [`MAX_FILE_BYTES`], by path, in path order.
-    pub(crate) fn pngs_since(
-        &self,
-        since: std::time::SystemTime,
-        max: usize,
-    ) -> Vec<super::Image> {
+    pub(crate) fn pngs_since(&self, since: std::time::SystemTime, max: usize) -> Vec<super::Image> {
         let mut found = Vec::new();
         let mut todo = vec![self.root.clone()];
         let mut seen = 0;
@@ -373,7 +369,9 @@ impl Scratch {
                 if m.is_dir() {
                     todo.push(path);
                 } else if m.is_file()
-                    && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"))
+                    && path
+                        .extension()
+                        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
                     && m.len() <= MAX_FILE_BYTES as u64
                     && m.modified().is_ok_and(|t| t >= since)
                 {
