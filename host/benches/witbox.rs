@@ -7,6 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use witbox::{EngineOptions, Manifest, Registry, Runner};
 
+#[path = "witbox/data.rs"]
+mod data;
 #[path = "witbox/rest.rs"]
 mod rest;
 
@@ -251,6 +253,9 @@ fn main() {
     if std::env::var_os("PROBE").is_some() {
         return probe();
     }
+    if std::env::var_os("ONLY_DATA").is_some() {
+        return only_data();
+    }
     let cache = root().join("target/bench-cache");
     let manifest_path = bench_manifest();
     let manifest = Manifest::load(&manifest_path).expect("run `cargo xtask build` first");
@@ -370,6 +375,7 @@ fn main() {
     packages(&manifest, &options, &rt, &mut rows);
     mcp(&manifest_path, &cache, &mut rows);
     rest::rest(&manifest_path, &cache, &mut rows);
+    data::data(&options, &rt, &mut rows);
 
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -385,6 +391,23 @@ fn main() {
     );
     for (name, time, note) in rows {
         println!("| {name:w$} | {time:>10} | {note} |");
+    }
+}
+
+/// `ONLY_DATA=1`: the data runner's rows alone.
+fn only_data() {
+    let options = EngineOptions {
+        cache_dir: Some(root().join("target/bench-cache")),
+        ..Default::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    data::data(&options, &rt, &mut rows);
+    for (name, time, note) in rows {
+        println!("| {name} | {time} | {note} |");
     }
 }
 

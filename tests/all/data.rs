@@ -257,8 +257,11 @@ async fn a_data_session_gets_nothing_it_was_not_granted() {
         "import os, sys\nsorted(os.environ), sorted(os.listdir('/')), os.getcwd(), sys.version_info[:2]",
     )
     .await;
-    // Its own folder as `/`, and matplotlib's backend: no host environment.
-    assert_eq!(value(&o), "(['MPLBACKEND'], ['tmp'], '/', (3, 15))");
+    // Its own folder as `/`, and matplotlib's settings: no host environment.
+    assert_eq!(
+        value(&o),
+        "(['MPLBACKEND', 'MPLCONFIGDIR'], ['tmp'], '/', (3, 15))"
+    );
     let o = cell(&mut s, "open('/etc/passwd')").await;
     assert_eq!(
         error_of(&o),

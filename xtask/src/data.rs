@@ -83,3 +83,37 @@ pub fn data_runner(root: &Path) -> Result<(), String> {
     std::fs::write(out.join(STAMP), WHEEL_SHA256)
         .map_err(|e| format!("failed to write {}: {e}", out.join(STAMP).display()))
 }
+
+/// A clean venv of the system's `python3` with the pinned numpy, for the bench's
+/// native baseline (`target/bench/numpy-venv`); its python.
+pub fn native_numpy(root: &Path) -> Result<std::path::PathBuf, String> {
+    let venv = root.join("target/bench/numpy-venv");
+    let python = venv.join("bin/python");
+    let want = crate::pins::BENCH_NUMPY;
+    let have = crate::output(Command::new(&python).args([
+        "-I",
+        "-c",
+        "import numpy; print(numpy.__version__)",
+    ]))
+    .unwrap_or_default();
+    if have.trim() == want {
+        return Ok(python);
+    }
+    step(&format!(
+        "installing numpy {want} into target/bench/numpy-venv (the native baseline)"
+    ));
+    let system = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    run(Command::new(&system)
+        .arg("-m")
+        .arg("venv")
+        .arg("--clear")
+        .arg(&venv))?;
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        &format!("numpy=={want}"),
+    ]))?;
+    Ok(python)
+}

@@ -176,9 +176,11 @@ fn load(extra: &[String]) -> Result<(), String> {
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
+    let numpy = data::native_numpy(&root())?;
     step("running the bench (release build)");
     run(toolchain::cargo()
         .current_dir(root())
+        .env("WITBOX_BENCH_NUMPY", numpy)
         .args(["bench", "-p", "witbox", "--bench", "witbox"])
         .args(extra))
 }

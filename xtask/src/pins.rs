@@ -7,3 +7,7 @@ pub const PYTHON_TEST_DEPS: [(&str, &str); 2] = [("mcp", "2.3.0"), ("smolagents"
 
 /// cargo-fuzz, for `cargo xtask fuzz` and the smoke run of `cargo xtask test`.
 pub const CARGO_FUZZ: &str = "0.13.2";
+
+/// Native numpy for the data runner's baseline row (`cargo xtask bench`), in a
+/// clean venv of the system's python3.
+pub const BENCH_NUMPY: &str = "2.3.5";

@@ -27,6 +27,9 @@ cells.NOT_INSTALLED = (
 # Plots are files: matplotlib draws with Agg, and `plt.show()` saves the open
 # figures into the session's folder, for the host to hand on (`_PLOTS` below).
 os.environ.setdefault("MPLBACKEND", "module://_witbox_plots")
+# Its font cache goes into the session's folder, when it has one.
+if os.access("/tmp", os.W_OK):
+    os.environ.setdefault("MPLCONFIGDIR", "/tmp/.matplotlib")
 
 _PLOTS = '''
 from matplotlib.backend_bases import _Backend
