@@ -9,7 +9,7 @@ use witbox::{Manifest, Registry, Runner, Session};
 
 /// A manifest with the quadratic tool, the Python runner and the data runner
 /// with `policy` lines (1 GiB and 30 s unless they say otherwise).
-fn data_manifest(policy: &str) -> String {
+pub(crate) fn data_manifest(policy: &str) -> String {
     let mut policy = policy.to_string();
     for (key, default) in [("memory-mb", "1024"), ("timeout-ms", "30000")] {
         if !policy.contains(key) {

@@ -413,3 +413,76 @@ fn rest_sessions_are_their_principals() {
     let (status, _, _) = server.v1(Some(OPS), "GET", "/v1/sessions", &[], "");
     assert_eq!(status, 401);
 }
+
+#[test]
+fn rest_starts_data_sessions_and_lists_them() {
+    let dir = TempDir::new("rest-data");
+    let manifest = dir.write("witbox.toml", crate::data::data_manifest(""));
+    let server = Served::start(&manifest, &[]);
+    let (status, _, python) = server.v1(None, "POST", "/v1/sessions", &[], "");
+    assert_eq!(status, 201, "{python}");
+    let (status, _, data) = server.v1(None, "POST", "/v1/sessions?runner=data", &[], "");
+    assert_eq!(status, 201, "{data}");
+    let (python, data) = (
+        python["session_id"].as_str().unwrap(),
+        data["session_id"].as_str().unwrap(),
+    );
+    assert!(data.starts_with("d-"), "{data}");
+
+    // Cells of the data session run on the data runner, and keep their globals.
+    server.run(None, data, "import numpy as np\nx = np.arange(4)");
+    assert_eq!(server.run(None, data, "int(x.sum())")["value"], "6");
+    assert_eq!(
+        server.run(None, python, "import sys; sys.version_info[:2]")["value"],
+        "(3, 14)"
+    );
+    assert_eq!(
+        server.run(None, data, "import sys; sys.version_info[:2]")["value"],
+        "(3, 15)"
+    );
+
+    // Both are listed; an unknown runner is refused with the ones there are.
+    let (status, _, listed) = server.v1(None, "GET", "/v1/sessions", &[], "");
+    assert_eq!(status, 200, "{listed}");
+    let ids: Vec<&str> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&python) && ids.contains(&data), "{listed}");
+    let (status, _, refused) = server.v1(None, "POST", "/v1/sessions?runner=r", &[], "");
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        refused["error"]["message"],
+        "unknown query `runner=r`: `POST /v1/sessions` takes `?runner=data` or `?runner=python`"
+    );
+
+    // A data session's snapshot restores into a new data session with its globals.
+    server.run(None, data, "import pandas as pd\ndf = pd.DataFrame({'v': [1, 2, 3]})\nopen('kept.txt', 'w').write('kept')");
+    let (status, _, snapshot) =
+        server.request_bytes("GET", &format!("/v1/sessions/{data}/snapshot"), &[], b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&snapshot));
+    let (status, _, restored) = server.request_bytes(
+        "POST",
+        "/v1/sessions/restore",
+        &[("Content-Type", "application/octet-stream")],
+        &snapshot,
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&restored));
+    let restored: Value = serde_json::from_slice(&restored).unwrap();
+    let copy = restored["session_id"].as_str().unwrap();
+    assert!(copy.starts_with("d-") && copy != data, "{restored}");
+    let again = server.run(
+        None,
+        copy,
+        "(int(df.v.sum()), int(x.sum()), open('kept.txt').read())",
+    );
+    assert_eq!(again["value"], "(6, 6, 'kept')", "{again}");
+
+    // Closing a data session routes by its id.
+    let (status, _, closed) = server.v1(None, "DELETE", &format!("/v1/sessions/{data}"), &[], "");
+    assert_eq!((status, &closed["closed"]), (200, &json!(true)), "{closed}");
+    let (_, _, listed) = server.v1(None, "GET", "/v1/sessions", &[], "");
+    assert!(!listed.to_string().contains(data), "{listed}");
+}

@@ -271,6 +271,15 @@ impl Server {
         self.data.is_some()
     }
 
+    /// The data runner's sessions if a call has loaded them (listing sessions
+    /// does not load the runner).
+    pub(crate) fn loaded_data(&self) -> Option<Arc<Sessions>> {
+        match self.data.as_ref()?.sessions.get()? {
+            Ok(sessions) => Some(sessions.clone()),
+            Err(_) => None,
+        }
+    }
+
     /// The data runner's sessions, loaded at the first call that needs them.
     pub(crate) async fn data(&self) -> Result<Arc<Sessions>, crate::error::ToolError> {
         use crate::error::{ErrorKind, ToolError};
@@ -315,6 +324,22 @@ impl Server {
         } else {
             self.python().await
         }
+    }
+
+    /// The sessions a snapshot restores into: the data runner's if the Python
+    /// runner did not make it and there is a data runner (whose restore then
+    /// checks that it did).
+    pub(crate) async fn sessions_for_snapshot(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Arc<Sessions>, crate::error::ToolError> {
+        let python = self.python().await?;
+        let made_by = crate::python::snapshot::made_by(bytes);
+        let ours = python.runner().build_id().ok();
+        if self.data.is_some() && made_by.is_some() && made_by != ours {
+            return self.data().await;
+        }
+        Ok(python)
     }
 
     /// The tools, when they have loaded (see [`Server::load_in_background`]).

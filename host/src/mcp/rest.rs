@@ -145,7 +145,10 @@ impl Front {
         let owner = principal.unwrap_or(NO_TOKEN);
         match (&method, segments.as_slice()) {
             (&Method::GET, ["sessions"]) => {
-                let ids = sessions.owned_by(owner).await?;
+                let mut ids = sessions.owned_by(owner).await?;
+                if let Some(data) = self.server.loaded_data() {
+                    ids.extend(data.owned_by(owner).await?);
+                }
                 return Ok(ok(StatusCode::OK, &json!({"sessions": ids})));
             }
             (&Method::POST, ["sessions"]) => {
@@ -166,6 +169,7 @@ impl Front {
             }
             (&Method::POST, ["sessions", "restore"]) => {
                 let snapshot = read_body(body).await?;
+                let sessions = self.server.sessions_for_snapshot(&snapshot).await?;
                 self.room_for(&sessions, principal).await?;
                 let (id, missing) = sessions.restore_for(&snapshot, Some(owner)).await?;
                 let body = json!({"session_id": id, "missing": missing});

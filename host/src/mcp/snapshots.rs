@@ -34,7 +34,7 @@ pub(super) fn tools() -> Vec<Tool> {
         ),
         Tool::new(
             RESTORE_SESSION,
-            "Starts a new Python session from a `snapshot_session` snapshot and returns its `session_id`, with `not_restored` naming each variable that could not be put back.",
+            "Starts a new session of the runner that made a `snapshot_session` snapshot (Python or data) and returns its `session_id`, with `not_restored` naming each variable that could not be put back.",
             object(json!({
                 "type": "object",
                 "properties": {"snapshot": {"type": "string", "description": "The base64 `snapshot` that `snapshot_session` returned."}},
@@ -87,7 +87,6 @@ impl Handler {
     }
 
     async fn restore_session(&self, args: &JsonObject) -> Result<CallToolResult, ToolError> {
-        let sessions = self.server().python().await?;
         let text = only_arg(args, RESTORE_SESSION, "snapshot")?;
         if text.len() > MAX_MCP_SNAPSHOT / 3 * 4 + 4 {
             return Err(invalid(format!(
@@ -98,6 +97,7 @@ impl Handler {
         let bytes = STANDARD
             .decode(text)
             .map_err(|e| invalid(format!("`snapshot` is not valid base64: {e}")))?;
+        let sessions = self.server().sessions_for_snapshot(&bytes).await?;
         let _starting = self.start(&sessions)?;
         let (id, missing) = sessions.restore(&bytes).await?;
         self.own(&id);

@@ -16,7 +16,7 @@ mod scratch;
 mod session;
 mod sessions;
 mod shared;
-mod snapshot;
+pub(crate) mod snapshot;
 mod stream;
 
 pub use outcome::{

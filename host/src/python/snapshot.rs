@@ -73,6 +73,15 @@ pub(crate) fn encode(
     Ok(out)
 }
 
+/// The runner build a snapshot says made it (unchecked: [`decode`] checks).
+pub(crate) fn made_by(bytes: &[u8]) -> Option<[u8; 32]> {
+    let at = MAGIC.len() + 2;
+    if bytes.get(..MAGIC.len())? != MAGIC {
+        return None;
+    }
+    bytes.get(at..at + 32)?.try_into().ok()
+}
+
 /// Reads a snapshot made by this runner build and signed with `key`.
 pub(crate) fn decode(
     bytes: &[u8],
