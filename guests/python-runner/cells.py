@@ -194,13 +194,19 @@ def _tool_function(spec, send):
     required = set(schema.get("required") or [])
     params, py_to_json = [], {}
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    for json_name in props:
+    # An optional parameter is keyword-only when a required one follows it (a
+    # record's fields come in any order); the optional ones at the end may be
+    # passed by position too: `add(1, 5)` for `add(a, b=None)`.
+    last_required = max((i for i, n in enumerate(props) if n in required), default=-1)
+    for i, json_name in enumerate(props):
         py = json_name + "_" if keyword.iskeyword(json_name) else json_name
         py_to_json[py] = json_name
         if json_name in required:
             default = inspect.Parameter.empty
-        else:
+        elif i < last_required:
             default, kind = None, inspect.Parameter.KEYWORD_ONLY
+        else:
+            default = None
         params.append(inspect.Parameter(py, kind, default=default))
     signature = inspect.Signature(params)
     json_names = list(py_to_json.values())
@@ -276,13 +282,16 @@ def _help(obj=None):
 
 
 # Set by the runner: a function that returns the session's tools (ToolSpec) and
-# the `send(name, json_text)` that calls one. Asked at the first cell.
+# the `send(name, json_text)` that calls one. Asked at the first cell, and at the
+# first after a reset (the host may have given the session tools of its own).
 tool_source = None
 
 
 def _install_tools():
     global _tool_names
     specs, send = tool_source()
+    for name in _tool_names:
+        builtins.__dict__.pop(name, None)
     names = []
     for spec in specs:
         setattr(builtins, spec.name, _tool_function(spec, send))
@@ -672,8 +681,10 @@ def run(code, max_output_bytes, stream, with_checkpoint, checkpoint_max_bytes):
 
 
 def reset():
-    """Forgets every global, as a fresh session has them."""
-    global _cell
+    """Forgets every global, as a fresh session has them; the next cell lists
+    the tools again."""
+    global _cell, _tools_installed
+    _tools_installed = False
     _fresh_globals()
     _checkpoints.clean()
     aio.forget()

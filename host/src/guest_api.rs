@@ -124,7 +124,7 @@ pub(crate) fn list_tools(state: &State) -> Vec<ToolSpec> {
     tools
         .specs()
         .into_iter()
-        .filter(|t| state.sandbox.may_call(&t.name))
+        .filter(|t| state.sandbox.may_call(&t.name) || tools.grants(&t.name))
         .collect()
 }
 
@@ -153,7 +153,8 @@ impl State {
     /// Why this store's policy refuses a call of `name` now, if it does.
     fn refusal(&mut self, name: &str) -> Option<ToolError> {
         let who = &self.sandbox.name;
-        if !self.sandbox.may_call(name) {
+        let granted = self.tools.as_ref().is_some_and(|t| t.grants(name));
+        if !self.sandbox.may_call(name) && !granted {
             return Some(ToolError::new(
                 ErrorKind::Denied,
                 format!("`{who}` may not call `{name}`: it is not in its `call-tools`"),

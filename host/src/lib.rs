@@ -87,4 +87,4 @@ pub use engine::{Engine, EngineOptions};
 pub use error::{ErrorKind, ToolError};
 pub use manifest::Manifest;
 pub use python::{OutputSink, Overrides, RunOutcome, Runner, Session, Sessions};
-pub use tools::{Registry, Tool};
+pub use tools::{HostTool, HostTools, Registry, Tool};

@@ -37,6 +37,13 @@ pub trait ToolHost: Send + Sync {
 
     /// Every tool there is, in order, as `list-tools` describes them.
     fn specs(&self) -> Vec<host::ToolSpec>;
+
+    /// Whether the host itself grants `name` to the guest, beyond its policy's
+    /// `call-tools`: the embedding program's own functions it chose to expose
+    /// ([`crate::tools::HostTools`]). None by default.
+    fn grants(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// One tool call, from whoever makes it.

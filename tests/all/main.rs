@@ -18,6 +18,7 @@ mod data;
 mod dirs;
 mod files;
 mod fleet;
+mod hosted;
 mod limits;
 mod local_models;
 mod malformed;

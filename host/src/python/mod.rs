@@ -362,6 +362,11 @@ impl Runner {
         &self.packages
     }
 
+    /// The tools its sessions call.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     /// The limits and grants every session of this runner gets.
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
@@ -397,6 +402,7 @@ impl Runner {
             completed: false,
             generation: 0,
             saved: None,
+            host_tools: None,
         })
     }
 

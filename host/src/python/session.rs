@@ -43,6 +43,9 @@ pub struct Session {
     pub(super) generation: u64,
     /// What was last saved to the state dir.
     pub(super) saved: Option<(u64, (u64, u64, i128))>,
+    /// The host's own functions in front of the runner's tools
+    /// ([`Session::set_host_tools`]), kept across restarts.
+    pub(super) host_tools: Option<Arc<crate::tools::HostTools>>,
 }
 
 /// What a restart put back.
@@ -410,9 +413,25 @@ impl Session {
         self.scratch()?.list(path)
     }
 
-    /// The tools this session may call.
+    /// The tools this session may call: the runner's granted ones and the
+    /// host's own ([`Session::set_host_tools`]).
     pub fn tools(&self) -> Vec<String> {
-        self.runner.tool_names()
+        let mut names = self.runner.tool_names();
+        if let Some(host) = &self.host_tools {
+            names.extend(host.names().map(str::to_string));
+        }
+        names
+    }
+
+    /// Puts the host's own functions in front of the runner's tools: the
+    /// session's code calls them as functions of their names (the host's
+    /// grant: no `call-tools` entry needed; `max-tool-calls` counts them). The
+    /// code sees them from its first cell, or from the cell after
+    /// [`Session::reset`]: the interpreter lists its tools then.
+    pub fn set_host_tools(&mut self, tools: crate::tools::HostTools) {
+        let tools = Arc::new(tools);
+        self.store.data_mut().tools = Some(tools.clone());
+        self.host_tools = Some(tools);
     }
 
     /// Replaces a dead instance with a fresh one, and puts the last checkpoint
@@ -465,6 +484,9 @@ impl Session {
         self.in_flight = false;
         if let Some(caller) = &self.caller {
             self.store.data_mut().caller = caller.clone();
+        }
+        if let Some(tools) = &self.host_tools {
+            self.store.data_mut().tools = Some(tools.clone());
         }
         Ok(())
     }

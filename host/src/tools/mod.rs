@@ -6,10 +6,12 @@
 //! - `invoke.rs`: the one guarded path every call takes, from every entry point.
 
 mod describe;
+mod hosted;
 mod invoke;
 mod load;
 
 pub use describe::{EMBEDDED_WIT_SECTION, custom_section};
+pub use hosted::{HostFn, HostTool, HostTools};
 
 use crate::bindings::host;
 use crate::engine::Engine;
