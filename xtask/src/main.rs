@@ -15,6 +15,7 @@ mod eval;
 mod fixture;
 mod fuzz;
 mod node;
+mod package;
 mod pins;
 #[path = "../../host/src/scaffold/toolchain.rs"]
 #[allow(dead_code)] // `witbox new tool` uses the wit-bindgen pin
@@ -35,9 +36,14 @@ commands:
   test [ARGS]
           build, install the pinned Python MCP SDK and smolagents into .venv and the
           pinned TypeScript MCP SDK into tests/node/node_modules (npm ci), run every
-          test, the agent eval (`eval --check`), then a smoke run of each fuzz target
-          (18 s each); ARGS go to `cargo test` and skip the eval and the smoke run
+          test, build the Python package into .venv (maturin develop) and run its
+          pytest suite, install its wheel into a fresh venv and run the one-liner, the
+          agent eval (`eval --check`), then a smoke run of each fuzz target (18 s
+          each); ARGS go to `cargo test` and skip the Python package, the eval and
+          the smoke run
   bench   build in release mode, then print a table of timings
+  wheel   build, then the release wheel of the Python package `witbox` (abi3, CPython
+          3.9+, with the Python runner inside) into target/wheels/
   eval [--base-url URL --model M] [--mode tools|code|both] [--repeat K] [--check] ...
           run the agent suite (xtask/eval/tasks.toml, ~20 tasks) through `witbox agent`,
           check each answer, and print solve rate, steps, tool calls and wall time per
@@ -61,6 +67,9 @@ fn main() -> ExitCode {
         Some("eval") if args.iter().any(|a| a == "-h" || a == "--help") => eval::eval(&args[1..]),
         Some("eval") => build::build().and_then(|()| eval::eval(&args[1..])),
         Some("load") => build::build().and_then(|()| load(&args[1..])),
+        Some("wheel") => build::build()
+            .and_then(|()| package::wheel(true))
+            .map(|wheel| eprintln!("built {}", wheel.display())),
         Some("fuzz") => build::build().and_then(|()| fuzz::fuzz(&args[1..])),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
@@ -126,6 +135,9 @@ fn test(extra: &[String]) -> Result<(), String> {
         .current_dir(root())
         .args(["test", "-p", "witbox", "-p", "xtask"])
         .args(extra))?;
+    if extra.is_empty() {
+        package::test()?;
+    }
     if extra.is_empty() {
         step("running the agent eval against the offline planner and the scripted model");
         eval::eval(&["--check".into()])?;

@@ -3,7 +3,13 @@
 //! shared with `witbox build`.
 
 /// What the MCP tests drive witbox with: the official Python MCP SDK and smolagents.
-pub const PYTHON_TEST_DEPS: [(&str, &str); 2] = [("mcp", "2.3.0"), ("smolagents", "1.26.0")];
+/// And the Python package's build and tests: maturin and pytest.
+pub const PYTHON_TEST_DEPS: [(&str, &str); 4] = [
+    ("mcp", "2.3.0"),
+    ("smolagents", "1.26.0"),
+    ("maturin", "1.16.0"),
+    ("pytest", "8.4.2"),
+];
 
 /// cargo-fuzz, for `cargo xtask fuzz` and the smoke run of `cargo xtask test`.
 pub const CARGO_FUZZ: &str = "0.13.2";

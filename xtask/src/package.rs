@@ -1,0 +1,116 @@
+//! The Python package `witbox` (`bindings/python`, PyO3 + maturin): built into
+//! `.venv` for the pytest suite, and as a wheel (`cargo xtask wheel`) that
+//! carries the Python runner. Both copy `target/guests/python-runner.wasm` into
+//! the package's `witbox/_data/` first (git-ignored), which is where the
+//! package looks for its runner.
+
+use crate::{artifacts, root, run, step};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The package's folder.
+fn package() -> PathBuf {
+    root().join("bindings/python")
+}
+
+/// Puts the built runner into the package (only when it changed).
+fn copy_runner() -> Result<(), String> {
+    let from = artifacts().join("python-runner.wasm");
+    let data = package().join("python/witbox/_data");
+    let to = data.join("python-runner.wasm");
+    let same = |a: &Path, b: &Path| match (std::fs::read(a), std::fs::read(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(&from, &to) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&data)
+        .map_err(|e| format!("failed to create {}: {e}", data.display()))?;
+    std::fs::copy(&from, &to)
+        .map(drop)
+        .map_err(|e| format!("failed to copy {} into the package: {e}", from.display()))
+}
+
+fn maturin() -> Command {
+    let venv = root().join(".venv");
+    let mut path = std::ffi::OsString::from(venv.join("bin"));
+    if let Some(rest) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(rest);
+    }
+    let mut command = Command::new(venv.join("bin/maturin"));
+    command
+        .current_dir(package())
+        .env("VIRTUAL_ENV", &venv)
+        .env("PATH", path);
+    command
+}
+
+/// `maturin develop` into `.venv` (the dev profile: the host's dependencies are
+/// the tests' own build).
+pub fn develop() -> Result<(), String> {
+    copy_runner()?;
+    step("building the Python package into .venv (maturin develop)");
+    run(maturin().args(["develop", "--quiet"]))
+}
+
+/// Runs the pytest suite of the package (`tests/python/witbox_test.py`), then
+/// builds a wheel, installs it into a fresh venv and runs the README's one-liner
+/// there, with an empty compile cache.
+pub fn test() -> Result<(), String> {
+    develop()?;
+    step("running the Python package's tests (pytest tests/python/witbox_test.py)");
+    run(Command::new(root().join(".venv/bin/python"))
+        .current_dir(root())
+        .args(["-m", "pytest", "-q", "tests/python/witbox_test.py"]))?;
+    let wheel = wheel(false)?;
+    step("installing the wheel into a fresh venv and running the one-liner there");
+    let scratch = root().join("target/wheel-check");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let venv = scratch.join("venv");
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--no-index",
+            "--disable-pip-version-check",
+        ])
+        .arg(&wheel))?;
+    let out = crate::output(
+        Command::new(venv.join("bin/python"))
+            .current_dir(&scratch)
+            .env("WITBOX_CACHE_DIR", scratch.join("cache"))
+            .args([
+                "-c",
+                "import witbox; print(witbox.run('print(1+1)').stdout)",
+            ]),
+    )?;
+    if out.trim() != "2" {
+        return Err(format!("the installed wheel printed {out:?}, not 2"));
+    }
+    Ok(())
+}
+
+/// `maturin build` of the wheel into `target/wheels/`; its path.
+pub fn wheel(release: bool) -> Result<PathBuf, String> {
+    copy_runner()?;
+    let out = root().join("target/wheels");
+    let _ = std::fs::remove_dir_all(&out);
+    step(&format!(
+        "building the witbox wheel ({} profile) into target/wheels",
+        if release { "release" } else { "dev" }
+    ));
+    let mut command = maturin();
+    command.args(["build", "--quiet", "--out"]).arg(&out);
+    if release {
+        command.arg("--release");
+    }
+    run(&mut command)?;
+    let found = std::fs::read_dir(&out)
+        .map_err(|e| format!("failed to read {}: {e}", out.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"));
+    found.ok_or_else(|| format!("maturin wrote no wheel into {}", out.display()))
+}
