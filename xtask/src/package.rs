@@ -60,10 +60,17 @@ pub fn develop() -> Result<(), String> {
 /// there, with an empty compile cache.
 pub fn test() -> Result<(), String> {
     develop()?;
-    step("running the Python package's tests (pytest tests/python/witbox_test.py)");
+    step(
+        "running the Python package's tests (pytest: tests/python/witbox_test.py, smolagents_test.py, langchain_test.py)",
+    );
     run(Command::new(root().join(".venv/bin/python"))
         .current_dir(root())
-        .args(["-m", "pytest", "-q", "tests/python/witbox_test.py"]))?;
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .args([
+            "tests/python/witbox_test.py",
+            "tests/python/smolagents_test.py",
+        ])
+        .arg("tests/python/langchain_test.py"))?;
     let wheel = wheel(false)?;
     step("installing the wheel into a fresh venv and running the one-liner there");
     let scratch = root().join("target/wheel-check");

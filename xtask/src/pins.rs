@@ -3,12 +3,13 @@
 //! shared with `witbox build`.
 
 /// What the MCP tests drive witbox with: the official Python MCP SDK and smolagents.
-/// And the Python package's build and tests: maturin and pytest.
-pub const PYTHON_TEST_DEPS: [(&str, &str); 4] = [
+/// And the Python package's build and tests: maturin, pytest and LangChain's core.
+pub const PYTHON_TEST_DEPS: [(&str, &str); 5] = [
     ("mcp", "2.3.0"),
     ("smolagents", "1.26.0"),
     ("maturin", "1.16.0"),
     ("pytest", "8.4.2"),
+    ("langchain-core", "1.8.3"),
 ];
 
 /// cargo-fuzz, for `cargo xtask fuzz` and the smoke run of `cargo xtask test`.

@@ -63,7 +63,13 @@ def _doc(fn: Callable) -> Tuple[str, Dict[str, str]]:
 class Callback:
     """One host function as a tool."""
 
-    def __init__(self, fn: Callable, name: Optional[str] = None, description: Optional[str] = None):
+    def __init__(
+        self,
+        fn: Callable,
+        name: Optional[str] = None,
+        description: Optional[str] = None,
+        parameters: Optional[Dict[str, Any]] = None,
+    ):
         if not callable(fn):
             raise TypeError(f"a tool must be a function, not {type(fn).__name__}")
         self.fn = fn
@@ -71,6 +77,13 @@ class Callback:
         doc, words = _doc(fn)
         self.description = description or doc or f"The host function `{self.name}`."
         self.signature = inspect.signature(fn)
+        if parameters is not None:  # a schema of its own (a smolagents Tool's inputs)
+            self.parameters = parameters
+            required = set(parameters.get("required", []))
+            self.checks = {
+                k: (p, k not in required) for k, p in parameters.get("properties", {}).items()
+            }
+            return
         try:
             hints = typing.get_type_hints(fn)
         except Exception:  # noqa: BLE001 - unresolvable hints: untyped parameters
@@ -130,9 +143,10 @@ def _mismatch(value: Any, schema: Dict[str, Any]) -> Optional[str]:
         "boolean": lambda v: isinstance(v, bool),
         "array": lambda v: isinstance(v, list),
         "object": lambda v: isinstance(v, dict),
-    }[kind]
+    }.get(kind, lambda v: True)
     if not ok(value):
-        return f"must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not {json.dumps(value)[:80]}"
+        article = "an" if kind[0] in "aeiou" else "a"
+        return f"must be {article} {kind}, not {json.dumps(value)[:80]}"
     if "enum" in schema and value not in schema["enum"]:
         return f"must be one of {', '.join(map(json.dumps, schema['enum']))}"
     if "anyOf" in schema and all(_mismatch(value, s) for s in schema["anyOf"]):
