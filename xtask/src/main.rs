@@ -41,7 +41,8 @@ commands:
           agent eval (`eval --check`), then a smoke run of each fuzz target (18 s
           each); ARGS go to `cargo test` and skip the Python package, the eval and
           the smoke run
-  bench   build in release mode, then print a table of timings
+  bench   build in release mode, then print a table of timings; then the Python
+          package's rows (its release wheel in a clean venv, against native exec())
   wheel   build, then the release wheel of the Python package `witbox` (abi3, CPython
           3.9+, with the Python runner inside) into target/wheels/
   eval [--base-url URL --model M] [--mode tools|code|both] [--repeat K] [--check] ...
@@ -194,5 +195,6 @@ fn bench(extra: &[String]) -> Result<(), String> {
         .current_dir(root())
         .env("WITBOX_BENCH_NUMPY", numpy)
         .args(["bench", "-p", "witbox", "--bench", "witbox"])
-        .args(extra))
+        .args(extra))?;
+    package::bench()
 }

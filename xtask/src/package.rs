@@ -121,3 +121,29 @@ pub fn wheel(release: bool) -> Result<PathBuf, String> {
         .find(|p| p.extension().is_some_and(|x| x == "whl"));
     found.ok_or_else(|| format!("maturin wrote no wheel into {}", out.display()))
 }
+
+/// The Python rows of `cargo xtask bench`: the release wheel in a clean venv
+/// (`target/bench/witbox-venv`), `bindings/python/bench.py` against native
+/// `exec()` in the same process.
+pub fn bench() -> Result<(), String> {
+    let wheel = wheel(true)?;
+    let venv = root().join("target/bench/witbox-venv");
+    step("installing the release wheel into a clean venv (target/bench/witbox-venv)");
+    run(Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg("--clear")
+        .arg(&venv))?;
+    run(Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--no-index",
+            "--disable-pip-version-check",
+        ])
+        .arg(&wheel))?;
+    step("running the Python package's bench (bindings/python/bench.py)");
+    run(Command::new(venv.join("bin/python"))
+        .current_dir(root().join("target/bench"))
+        .arg(package().join("bench.py")))
+}

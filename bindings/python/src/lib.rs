@@ -282,10 +282,12 @@ impl Session {
         self.with(py, async |s| Ok(s.tools()))
     }
 
-    /// Ends the session; its instance goes back to the pool's allocator.
+    /// Ends the session. Its instance goes back to the pool's allocator on a
+    /// worker thread (resetting its memory slot takes milliseconds), so this
+    /// returns at once.
     fn close(&self, py: Python<'_>) {
         let session = py.detach(|| self.inner.lock().unwrap_or_else(|e| e.into_inner()).take());
-        drop(session);
+        drop_later(session);
     }
 
     #[getter]
@@ -294,6 +296,24 @@ impl Session {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .is_none()
+    }
+}
+
+/// Drops a session on a worker thread.
+fn drop_later(session: Option<witbox::Session>) {
+    if let Some(session) = session {
+        runtime().spawn_blocking(move || drop(session));
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        drop_later(
+            self.inner
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
     }
 }
 
