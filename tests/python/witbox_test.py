@@ -327,3 +327,12 @@ def test_a_manifest_without_the_grant_denies_its_tools(tmp_path):
         witbox.Session(manifest=path, timeout_ms=5)
     with pytest.raises(witbox.NotFound, match="cannot read the manifest"):
         witbox.Session(manifest=tmp_path / "nope.toml")
+
+
+def test_the_package_ships_the_tools():
+    tools = witbox.Tools()
+    assert tools.names() == ["quadratic_solve", "weather_current", "equation_report_report", "text_stats_analyze"]
+    assert tools.call("quadratic_solve", a=1, b=-3, c=2) == QUADRATIC
+    with witbox.Session(call_tools=["quadratic_*"]) as s:
+        assert eval(s.run("quadratic_solve(1, -3, 2)").value) == QUADRATIC
+        assert s.run("equation_report_report(1, -3, 2)").error.type == "NameError"

@@ -13,23 +13,41 @@ fn package() -> PathBuf {
     root().join("bindings/python")
 }
 
-/// Puts the built runner into the package (only when it changed).
+/// The shipped tools the package carries, beside its runner.
+const TOOLS: [&str; 4] = ["quadratic", "weather", "equation-report", "text-stats"];
+
+/// Puts the built runner and the shipped tools into the package (each only
+/// when it changed), with `tools.toml`: the shipped manifest's components and
+/// their policies, paths relative to the package's `_data/`.
 fn copy_runner() -> Result<(), String> {
-    let from = artifacts().join("python-runner.wasm");
     let data = package().join("python/witbox/_data");
-    let to = data.join("python-runner.wasm");
+    std::fs::create_dir_all(&data)
+        .map_err(|e| format!("failed to create {}: {e}", data.display()))?;
     let same = |a: &Path, b: &Path| match (std::fs::read(a), std::fs::read(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
     };
-    if same(&from, &to) {
-        return Ok(());
+    for name in std::iter::once("python-runner").chain(TOOLS) {
+        let from = artifacts().join(format!("{name}.wasm"));
+        let to = data.join(format!("{name}.wasm"));
+        if !same(&from, &to) {
+            std::fs::copy(&from, &to)
+                .map_err(|e| format!("failed to copy {} into the package: {e}", from.display()))?;
+        }
     }
-    std::fs::create_dir_all(&data)
-        .map_err(|e| format!("failed to create {}: {e}", data.display()))?;
-    std::fs::copy(&from, &to)
-        .map(drop)
-        .map_err(|e| format!("failed to copy {} into the package: {e}", from.display()))
+    let shipped = std::fs::read_to_string(root().join("witbox.toml"))
+        .map_err(|e| format!("failed to read witbox.toml: {e}"))?;
+    // The `[[component]]` tables come before `[runner]`.
+    let components = shipped
+        .split("\n[runner]")
+        .next()
+        .unwrap_or_default()
+        .replace("target/guests/", "");
+    let tools = format!(
+        "# The shipped tools, from witbox.toml (written by `cargo xtask`).\n{components}\n"
+    );
+    std::fs::write(data.join("tools.toml"), tools)
+        .map_err(|e| format!("failed to write tools.toml into the package: {e}"))
 }
 
 fn maturin() -> Command {

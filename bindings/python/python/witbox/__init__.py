@@ -301,8 +301,20 @@ def _toml(value: Any) -> str:
     raise InvalidArguments(f"cannot put {type(value).__name__} {value!r} in a policy")
 
 
+_SHIPPED_TOOLS = _DATA / "tools.toml"
+
+
+def _shipped_tools() -> str:
+    """The `[[component]]` tables of the tools the package carries."""
+    try:
+        return _SHIPPED_TOOLS.read_text()
+    except OSError:
+        return ""
+
+
 def _manifest(policy: Mapping[str, Any]) -> str:
-    """The manifest text of a policy given as keywords."""
+    """The manifest text of a policy given as keywords (with the shipped tools
+    when it grants any: ``call_tools=["quadratic_*"]``)."""
     unknown = sorted(set(policy) - set(_POLICY_KEYS) - set(_RUNNER_KEYS))
     if unknown:
         known = ", ".join(_POLICY_KEYS + _RUNNER_KEYS)
@@ -310,7 +322,8 @@ def _manifest(policy: Mapping[str, Any]) -> str:
             f"unknown policy keyword{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(map(repr, unknown))}: the keywords are {known}"
         )
-    lines = ["[runner]", f"path = {_toml(str(_runner_path()))}"]
+    lines = [_shipped_tools()] if policy.get("call_tools") else []
+    lines += ["[runner]", f"path = {_toml(str(_runner_path()))}"]
     lines += [f"{k.replace('_', '-')} = {_toml(v)}" for k, v in policy.items() if k in _RUNNER_KEYS]
     lines.append("[runner.policy]")
     lines += [
@@ -344,7 +357,7 @@ def _runner(manifest: Optional[Union[str, os.PathLike]], policy: Mapping[str, An
     else:
         text = _manifest(policy)
         key = ("policy", text, data)
-        base = os.getcwd()
+        base = str(_DATA)
     runner = _runners.get(key)
     if runner is None:
         runner = _runners[key] = _loading(lambda: _native.Runner(text, base, data))
@@ -568,9 +581,11 @@ class ToolSpec:
 
 
 class Tools:
-    """The WIT tool components of a manifest, callable from Python::
+    """The WIT tool components of a manifest (by default the tools the package
+    ships: ``quadratic``, ``weather``, ``equation-report``, ``text-stats``),
+    callable from Python::
 
-    tools = witbox.Tools("witbox.toml")
+    tools = witbox.Tools()          # or witbox.Tools("witbox.toml")
     tools.call("quadratic_solve", a=1, b=-3, c=2)
 
     Each call runs in a fresh instance of its component, under its policy,
@@ -579,8 +594,8 @@ class Tools:
     ``denied``, ``tool-error``, ``timeout``, ...).
     """
 
-    def __init__(self, manifest: Union[str, os.PathLike]) -> None:
-        self._runner = _runner(manifest, {})
+    def __init__(self, manifest: Optional[Union[str, os.PathLike]] = None) -> None:
+        self._runner = _runner(manifest, {} if manifest else {"call_tools": ["*"]})
 
     def __iter__(self) -> Iterator[ToolSpec]:
         return iter(self.specs())
