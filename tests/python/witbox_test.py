@@ -336,3 +336,19 @@ def test_the_package_ships_the_tools():
     with witbox.Session(call_tools=["quadratic_*"]) as s:
         assert eval(s.run("quadratic_solve(1, -3, 2)").value) == QUADRATIC
         assert s.run("equation_report_report(1, -3, 2)").error.type == "NameError"
+
+
+def test_the_data_runner_from_a_manifest_with_a_callback(tmp_path):
+    extra = f"[runner.data]\npath = {json.dumps(str(GUESTS / 'data'))}\n[runner.data.policy]\nmemory-mb = 1024\ntimeout-ms = 30000\n"
+    path = manifest(tmp_path, extra=extra)
+
+    def scale(x: float) -> float:
+        """Doubles x."""
+        return 2 * x
+
+    with witbox.Session(manifest=path, runner="data", tools=[scale]) as s:
+        r = s.run("import numpy as np\nfloat(np.linalg.solve([[2.0, 1], [1, 3]], [3, 5])[0]) + scale(1)")
+        assert r.value == "2.8", r
+        assert s.run("import sys; sys.version_info[:2]").value == "(3, 15)"
+    with pytest.raises(witbox.InvalidArguments, match="unknown runner 'r'"):
+        witbox.Session(runner="r")
