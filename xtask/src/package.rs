@@ -93,18 +93,9 @@ pub fn test() -> Result<(), String> {
     step("installing the wheel into a fresh venv and running the one-liner there");
     let scratch = root().join("target/wheel-check");
     let _ = std::fs::remove_dir_all(&scratch);
-    let venv = scratch.join("venv");
-    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    run(Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--quiet",
-            "--no-index",
-            "--disable-pip-version-check",
-        ])
-        .arg(&wheel))?;
+    let python = venv_with(&wheel, &scratch.join("venv"))?;
     let out = crate::output(
-        Command::new(venv.join("bin/python"))
+        Command::new(python)
             .current_dir(&scratch)
             .env("WITBOX_CACHE_DIR", scratch.join("cache"))
             .args([
@@ -145,13 +136,20 @@ pub fn wheel(release: bool) -> Result<PathBuf, String> {
 /// `exec()` in the same process.
 pub fn bench() -> Result<(), String> {
     let wheel = wheel(true)?;
-    let venv = root().join("target/bench/witbox-venv");
     step("installing the release wheel into a clean venv (target/bench/witbox-venv)");
+    let python = venv_with(&wheel, &root().join("target/bench/witbox-venv"))?;
+    step("running the Python package's bench (bindings/python/bench.py)");
+    run(Command::new(python)
+        .current_dir(root().join("target/bench"))
+        .arg(package().join("bench.py")))
+}
+
+/// A new venv of the system's `python3` at `venv` with only `wheel` installed
+/// (no index: nothing else is fetched); its python.
+fn venv_with(wheel: &Path, venv: &Path) -> Result<PathBuf, String> {
     run(Command::new("python3")
-        .arg("-m")
-        .arg("venv")
-        .arg("--clear")
-        .arg(&venv))?;
+        .args(["-m", "venv", "--clear"])
+        .arg(venv))?;
     run(Command::new(venv.join("bin/pip"))
         .args([
             "install",
@@ -159,9 +157,6 @@ pub fn bench() -> Result<(), String> {
             "--no-index",
             "--disable-pip-version-check",
         ])
-        .arg(&wheel))?;
-    step("running the Python package's bench (bindings/python/bench.py)");
-    run(Command::new(venv.join("bin/python"))
-        .current_dir(root().join("target/bench"))
-        .arg(package().join("bench.py")))
+        .arg(wheel))?;
+    Ok(venv.join("bin/python"))
 }
