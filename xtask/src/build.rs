@@ -261,7 +261,7 @@ pub fn python_test_deps(root: &Path) -> Result<(), String> {
         .map(|(name, version)| format!("{name}=={version}"))
         .collect();
     step(&format!(
-        "installing {} into .venv for the MCP tests",
+        "installing {} into .venv for the tests",
         pins.join(" ")
     ));
     run(Command::new(root.join(".venv/bin/pip"))
