@@ -282,9 +282,13 @@ def _help(obj=None):
 
 
 # Set by the runner: a function that returns the session's tools (ToolSpec) and
-# the `send(name, json_text)` that calls one. Asked at the first cell, and at the
-# first after a reset (the host may have given the session tools of its own).
+# the `send(name, json_text)` that calls one. Asked at the first cell, and again
+# when the host restores `LIST_TOOLS` (it gave the session tools of its own).
 tool_source = None
+
+# The state the host restores to have the tools listed again (a real checkpoint
+# never equals it: checkpoints are the runner's own, signed when they travel).
+LIST_TOOLS = b"witbox:list-tools"
 
 
 def _install_tools():
@@ -681,10 +685,8 @@ def run(code, max_output_bytes, stream, with_checkpoint, checkpoint_max_bytes):
 
 
 def reset():
-    """Forgets every global, as a fresh session has them; the next cell lists
-    the tools again."""
-    global _cell, _tools_installed
-    _tools_installed = False
+    """Forgets every global, as a fresh session has them."""
+    global _cell
     _fresh_globals()
     _checkpoints.clean()
     aio.forget()
@@ -694,8 +696,14 @@ def reset():
 
 
 def restore(state):
-    """Puts a checkpoint back; returns `name: why` for each global it could not."""
+    """Puts a checkpoint back; returns `name: why` for each global it could not.
+    `LIST_TOOLS` lists the tools again instead."""
     global _tools_installed, _cell
+    if state == LIST_TOOLS:
+        _install_tools()
+        _tools_installed = True
+        _checkpoints.note_injected()
+        return []
     try:
         if not _tools_installed:  # a checkpoint may name the tools
             try:

@@ -40,7 +40,7 @@ async fn a_host_function_is_callable_from_its_session_only() {
     });
     let host = HostTools::new(runner.registry().clone(), vec![double, fails]).unwrap();
     let mut s = runner.session().await.unwrap();
-    s.set_host_tools(host);
+    s.set_host_tools(host).await.unwrap();
     assert!(s.tools().contains(&"double".to_string()));
 
     let o = cell(&mut s, "double(21)").await;

@@ -267,23 +267,25 @@ def test_a_session_without_the_function_cannot_reach_it():
         assert r.error.type == "NameError"
 
 
-def test_decorator_and_the_first_run_rule():
+def test_decorator_and_tools_added_later():
     s = witbox.Session()
 
     @s.tool
     def double(x: float) -> float:
         return 2 * x
 
-    assert s.run("double(1.5)").value == "3.0"
+    assert s.run("y = double(1.5)\ny").value == "3.0"
 
+    @s.tool(name="one")
     def late() -> int:
         return 1
 
-    with pytest.raises(witbox.InvalidArguments, match="before the session's first run, or after reset"):
-        s.add_tool(late)
+    # Added after a run: there from the next one, with the globals kept.
+    assert s.run("one() + double(1) + y").value == "6.0"
     s.reset()
-    s.add_tool(late)
-    assert s.run("late() + double(1)").value == "3"
+    assert s.run("one()").value == "1"
+    with pytest.raises(witbox.InvalidArguments, match="a tool must be a function"):
+        s.add_tool(3)
     s.close()
 
 

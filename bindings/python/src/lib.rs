@@ -271,10 +271,7 @@ impl Session {
             })
             .collect();
         let host = witbox::HostTools::new(self.registry.clone(), tools).map_err(tool_error)?;
-        self.with(py, async move |s| {
-            s.set_host_tools(host);
-            Ok(())
-        })
+        self.with(py, async move |s| s.set_host_tools(host).await)
     }
 
     /// The tools the session may call.

@@ -424,14 +424,24 @@ impl Session {
     }
 
     /// Puts the host's own functions in front of the runner's tools: the
-    /// session's code calls them as functions of their names (the host's
-    /// grant: no `call-tools` entry needed; `max-tool-calls` counts them). The
-    /// code sees them from its first cell, or from the cell after
-    /// [`Session::reset`]: the interpreter lists its tools then.
-    pub fn set_host_tools(&mut self, tools: crate::tools::HostTools) {
+    /// session's code calls them as functions of their names from its next
+    /// cell on (the host's grant: no `call-tools` entry needed; `max-tool-calls`
+    /// counts them). Replaces the host functions it had; the interpreter lists
+    /// its tools again, under the run limits.
+    pub async fn set_host_tools(
+        &mut self,
+        tools: crate::tools::HostTools,
+    ) -> Result<(), ToolError> {
         let tools = Arc::new(tools);
         self.store.data_mut().tools = Some(tools.clone());
         self.host_tools = Some(tools);
+        self.recover().await?;
+        self.restore_raw(LIST_TOOLS).await.map(drop).map_err(|e| {
+            ToolError::new(
+                ErrorKind::Internal,
+                format!("the session could not list its tools: {e}"),
+            )
+        })
     }
 
     /// Replaces a dead instance with a fresh one, and puts the last checkpoint
@@ -604,6 +614,9 @@ impl Session {
         }
     }
 }
+
+/// What the runners' `restore` takes as "list the tools again" (`cells.py`).
+const LIST_TOOLS: &[u8] = b"witbox:list-tools";
 
 fn timeout_message(timeout: Duration) -> String {
     format!(

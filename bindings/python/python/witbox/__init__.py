@@ -424,7 +424,6 @@ class Session:
         self._runner = _runner(manifest, policy, runner == "data")
         self._native = _native_call(self._runner.session)()
         self._callbacks = Callbacks()
-        self._ran = False
         for fn in tools:
             self.add_tool(fn)
 
@@ -432,7 +431,7 @@ class Session:
     def _wrap(cls, runner, native) -> "Session":
         self = cls.__new__(cls)
         self._runner, self._native = runner, native
-        self._callbacks, self._ran = Callbacks(), True
+        self._callbacks = Callbacks()
         return self
 
     def add_tool(
@@ -443,13 +442,7 @@ class Session:
         description: Optional[str] = None,
     ) -> Callable[..., Any]:
         """Makes ``fn`` callable from the session's code as ``name`` (its own
-        name by default). Before the first run, or after :meth:`reset`: the
-        sandbox lists its tools at its first cell. Returns ``fn``."""
-        if self._ran:
-            raise InvalidArguments(
-                "add tools before the session's first run, or after reset(): "
-                "the sandbox lists its tools at its first cell"
-            )
+        name by default), from the next run on. Returns ``fn``."""
         try:
             cb = Callback(fn, name, description)
         except TypeError as e:
@@ -470,7 +463,6 @@ class Session:
     @_native_call
     def run(self, code: str) -> Result:
         """Runs ``code`` as the next cell; the result (never raises for what the code did)."""
-        self._ran = True
         return Result._from_json(self._native.run(code))
 
     async def arun(self, code: str) -> Result:
@@ -479,9 +471,8 @@ class Session:
 
     @_native_call
     def reset(self) -> None:
-        """Forgets every global (the files stay); tools may be added again."""
+        """Forgets every global (the files and the tools stay)."""
         self._native.reset()
-        self._ran = False
 
     @_native_call
     def write_file(self, path: str, data: Union[bytes, str]) -> None:

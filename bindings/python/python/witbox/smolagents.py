@@ -143,11 +143,7 @@ class WitboxExecutor(PythonExecutor):
         """The agent's tools (but ``final_answer``, which the sandbox has) as
         host callbacks."""
         wanted = {name: t for name, t in tools.items() if name != "final_answer"}
-        if self._tools is not None:
-            if set(wanted) != self._tools:
-                raise InvalidArguments(
-                    "the agent's tools changed after its session started: make a new WitboxExecutor"
-                )
+        if self._tools == set(wanted):
             return
         for name, tool in wanted.items():
             inputs = getattr(tool, "inputs", None) or {}
