@@ -25,7 +25,6 @@ folder) raises :class:`WitboxError` subclasses at once.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import os
@@ -467,6 +466,8 @@ class Session:
 
     async def arun(self, code: str) -> Result:
         """:meth:`run` on a worker thread: the event loop goes on while the cell runs."""
+        import asyncio  # not at import time: it takes most of `import witbox`
+
         return await asyncio.get_running_loop().run_in_executor(None, self.run, code)
 
     @_native_call
@@ -554,6 +555,8 @@ def run(code: str, **policy: Any) -> Result:
 
 async def arun(code: str, **policy: Any) -> Result:
     """:func:`run` without blocking the event loop."""
+    import asyncio
+
     return await asyncio.get_running_loop().run_in_executor(
         None, functools.partial(run, code, **policy)
     )

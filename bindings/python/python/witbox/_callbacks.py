@@ -9,17 +9,20 @@ before the function runs; what it raises comes back to the sandbox as a
 
 from __future__ import annotations
 
-import inspect
 import json
-import re
 import typing
 from typing import Any, Callable, Dict, List, Optional, Tuple
+
+# `inspect` and `re` are imported where a callback is made: `import witbox`
+# stays quick.
 
 _JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean"}
 
 
 def _schema(hint: Any) -> Tuple[Dict[str, Any], bool]:
     """The JSON Schema of a type hint, and whether it allows None."""
+    import inspect
+
     if hint is inspect.Parameter.empty or hint is Any:
         return {}, False
     origin = typing.get_origin(hint)
@@ -48,6 +51,9 @@ def _schema(hint: Any) -> Tuple[Dict[str, Any], bool]:
 def _doc(fn: Callable) -> Tuple[str, Dict[str, str]]:
     """The description (the docstring's first paragraph) and, from an
     ``Args:`` section, each parameter's words."""
+    import inspect
+    import re
+
     doc = inspect.getdoc(fn) or ""
     description = doc.split("\n\n")[0].strip()
     params: Dict[str, str] = {}
@@ -70,6 +76,8 @@ class Callback:
         description: Optional[str] = None,
         parameters: Optional[Dict[str, Any]] = None,
     ):
+        import inspect
+
         if not callable(fn):
             raise TypeError(f"a tool must be a function, not {type(fn).__name__}")
         self.fn = fn
