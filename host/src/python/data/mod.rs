@@ -2,8 +2,8 @@
 //! pandas, scipy, scikit-learn and matplotlib, a WASI preview 1 core module
 //! (not a component), as a second kind of code runner.
 //!
-//! - this file: [`Data`], the compiled module linked with WASI preview 1 and
-//!   its `host.call` door; [`Instance`], one live instance, which answers the
+//! - this file: `Data`, the compiled module linked with WASI preview 1 and
+//!   its `host.call` door; `Instance`, one live instance, which answers the
 //!   same `run`, `reset` and `restore` as the component runner's bindings, so
 //!   sessions (`session.rs`) drive both alike.
 //! - `door.rs`: the `host.call` door: the driver's requests and results, and
