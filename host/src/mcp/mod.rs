@@ -274,10 +274,7 @@ impl Server {
     /// The data runner's sessions if a call has loaded them (listing sessions
     /// does not load the runner).
     pub(crate) fn loaded_data(&self) -> Option<Arc<Sessions>> {
-        match self.data.as_ref()?.sessions.get()? {
-            Ok(sessions) => Some(sessions.clone()),
-            Err(_) => None,
-        }
+        self.data.as_ref()?.sessions.get()?.as_ref().ok().cloned()
     }
 
     /// The data runner's sessions, loaded at the first call that needs them.

@@ -275,6 +275,7 @@ _POLICY_KEYS = (
 _RUNNER_KEYS = ("scratch_mb", "warm_sessions", "max_sessions", "checkpoints")
 
 
+@functools.lru_cache(maxsize=None)
 def _runner_path() -> Path:
     override = os.environ.get("WITBOX_RUNNER")
     path = Path(override) if override else _DATA / "python-runner.wasm"
@@ -303,6 +304,7 @@ def _toml(value: Any) -> str:
 _SHIPPED_TOOLS = _DATA / "tools.toml"
 
 
+@functools.lru_cache(maxsize=None)
 def _shipped_tools() -> str:
     """The `[[component]]` tables of the tools the package carries."""
     try:
@@ -390,6 +392,13 @@ def _loading(load):
 # ---------------------------------------------------------------- sessions
 
 
+def _callback(fn: Callable[..., Any], name: Optional[str] = None, description: Optional[str] = None) -> Callback:
+    try:
+        return Callback(fn, name, description)
+    except TypeError as e:
+        raise InvalidArguments(str(e)) from None
+
+
 class Session:
     """A sandboxed Python session whose globals persist between runs.
 
@@ -423,8 +432,8 @@ class Session:
         self._runner = _runner(manifest, policy, runner == "data")
         self._native = _native_call(self._runner.session)()
         self._callbacks = Callbacks()
-        for fn in tools:
-            self.add_tool(fn)
+        if tools:
+            self._register([_callback(fn) for fn in tools])
 
     @classmethod
     def _wrap(cls, runner, native) -> "Session":
@@ -442,15 +451,16 @@ class Session:
     ) -> Callable[..., Any]:
         """Makes ``fn`` callable from the session's code as ``name`` (its own
         name by default), from the next run on. Returns ``fn``."""
-        try:
-            cb = Callback(fn, name, description)
-        except TypeError as e:
-            raise InvalidArguments(str(e)) from None
-        self._callbacks.add(cb)
+        self._register([_callback(fn, name, description)])
+        return fn
+
+    def _register(self, callbacks: Sequence[Callback]) -> None:
+        """Adds host callbacks; the sandbox lists its tools again once for all."""
+        for cb in callbacks:
+            self._callbacks.add(cb)
         _native_call(self._native.set_host_tools)(
             self._callbacks.specs_json(), self._callbacks.dispatch
         )
-        return fn
 
     def tool(self, fn: Optional[Callable[..., Any]] = None, **options: Any):
         """:meth:`add_tool` as a decorator: ``@session.tool`` or

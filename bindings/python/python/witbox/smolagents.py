@@ -109,7 +109,9 @@ class WitboxExecutor(PythonExecutor):
         **policy: Any,
     ) -> None:
         self.max_print_outputs_length = max_print_outputs_length or DEFAULT_MAX_LEN_OUTPUT
-        self.session = Session(manifest=manifest, **policy) if manifest else Session(**policy)
+        # The import probe uses a session of the same runner (its warm pool).
+        self._fresh = lambda: Session(manifest=manifest, **policy)
+        self.session = self._fresh()
         self.state: Dict[str, Any] = {}
         self._tools: Optional[set] = None
         self._pending: Dict[str, Any] = {}
@@ -120,7 +122,7 @@ class WitboxExecutor(PythonExecutor):
         names = [m for m in self.authorized_imports if m != "*"]
         if not names:
             return
-        probe = Session(**{"timeout_ms": 10_000})
+        probe = self._fresh()
         try:
             r = probe.run(
                 "import importlib.util\n"
@@ -145,19 +147,17 @@ class WitboxExecutor(PythonExecutor):
         wanted = {name: t for name, t in tools.items() if name != "final_answer"}
         if self._tools == set(wanted):
             return
-        for name, tool in wanted.items():
-            inputs = getattr(tool, "inputs", None) or {}
-            cb = Callback(
+        callbacks = [
+            Callback(
                 lambda _tool=tool, **kwargs: _tool(**kwargs),
                 name=name,
                 description=getattr(tool, "description", None),
-                parameters=_parameters(inputs),
+                parameters=_parameters(getattr(tool, "inputs", None) or {}),
             )
-            self.session._callbacks.add(cb)
-        if wanted:
-            self.session._native.set_host_tools(
-                self.session._callbacks.specs_json(), self.session._callbacks.dispatch
-            )
+            for name, tool in wanted.items()
+        ]
+        if callbacks:
+            self.session._register(callbacks)
         self._tools = set(wanted)
         self._flush()
 
