@@ -70,6 +70,9 @@ def test_a_python_error_is_reported_with_traceback_and_line():
         with pytest.raises(witbox.PythonError, match="ZeroDivisionError: division by zero"):
             r.raise_for_error()
         assert s.run("a").value == "1"
+        # A syntax error says where: line and column.
+        r = s.run("x = 1\nif x\n    pass")
+        assert (r.error.type, r.error.line, r.error.column) == ("SyntaxError", 2, 5), r
 
 
 def test_final_answer_comes_back_as_data():
@@ -289,6 +292,21 @@ def test_decorator_and_tools_added_later():
     s.close()
 
 
+def test_a_restored_session_gets_its_callbacks_again():
+    def scale(x: float) -> float:
+        return 10 * x
+
+    with witbox.Session(tools=[scale]) as s:
+        s.run("y = scale(2)")
+        blob = s.snapshot()
+    # The snapshot keeps the globals, not this process's functions.
+    with witbox.Session.restore(blob) as bare:
+        assert bare.run("y").value == "20"
+        assert bare.run("scale(1)").error.type == "NameError"
+    with witbox.Session.restore(blob, tools=[scale]) as copy:
+        assert copy.run("y + scale(1)").value == "30"
+
+
 def test_a_callback_that_uses_its_own_session_gets_a_clear_error():
     s = witbox.Session()
 
@@ -352,5 +370,10 @@ def test_the_data_runner_from_a_manifest_with_a_callback(tmp_path):
         r = s.run("import numpy as np\nfloat(np.linalg.solve([[2.0, 1], [1, 3]], [3, 5])[0]) + scale(1)")
         assert r.value == "2.8", r
         assert s.run("import sys; sys.version_info[:2]").value == "(3, 15)"
+        # The PNGs a run wrote come back as paths.
+        r = s.run("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.savefig('plot.png')")
+        assert r.images == ["/plot.png"], r
+        assert s.read_file(r.images[0]).startswith(b"\x89PNG\r\n\x1a\n")
+        assert s.run("1").images == []
     with pytest.raises(witbox.InvalidArguments, match="unknown runner 'r'"):
         witbox.Session(runner="r")

@@ -177,7 +177,10 @@ class RunError:
     type: str
     message: str
     traceback: Optional[str] = None
+    #: The line of the innermost frame in the cell (1-based).
     line: Optional[int] = None
+    #: The column of a syntax error (1-based).
+    column: Optional[int] = None
 
     @property
     def is_limit(self) -> bool:
@@ -215,6 +218,9 @@ class Result:
     fuel_used: Optional[int] = None
     #: Wall time of the run, in seconds.
     duration: float = 0.0
+    #: The PNG files the run wrote into the session's folder (the data runner's
+    #: ``plt.savefig`` and ``plt.show()``), as paths for :meth:`Session.read_file`.
+    images: List[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -228,23 +234,22 @@ class Result:
         return self
 
     @classmethod
-    def _from_json(cls, text: str) -> "Result":
-        d = json.loads(text)
-        error = d.get("error")
-        return cls(
-            stdout=d["stdout"],
-            stderr=d["stderr"],
-            value=d.get("value"),
-            error=RunError(**error) if error else None,
-            final_answer=d.get("final_answer"),
-            session_restarted=d.get("session_restarted", False),
-            restart_reason=d.get("restart_reason"),
-            globals_restored=d.get("globals_restored", False),
-            not_restored=d.get("not_restored", []),
-            tool_calls=d.get("tool_calls", 0),
-            fuel_used=d.get("fuel_used"),
-            duration=d.get("duration_us", 0) / 1e6,
-        )
+    def _from_native(cls, d: Dict[str, Any]) -> "Result":
+        # The native module gives every field; filling `__dict__` skips the frozen
+        # dataclass's `__init__`, which was most of the Python side of a warm run.
+        error = d["error"]
+        if error is not None:
+            d["error"] = _filled(RunError, error)
+        answer = d["final_answer"]
+        if answer is not None:
+            d["final_answer"] = json.loads(answer)
+        return _filled(cls, d)
+
+
+def _filled(cls: type, fields: Dict[str, Any]) -> Any:
+    obj = object.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
 
 
 @dataclass(frozen=True)
@@ -472,7 +477,7 @@ class Session:
     @_native_call
     def run(self, code: str) -> Result:
         """Runs ``code`` as the next cell; the result (never raises for what the code did)."""
-        return Result._from_json(self._native.run(code))
+        return Result._from_native(self._native.run(code))
 
     async def arun(self, code: str) -> Result:
         """:meth:`run` on a worker thread: the event loop goes on while the cell runs."""
@@ -515,14 +520,19 @@ class Session:
         *,
         manifest: Optional[Union[str, os.PathLike]] = None,
         runner: str = "python",
+        tools: Sequence[Callable[..., Any]] = (),
         **policy: Any,
     ) -> "Session":
         """A new session from :meth:`snapshot` bytes (with the same policy).
-        ``not_restored`` names each global that could not be put back."""
+        ``not_restored`` names each global that could not be put back. Host
+        callbacks are this process's functions, so a snapshot does not hold
+        them: give them again with ``tools=[fn, ...]``."""
         r = _runner(manifest, policy, runner == "data")
         native, missing = _native_call(r.restore)(snapshot)
         session = cls._wrap(r, native)
         session.not_restored = missing
+        if tools:
+            session._register([_callback(fn) for fn in tools])
         return session
 
     not_restored: List[str] = []

@@ -1,7 +1,7 @@
 """Types of the native module (the witbox library through PyO3). Use the
 `witbox` package's API; this module is its thin core."""
 
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __version__: str
 
@@ -18,7 +18,7 @@ class Runner:
 
 class Session:
     closed: bool
-    def run(self, code: str) -> str: ...
+    def run(self, code: str) -> Dict[str, Any]: ...
     def reset(self) -> None: ...
     def write_file(self, path: str, data: bytes) -> None: ...
     def read_file(self, path: str) -> bytes: ...
