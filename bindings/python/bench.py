@@ -1,7 +1,8 @@
 """The Python package's rows of `cargo xtask bench`: witbox from Python against
 native `exec()` in the same process (and pyeryx, when it is installed).
 
-Run with the release wheel installed in a clean venv: python bench.py
+Run with the release wheel installed in a clean venv: python bench.py (with
+`pip install pyeryx==0.11.0` in a venv of CPython >= 3.12, pyeryx too).
 Prints a markdown table; nothing is asserted.
 """
 
@@ -51,6 +52,42 @@ def import_time():
     return wall("import witbox") - wall("pass")
 
 
+def pyeryx_rows():
+    """pyeryx (eryx's Python binding, `pip install pyeryx`; CPython >= 3.12) on
+    the same rows, keyed by row name; empty when it is not installed."""
+    try:
+        import eryx
+    except ImportError:
+        print("pyeryx is not installed: its column is skipped", file=sys.stderr)
+        return {}
+    out = {}
+    s = eryx.Session()
+    s.execute("1")
+    t = per_call(lambda: s.execute("print(1+1)"), 1000)
+    out[WARM] = f"pyeryx `Session.execute`: {fmt(t)}"
+    eryx.Sandbox().execute("1")
+    fresh = []
+    for _ in range(20):
+        time.sleep(0.02)
+        start = time.perf_counter()
+        eryx.Sandbox().execute("print(1+1)")
+        fresh.append(time.perf_counter() - start)
+    out[FRESH] = f"pyeryx `Sandbox().execute`: {fmt(statistics.median(fresh))}"
+    kept = [eryx.Session() for _ in range(5)]
+    for x in kept:
+        x.execute("x = 1")
+    before = pss_kib()
+    more = [eryx.Session() for _ in range(20)]
+    for x in more:
+        x.execute("x = 1")
+    out["memory"] = f"pyeryx `Session`: {(pss_kib() - before) / 20 / 1024:.2f} MiB"
+    return out
+
+
+WARM = "warm `session.run(\"print(1+1)\")`"
+FRESH = "`witbox.run(\"print(1+1)\")`: a fresh sandbox from the warm pool"
+
+
 def main():
     rows = []
     # Warm the pool and the compile cache first.
@@ -72,7 +109,7 @@ def main():
 
     t_native = per_call(native, 20000)
     t_warm = per_call(lambda: s.run("print(1+1)"), 5000)
-    rows.append(("warm `session.run(\"print(1+1)\")`", fmt(t_warm), f"native exec(): {fmt(t_native)}"))
+    rows.append((WARM, fmt(t_warm), f"native exec(): {fmt(t_native)}"))
 
     # The pool refills in the background: each run is timed after a pause.
     fresh = []
@@ -81,7 +118,7 @@ def main():
         start = time.perf_counter()
         witbox.run("print(1+1)")
         fresh.append(time.perf_counter() - start)
-    rows.append(("`witbox.run(\"print(1+1)\")`: a fresh sandbox from the warm pool", fmt(statistics.median(fresh)), ""))
+    rows.append((FRESH, fmt(statistics.median(fresh)), ""))
     back_to_back = per_call(lambda: witbox.run("print(1+1)"), 50, repeat=3)
     rows.append(("the same, back to back (the pool cannot keep up: on demand)", fmt(back_to_back), ""))
 
@@ -101,22 +138,28 @@ def main():
     t_import = import_time()
     rows.append(("`import witbox` (the process's own start subtracted)", fmt(t_import), ""))
 
-    witbox.Session(warm_sessions=0).close()  # its runner loaded first
-    before = pss_kib()
-    sessions = [witbox.Session(warm_sessions=0) for _ in range(50)]
+    # Memory: what one more live session adds to the process, each in a memory
+    # slot of its own (the cost a server pays per concurrent session). The
+    # runner's code is paged in first, and the slope between 10 and 50 live
+    # sessions leaves out what the first ones add once (heap arenas).
+    w = witbox.Session(warm_sessions=0)
+    w.run("x = 1")
+    w.close()
+    sessions = [witbox.Session(warm_sessions=0) for _ in range(10)]
     for x in sessions:
         x.run("x = 1")
+    before = pss_kib()
+    more = [witbox.Session(warm_sessions=0) for _ in range(40)]
+    for x in more:
+        x.run("x = 1")
     after = pss_kib()
-    for x in sessions:
+    for x in sessions + more:
         x.close()
-    rows.append(("memory of a live session (PSS, 50 sessions)", f"{(after - before) / 50 / 1024:.2f} MiB", ""))
-
-    try:
-        import pyeryx  # noqa: F401
-
-        rows.append(("pyeryx", "installed, not measured here", ""))
-    except ImportError:
-        rows.append(("pyeryx", "not installed: skipped", ""))
+    eryx = pyeryx_rows()
+    rows.append(("memory of a live session (PSS, slope from 10 to 50 sessions)", f"{(after - before) / 40 / 1024:.2f} MiB", eryx.pop("memory", "")))
+    for i, (name, value, base) in enumerate(rows):
+        if name in eryx:
+            rows[i] = (name, value, "; ".join(x for x in (base, eryx[name]) if x))
 
     print("| from Python | witbox | baseline |")
     print("|---|---|---|")

@@ -42,7 +42,8 @@ commands:
           each); ARGS go to `cargo test` and skip the Python package, the eval and
           the smoke run
   bench   build in release mode, then print a table of timings; then the Python
-          package's rows (its release wheel in a clean venv, against native exec())
+          package's rows (its release wheel in a clean venv, against native exec(); with
+          WITBOX_BENCH_PYTHON=python3.12 or newer, against pyeryx 0.11.0 too)
   wheel   build, then the release wheel of the Python package `witbox` (abi3, CPython
           3.9+, with the Python runner inside) into target/wheels/
   eval [--base-url URL --model M] [--mode tools|code|both] [--repeat K] [--check] ...

@@ -93,7 +93,7 @@ pub fn test() -> Result<(), String> {
     step("installing the wheel into a fresh venv and running the one-liner there");
     let scratch = root().join("target/wheel-check");
     let _ = std::fs::remove_dir_all(&scratch);
-    let python = venv_with(&wheel, &scratch.join("venv"))?;
+    let python = venv_with("python3", &wheel, &scratch.join("venv"))?;
     let out = crate::output(
         Command::new(python)
             .current_dir(&scratch)
@@ -133,21 +133,50 @@ pub fn wheel(release: bool) -> Result<PathBuf, String> {
 
 /// The Python rows of `cargo xtask bench`: the release wheel in a clean venv
 /// (`target/bench/witbox-venv`), `bindings/python/bench.py` against native
-/// `exec()` in the same process.
+/// `exec()` in the same process, and against pyeryx when the interpreter can
+/// install it (`WITBOX_BENCH_PYTHON=python3.12 cargo xtask bench`).
 pub fn bench() -> Result<(), String> {
     let wheel = wheel(true)?;
     step("installing the release wheel into a clean venv (target/bench/witbox-venv)");
-    let python = venv_with(&wheel, &root().join("target/bench/witbox-venv"))?;
+    let interpreter = std::env::var("WITBOX_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = venv_with(
+        &interpreter,
+        &wheel,
+        &root().join("target/bench/witbox-venv"),
+    )?;
+    let new_enough = Command::new(&python)
+        .args(["-c", "import sys; sys.exit(sys.version_info < (3, 12))"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if new_enough {
+        let (version, sha256) = crate::pins::BENCH_PYERYX;
+        step(&format!(
+            "installing pyeryx {version} beside it (the peer's column)"
+        ));
+        let pins = root().join("target/bench/pyeryx.txt");
+        std::fs::write(&pins, format!("pyeryx=={version} --hash=sha256:{sha256}\n"))
+            .map_err(|e| format!("failed to write {}: {e}", pins.display()))?;
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(["--only-binary=:all:", "--require-hashes", "-r"])
+            .arg(&pins))?;
+    }
     step("running the Python package's bench (bindings/python/bench.py)");
     run(Command::new(python)
         .current_dir(root().join("target/bench"))
         .arg(package().join("bench.py")))
 }
 
-/// A new venv of the system's `python3` at `venv` with only `wheel` installed
+/// A new venv of the interpreter `python` at `venv` with only `wheel` installed
 /// (no index: nothing else is fetched); its python.
-fn venv_with(wheel: &Path, venv: &Path) -> Result<PathBuf, String> {
-    run(Command::new("python3")
+fn venv_with(python: &str, wheel: &Path, venv: &Path) -> Result<PathBuf, String> {
+    run(Command::new(python)
         .args(["-m", "venv", "--clear"])
         .arg(venv))?;
     run(Command::new(venv.join("bin/pip"))

@@ -18,3 +18,11 @@ pub const CARGO_FUZZ: &str = "0.13.2";
 /// Native numpy for the data runner's baseline row (`cargo xtask bench`), in a
 /// clean venv of the system's python3.
 pub const BENCH_NUMPY: &str = "2.3.5";
+
+/// pyeryx (eryx's Python binding), the Python bench's peer: installed beside the
+/// witbox wheel when the bench's interpreter (`WITBOX_BENCH_PYTHON`, else
+/// `python3`) is CPython 3.12 or newer, which its only wheel needs.
+pub const BENCH_PYERYX: (&str, &str) = (
+    "0.11.0",
+    "2730ccbe6a7fb07b2995e52d0163dda670cd340aba0469be09e35fb14a3c22f2",
+);
