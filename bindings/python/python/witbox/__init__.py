@@ -29,7 +29,6 @@ import functools
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from . import _native
@@ -263,7 +262,8 @@ class FileEntry:
 
 # ---------------------------------------------------------------- policy
 
-_DATA = Path(__file__).with_name("_data")
+# Paths as text: pathlib would be a sixth of `import witbox`.
+_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_data")
 
 #: The policy keywords, with the manifest's names (``timeout_ms`` is ``timeout-ms``).
 _POLICY_KEYS = (
@@ -281,10 +281,9 @@ _RUNNER_KEYS = ("scratch_mb", "warm_sessions", "max_sessions", "checkpoints")
 
 
 @functools.lru_cache(maxsize=None)
-def _runner_path() -> Path:
-    override = os.environ.get("WITBOX_RUNNER")
-    path = Path(override) if override else _DATA / "python-runner.wasm"
-    if not path.is_file():
+def _runner_path() -> str:
+    path = os.environ.get("WITBOX_RUNNER") or os.path.join(_DATA, "python-runner.wasm")
+    if not os.path.isfile(path):
         raise NotFound(
             f"the Python runner `{path}` is missing: this install of witbox has no runner "
             "(reinstall the wheel, or set WITBOX_RUNNER to a built python-runner.wasm)"
@@ -306,14 +305,15 @@ def _toml(value: Any) -> str:
     raise InvalidArguments(f"cannot put {type(value).__name__} {value!r} in a policy")
 
 
-_SHIPPED_TOOLS = _DATA / "tools.toml"
+_SHIPPED_TOOLS = os.path.join(_DATA, "tools.toml")
 
 
 @functools.lru_cache(maxsize=None)
 def _shipped_tools() -> str:
     """The `[[component]]` tables of the tools the package carries."""
     try:
-        return _SHIPPED_TOOLS.read_text()
+        with open(_SHIPPED_TOOLS, encoding="utf-8") as f:
+            return f.read()
     except OSError:
         return ""
 
@@ -353,17 +353,18 @@ def _runner(manifest: Optional[Union[str, os.PathLike]], policy: Mapping[str, An
                 "pass either `manifest` or policy keywords, not both: a manifest's "
                 "`[runner.policy]` is its policy"
             )
-        path = Path(manifest).resolve()
+        path = os.path.realpath(os.fspath(manifest))
         try:
-            text = path.read_text()
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
         except OSError as e:
             raise NotFound(f"cannot read the manifest `{path}`: {e.strerror}") from None
-        key = ("file", str(path), text, data)
-        base = str(path.parent)
+        key = ("file", path, text, data)
+        base = os.path.dirname(path)
     else:
         text = _manifest(policy)
         key = ("policy", text, data)
-        base = str(_DATA)
+        base = _DATA
     runner = _runners.get(key)
     if runner is None:
         runner = _runners[key] = _loading(lambda: _native.Runner(text, base, data))
