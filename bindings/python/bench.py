@@ -40,6 +40,33 @@ def fmt(seconds):
     return f"{seconds * 1e3:.2f} ms"
 
 
+def after_pause(f, n):
+    """The median time of one call of `f`, each after a 20 ms pause (a warm
+    pool refills meanwhile)."""
+    times = []
+    for _ in range(n):
+        time.sleep(0.02)
+        start = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def slope_mib(new, run, first, more):
+    """What one more live session adds to the process (PSS, MiB): the slope from
+    `first` to `first + more` sessions made by `new()`, each after a `run` of
+    `x = 1`; the first ones' one-time costs (heap arenas) are left out. Returns
+    it and the sessions, which the caller closes."""
+    sessions = [new() for _ in range(first)]
+    for x in sessions:
+        run(x, "x = 1")
+    before = pss_kib()
+    extra = [new() for _ in range(more)]
+    for x in extra:
+        run(x, "x = 1")
+    return (pss_kib() - before) / more / 1024, sessions + extra
+
+
 def import_time():
     def wall(code):
         times = []
@@ -66,21 +93,10 @@ def pyeryx_rows():
     t = per_call(lambda: s.execute("print(1+1)"), 1000)
     out[WARM] = f"pyeryx `Session.execute`: {fmt(t)}"
     eryx.Sandbox().execute("1")
-    fresh = []
-    for _ in range(20):
-        time.sleep(0.02)
-        start = time.perf_counter()
-        eryx.Sandbox().execute("print(1+1)")
-        fresh.append(time.perf_counter() - start)
-    out[FRESH] = f"pyeryx `Sandbox().execute`: {fmt(statistics.median(fresh))}"
-    kept = [eryx.Session() for _ in range(5)]
-    for x in kept:
-        x.execute("x = 1")
-    before = pss_kib()
-    more = [eryx.Session() for _ in range(20)]
-    for x in more:
-        x.execute("x = 1")
-    out["memory"] = f"pyeryx `Session`: {(pss_kib() - before) / 20 / 1024:.2f} MiB"
+    t = after_pause(lambda: eryx.Sandbox().execute("print(1+1)"), 20)
+    out[FRESH] = f"pyeryx `Sandbox().execute`: {fmt(t)}"
+    mib, _ = slope_mib(eryx.Session, eryx.Session.execute, 5, 20)
+    out["memory"] = f"pyeryx `Session`: {mib:.2f} MiB"
     return out
 
 
@@ -112,13 +128,7 @@ def main():
     rows.append((WARM, fmt(t_warm), f"native exec(): {fmt(t_native)}"))
 
     # The pool refills in the background: each run is timed after a pause.
-    fresh = []
-    for _ in range(100):
-        time.sleep(0.02)
-        start = time.perf_counter()
-        witbox.run("print(1+1)")
-        fresh.append(time.perf_counter() - start)
-    rows.append((FRESH, fmt(statistics.median(fresh)), ""))
+    rows.append((FRESH, fmt(after_pause(lambda: witbox.run("print(1+1)"), 100)), ""))
     back_to_back = per_call(lambda: witbox.run("print(1+1)"), 50, repeat=3)
     rows.append(("the same, back to back (the pool cannot keep up: on demand)", fmt(back_to_back), ""))
 
@@ -139,24 +149,16 @@ def main():
     rows.append(("`import witbox` (the process's own start subtracted)", fmt(t_import), ""))
 
     # Memory: what one more live session adds to the process, each in a memory
-    # slot of its own (the cost a server pays per concurrent session). The
-    # runner's code is paged in first, and the slope between 10 and 50 live
-    # sessions leaves out what the first ones add once (heap arenas).
+    # slot of its own (the cost a server pays per concurrent session), after one
+    # session has paged the runner's code in.
     w = witbox.Session(warm_sessions=0)
     w.run("x = 1")
     w.close()
-    sessions = [witbox.Session(warm_sessions=0) for _ in range(10)]
+    mib, sessions = slope_mib(lambda: witbox.Session(warm_sessions=0), witbox.Session.run, 10, 40)
     for x in sessions:
-        x.run("x = 1")
-    before = pss_kib()
-    more = [witbox.Session(warm_sessions=0) for _ in range(40)]
-    for x in more:
-        x.run("x = 1")
-    after = pss_kib()
-    for x in sessions + more:
         x.close()
     eryx = pyeryx_rows()
-    rows.append(("memory of a live session (PSS, slope from 10 to 50 sessions)", f"{(after - before) / 40 / 1024:.2f} MiB", eryx.pop("memory", "")))
+    rows.append(("memory of a live session (PSS, slope from 10 to 50 sessions)", f"{mib:.2f} MiB", eryx.pop("memory", "")))
     for i, (name, value, base) in enumerate(rows):
         if name in eryx:
             rows[i] = (name, value, "; ".join(x for x in (base, eryx[name]) if x))
