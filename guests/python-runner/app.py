@@ -418,6 +418,38 @@ def _fill_heap_holes():
     return filler
 
 
+def _gather_code(modules):
+    """Gives the runner's own functions fresh copies of their code objects, made one
+    after another at the top of the heap: a run writes to the code of every function
+    it calls (refcounts and the interpreter's adaptive counters), and gathered they
+    are a few pages instead of one page each among the stdlib's objects. The old
+    code is held until all are copied, so that no copy takes the place of one."""
+    old = []
+
+    def fresh(code):
+        old.append(code)
+        consts = tuple(fresh(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+        return code.replace(co_consts=consts)
+
+    def move(f):
+        if isinstance(f, (staticmethod, classmethod)):
+            f = f.__func__
+        if isinstance(f, property):
+            for g in (f.fget, f.fset, f.fdel):
+                move(g)
+        elif isinstance(f, types.FunctionType) and f.__module__ in names:
+            f.__code__ = fresh(f.__code__)
+
+    names = {m.__name__ for m in modules}
+    for m in modules:
+        for v in list(vars(m).values()):
+            if isinstance(v, type) and v.__module__ in names:
+                for a in list(vars(v).values()):
+                    move(a)
+            else:
+                move(v)
+
+
 def _warm_export():
     """Runs cells through the export as the host calls it (the WIT types, `cells.run`
     and its checkpoint), then forgets them: that path is quickened in the snapshot.
@@ -436,6 +468,12 @@ def _warm_export():
     cells.reset()
 
 
+# What a session's first cell copies of the snapshot is what makes a live session's
+# memory (bindings/python/memprobe.py shows it): warm the paths it takes, fill the
+# heap's holes, gather the runner's code at the top, warm that code, fill again.
 cells.warm_up()
 _warm_export()
 _filler = _fill_heap_holes()
+_gather_code([cells, cells.checkpoint, cells.aio, sys.modules[__name__], sys.modules[RunResult.__module__]])
+_warm_export()
+_filler += _fill_heap_holes()
