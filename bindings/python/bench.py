@@ -97,13 +97,14 @@ def pyeryx_rows():
     t = after_pause(lambda: eryx.Sandbox().execute("print(1+1)"), 20)
     out[FRESH] = f"pyeryx `Sandbox().execute`: {fmt(t)}"
     mib, _ = slope_mib(eryx.Session, eryx.Session.execute, 5, 20)
-    out["memory"] = f"pyeryx `Session`: {mib:.2f} MiB"
+    out[MEMORY] = f"pyeryx `Session`: {mib:.2f} MiB"
     return out
 
 
 WARM = "warm `session.run(\"print(1+1)\")`"
 AFTER = "the same after a 20 ms pause"
 FRESH = "`witbox.run(\"print(1+1)\")`: a fresh sandbox from the warm pool"
+MEMORY = "memory of a live session (PSS, slope from 10 to 50 sessions)"
 
 
 def main():
@@ -167,7 +168,7 @@ def main():
     for x in sessions:
         x.close()
     eryx = pyeryx_rows()
-    rows.append(("memory of a live session (PSS, slope from 10 to 50 sessions)", f"{mib:.2f} MiB", eryx.pop("memory", "")))
+    rows.append((MEMORY, f"{mib:.2f} MiB", ""))
     for i, (name, value, base) in enumerate(rows):
         if name in eryx:
             rows[i] = (name, value, "; ".join(x for x in (base, eryx[name]) if x))
