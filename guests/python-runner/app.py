@@ -472,7 +472,6 @@ def _warm_export():
 # memory (bindings/python/memprobe.py shows it): warm the paths it takes, fill the
 # heap's holes, gather the runner's code at the top, warm that code, fill again.
 cells.warm_up()
-_warm_export()
 _filler = _fill_heap_holes()
 _gather_code([cells, cells.checkpoint, cells.aio, sys.modules[__name__], sys.modules[RunResult.__module__]])
 _warm_export()
