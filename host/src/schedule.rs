@@ -94,6 +94,10 @@ pub type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub struct Turn {
     /// Whether this store takes slots (top-level calls only).
     gated: bool,
+    /// Between [`Turn::begin`] and [`Turn::end`]: only a call takes slots. Guest
+    /// code that runs outside one (a runner's instantiation) takes none, so an
+    /// instance that then waits idle (in a session, in the pool) holds none.
+    in_call: bool,
     /// The run slot of the current call, until it runs long.
     admission: Admission,
     /// How long the current call (or run) has been going, less the time it
@@ -110,6 +114,7 @@ impl Turn {
     pub fn new(depth: u32) -> Self {
         Self {
             gated: depth == 0,
+            in_call: false,
             admission: Admission(None),
             ran: Duration::ZERO,
             resumed: Arc::new(Mutex::new(Instant::now())),
@@ -121,6 +126,7 @@ impl Turn {
     pub fn begin(&mut self, admission: Admission) {
         self.end();
         self.admission = admission;
+        self.in_call = true;
         self.ran = Duration::ZERO;
         *self.resumed.lock().unwrap() = Instant::now();
     }
@@ -133,6 +139,7 @@ impl Turn {
 
     /// Gives the slots back: the call is over.
     pub fn end(&mut self) {
+        self.in_call = false;
         self.admission = Admission(None);
         self.slot.lock().unwrap().take();
     }
@@ -146,7 +153,7 @@ impl Turn {
         if self.ran >= LONG {
             self.admission = Admission(None);
         }
-        let needs_slot = self.gated && self.ran >= LONG && {
+        let needs_slot = self.gated && self.in_call && self.ran >= LONG && {
             let mut held = self.slot.lock().unwrap();
             match &*held {
                 Some((_, since)) if self.ran - *since < LONG => false,
@@ -230,6 +237,31 @@ mod tests {
         turn.end();
         assert!(!holds_slot(&turn));
         assert_eq!(RUNS.available_permits(), free);
+    }
+
+    /// A store's guest code that runs outside a call (a runner's instantiation,
+    /// slow on a crowded machine) took a long-call slot that the idle session
+    /// then held: with two such sessions alive, every long call after them
+    /// waited forever for a slot.
+    #[tokio::test]
+    async fn guest_code_outside_a_call_takes_no_slot() {
+        let _one = ONE_AT_A_TIME.lock().await;
+        let free = SLOTS.available_permits();
+        let mut turn = Turn::new(0);
+        let resumed = *turn.resumed.lock().unwrap();
+        turn.tick(resumed + 3 * LONG).await;
+        assert!(!holds_slot(&turn));
+        assert_eq!(SLOTS.available_permits(), free);
+        // A call that ran long and ended holds none either.
+        turn.begin(admit(0).await);
+        let resumed = *turn.resumed.lock().unwrap();
+        turn.tick(resumed + LONG).await;
+        assert!(holds_slot(&turn));
+        turn.end();
+        let resumed = *turn.resumed.lock().unwrap();
+        turn.tick(resumed + 3 * LONG).await;
+        assert!(!holds_slot(&turn));
+        assert_eq!(SLOTS.available_permits(), free);
     }
 
     #[tokio::test]
