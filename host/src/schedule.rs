@@ -18,7 +18,9 @@
 //!   ones; their time limit (wall time) still ends them where it would have.
 //!
 //! Calls made by a guest (a tool called from Python, a linked import) pass both
-//! gates: their caller is not running while it waits for them.
+//! gates: their caller is not running while it waits for them. Guest code that
+//! runs outside a call (a runner's instantiation) takes no slot, so an instance
+//! waiting idle (in a session, in the warm pool) holds none.
 
 use std::future::Future;
 use std::pin::Pin;
