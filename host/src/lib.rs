@@ -88,5 +88,5 @@ pub use agent::{Agent, Mode};
 pub use engine::{Engine, EngineOptions};
 pub use error::{ErrorKind, ToolError};
 pub use manifest::Manifest;
-pub use python::{OutputSink, Overrides, RunOutcome, Runner, Session, Sessions};
+pub use python::{OutputSink, Overrides, RunOutcome, Runner, RunnerFull, Session, Sessions};
 pub use tools::{HostTool, HostTools, Registry, Tool};

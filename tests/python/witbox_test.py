@@ -106,6 +106,35 @@ def test_a_memory_bomb_is_a_memory_error_and_the_host_goes_on():
         assert s.run("1 + 1").value == "2"
 
 
+def test_a_runner_with_every_instance_live_says_so_and_serves_again_once_one_closes():
+    # Its own runner (no other test has this policy), with room for
+    # 2 × (max_sessions 1 + warm_sessions 0) + 4 = 6 instances.
+    policy = {"max_sessions": 1, "warm_sessions": 0}
+    live = [witbox.Session(**policy) for _ in range(6)]
+    with pytest.raises(witbox.WitboxError) as refused:
+        witbox.Session(**policy)
+    assert refused.value.kind == "full"
+    assert str(refused.value) == (
+        "all 6 instances this runner has room for are live (its room is 2 × (`max-sessions` + "
+        "`warm-sessions`) + 4): close the sessions that are done, or raise `max-sessions`"
+    )
+    assert live[0].run("1 + 1").value == "2"
+    live.pop().close()
+    # A closed session's instance goes back on a worker thread: soon, not at once.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            again = witbox.Session(**policy)
+            break
+        except witbox.WitboxError as e:
+            if e.kind != "full" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    assert again.run("1 + 1").value == "2"
+    for s in live + [again]:
+        s.close()
+
+
 def test_bad_policy_keywords_are_refused_with_the_keywords_there_are():
     with pytest.raises(witbox.InvalidArguments, match="unknown policy keyword 'timeout'"):
         witbox.Session(timeout=5)

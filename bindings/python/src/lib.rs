@@ -41,7 +41,12 @@ fn tool_error(e: ToolError) -> PyErr {
 }
 
 fn host_error(e: anyhow::Error) -> PyErr {
-    HostError::new_err(("internal", format!("{e:#}")))
+    // All the runner's instances are live: the caller's to fix, by closing sessions.
+    let kind = match e.downcast_ref::<witbox::RunnerFull>() {
+        Some(_) => "full",
+        None => "internal",
+    };
+    HostError::new_err((kind, format!("{e:#}")))
 }
 
 /// A manifest's runner (the Python runner, or with `data` the data runner) and

@@ -120,6 +120,39 @@ impl Bindings {
     }
 }
 
+/// Every instance the runner has room for is live: its sessions, its warm pool
+/// and restarts in flight. A typed error (in the chain of [`Runner::session`]'s),
+/// so that callers can tell "close some sessions" from a failure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerFull {
+    /// How many instances the runner has room for.
+    pub room: u32,
+}
+
+impl std::fmt::Display for RunnerFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "all {} instances this runner has room for are live (its room is 2 × (`max-sessions` + \
+             `warm-sessions`) + 4): close the sessions that are done, or raise `max-sessions`",
+            self.room
+        )
+    }
+}
+
+impl std::error::Error for RunnerFull {}
+
+/// Why an instance of `what` could not be made: [`RunnerFull`] when all `room`
+/// instances are live.
+pub(crate) fn instantiate_error(e: wasmtime::Error, room: u32, what: &str) -> anyhow::Error {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return anyhow::Error::new(RunnerFull { room });
+    }
+    anyhow::Error::from(e).context(format!("failed to instantiate {what}"))
+}
+
 /// What one session asks of the runner's policy (`[runner.policy]`): other
 /// limits, and the tools it may call. `None` and an empty list keep the
 /// manifest's. The CLI's `--timeout-ms`, `--memory-mb`, `--max-output-bytes`,
@@ -492,6 +525,11 @@ impl Runner {
             .map_err(anyhow::Error::from)
     }
 
+    /// How many instances the runner has room for.
+    fn room(&self) -> u32 {
+        self.engine.options().max_instances
+    }
+
     /// A fresh instance that sees `scratch` (a session's, when it restarts), or a
     /// new empty scratch folder.
     pub(crate) async fn instantiate(&self, scratch: Option<Arc<Scratch>>) -> Result<Instance> {
@@ -513,8 +551,7 @@ impl Runner {
                 let bindings = pre
                     .instantiate_async(&mut store)
                     .await
-                    .map_err(anyhow::Error::from)
-                    .context("failed to instantiate the code runner")?;
+                    .map_err(|e| instantiate_error(e, self.room(), "the code runner"))?;
                 (store, Bindings::Component(bindings))
             }
             Guest::Data(data) => {
@@ -525,7 +562,7 @@ impl Runner {
                     scratch.as_deref(),
                     data.read_only(),
                 )?;
-                let instance = data.instantiate(&mut store).await?;
+                let instance = data.instantiate(&mut store, self.room()).await?;
                 // Its first turn loads the driver, within the time limit of a cell.
                 let timeout = self.sandbox.limits.timeout;
                 store

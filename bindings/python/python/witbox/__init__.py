@@ -64,7 +64,9 @@ __version__: str = _native.__version__
 
 class WitboxError(Exception):
     """The host refused or failed an operation. ``kind`` names why
-    (``invalid-arguments``, ``not-found``, ``denied``, ``closed``, ...)."""
+    (``invalid-arguments``, ``not-found``, ``denied``, ``closed``, ``busy``: the
+    session is running a cell, ``full``: every instance the runner has room for
+    is live, so close sessions that are done or raise ``max_sessions``, ...)."""
 
     kind: str = "internal"
 

@@ -85,13 +85,17 @@ impl Data {
     }
 
     /// A new instance in `store` (made by `store::new_p1` with [`Data::read_only`]).
-    pub(crate) async fn instantiate(&self, store: &mut Store<State>) -> Result<Instance> {
+    /// `room`: how many instances the runner may have, for the error when all are live.
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut Store<State>,
+        room: u32,
+    ) -> Result<Instance> {
         let instance = self
             .pre
             .instantiate_async(&mut *store)
             .await
-            .map_err(anyhow::Error::from)
-            .context("failed to instantiate the data runner")?;
+            .map_err(|e| super::instantiate_error(e, room, "the data runner"))?;
         let get = |name: &str| format!("the data runner does not export `{name}`");
         let turn = instance
             .get_typed_func::<(i32, i32), i32>(&mut *store, "turn")
