@@ -142,6 +142,15 @@ impl std::fmt::Display for RunnerFull {
 
 impl std::error::Error for RunnerFull {}
 
+impl RunnerFull {
+    /// How many instances a runner of `max-sessions` and `warm-sessions` has room
+    /// for: every session, the warm ones, a restart in flight for each, and 4
+    /// more (what the message above says).
+    fn room(max_sessions: usize, warm_sessions: usize) -> u32 {
+        2 * (max_sessions + warm_sessions) as u32 + 4
+    }
+}
+
 /// Why an instance of `what` could not be made: [`RunnerFull`] when all `room`
 /// instances are live.
 pub(crate) fn instantiate_error(e: wasmtime::Error, room: u32, what: &str) -> anyhow::Error {
@@ -292,12 +301,12 @@ impl Runner {
 
     /// Its own engine: the same code cache, but memory slots reset in full (see
     /// `EngineOptions::full_reset`); tools it calls run on the registry's. Room
-    /// for every session, the warm ones, and a restart in flight for each.
+    /// for [`RunnerFull::room`] instances.
     fn engine_options(entry: &RunnerEntry, registry: &Registry) -> EngineOptions {
         EngineOptions {
             full_reset: true,
             eager_tables: true,
-            max_instances: 2 * (entry.max_sessions + entry.warm_sessions) as u32 + 4,
+            max_instances: RunnerFull::room(entry.max_sessions, entry.warm_sessions),
             max_wasm_stack: crate::limits::PYTHON_WASM_STACK,
             ..registry.engine().options().clone()
         }
