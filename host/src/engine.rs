@@ -22,12 +22,6 @@ pub struct EngineOptions {
     /// [`crate::cache::DEFAULT_CACHE_MAX_BYTES`]). Past it, writing a new one
     /// removes those used longest ago.
     pub cache_max_bytes: u64,
-    /// Reset a freed memory slot by copying back its whole resident part, instead
-    /// of scanning for the pages that were written. For big, scattered heaps (the
-    /// Python runner): the scan keeps at most 32 runs of pages, and every page it
-    /// misses is a copy-on-write fault in the next instance, each a TLB shootdown
-    /// when other threads run. For small tools the scan is cheaper.
-    pub full_reset: bool,
     /// Fill every function table when an instance is made, instead of each entry
     /// on its first use. For the Python runner: CPython calls through function
     /// pointers everywhere, and a fresh instance's first cell otherwise spends
@@ -84,16 +78,18 @@ impl Engine {
             .max_component_instance_size(8 << 20)
             .table_elements(crate::limits::MAX_TABLE_ELEMENTS)
             // A freed memory slot keeps the pages it dirtied in its first 16 MiB
-            // resident: with PAGEMAP_SCAN (Linux 6.7+) only those are restored, so
-            // the next instance in the slot starts without page faults or madvise.
-            // Bounded: 16 MiB per slot ever used.
+            // resident: PAGEMAP_SCAN (Linux 6.7+) finds them (at most 32 runs of
+            // them), only those are copied back from the image, and the rest is
+            // decommitted, so an idle slot holds only what its last instance wrote.
+            // Copying back the whole 16 MiB instead (no scan) saves the next
+            // instance the faults of the pages the scan missed, but it made every
+            // page of those 16 MiB the slot's own: 16 MiB kept per slot ever used
+            // (827 MiB after 50 Python sessions closed, 57 MiB with the scan), and
+            // a 16 MiB copy per freed instance: fewer fresh Python sandboxes per
+            // second on one thread, as many on two (docs/internals.md, Bench).
             .linear_memory_keep_resident(16 << 20)
             .table_keep_resident(1 << 20)
-            .pagemap_scan(if options.full_reset {
-                wasmtime::Enabled::No
-            } else {
-                wasmtime::Enabled::Auto
-            });
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = wasmtime::Engine::new(&config).map_err(anyhow::Error::from)?;
         let ticker = Ticker::start(engine.clone());

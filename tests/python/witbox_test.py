@@ -135,6 +135,48 @@ def test_a_runner_with_every_instance_live_says_so_and_serves_again_once_one_clo
         s.close()
 
 
+def _pss_mib():
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no Pss line in /proc/self/smaps_rollup")
+
+
+def test_closed_sessions_give_their_memory_back_and_their_slots_are_reused_as_cheaply():
+    # Its own runner, no warm pool: only these sessions' instances. A memory slot
+    # that copied back its whole first 16 MiB on close (no page scan) kept them
+    # all: +313 MiB after these 20 closed, +327 MiB with 20 live again.
+    policy = {"warm_sessions": 0, "timeout_ms": 4321}
+    first = witbox.Session(**policy)
+    first.run("x = 1")
+    first.close()
+    time.sleep(0.5)
+    before = _pss_mib()
+
+    def twenty():
+        sessions = [witbox.Session(**policy) for _ in range(20)]
+        for s in sessions:
+            assert s.run("x = [1] * 1000; len(x)").value == "1000"
+        return sessions
+
+    def close_and_settle(sessions):
+        for s in sessions:
+            s.close()
+        # Instances are dropped on a worker thread: soon, not at once.
+        deadline = time.monotonic() + 10
+        while _pss_mib() - before >= 64 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return _pss_mib() - before
+
+    kept = close_and_settle(twenty())
+    assert kept < 64, f"the process kept {kept:.0f} MiB after 20 sessions closed"
+    again = twenty()  # in the slots the first 20 used
+    live = _pss_mib() - before
+    assert live < 64, f"20 live sessions in reused slots cost {live:.0f} MiB"
+    assert close_and_settle(again) < 64
+
+
 def test_bad_policy_keywords_are_refused_with_the_keywords_there_are():
     with pytest.raises(witbox.InvalidArguments, match="unknown policy keyword 'timeout'"):
         witbox.Session(timeout=5)

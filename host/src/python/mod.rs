@@ -299,12 +299,11 @@ impl Runner {
         })
     }
 
-    /// Its own engine: the same code cache, but memory slots reset in full (see
-    /// `EngineOptions::full_reset`); tools it calls run on the registry's. Room
-    /// for [`RunnerFull::room`] instances.
+    /// Its own engine: the same code cache, but tables filled eagerly, a deeper
+    /// wasm stack and room for [`RunnerFull::room`] instances; tools it calls run
+    /// on the registry's.
     fn engine_options(entry: &RunnerEntry, registry: &Registry) -> EngineOptions {
         EngineOptions {
-            full_reset: true,
             eager_tables: true,
             max_instances: RunnerFull::room(entry.max_sessions, entry.warm_sessions),
             max_wasm_stack: crate::limits::PYTHON_WASM_STACK,
