@@ -519,14 +519,80 @@ def _collapse(lines):
 _AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 
 
+# Words that start a statement: a cell or a line that begins with one is no
+# expression (`not`, `lambda`, `await`, `yield` and the constants begin expressions).
+_STATEMENT_WORDS = frozenset(keyword.kwlist) - {"await", "lambda", "not", "None", "True", "False", "yield"}
+# ... and of those, the ones whose statement holds the indented lines under it.
+_BLOCK_WORDS = frozenset(
+    {"if", "elif", "else", "for", "while", "with", "try", "except", "finally", "def", "class", "async"}
+)
+
+
+def _first_word(text):
+    """The first word of `text`, up to a space, `(` or `:` ("" for none; "@" for
+    a decorator)."""
+    head = text.lstrip()
+    if head[:1] == "@":
+        return "@"
+    word = head.split(None, 1)
+    return word[0].split("(", 1)[0].split(":", 1)[0] if word else ""
+
+
+def _last_line(code):
+    """(the lines before the cell's last line that starts at column 0, that line
+    and the rest with as many newlines before them, so their line numbers hold),
+    or None when only the first line does."""
+    lines = code.split("\n")
+    for k in range(len(lines) - 1, 0, -1):
+        c = lines[k][:1]
+        if c and c not in " \t#":
+            return "\n".join(lines[:k]) + "\n", "\n" * k + "\n".join(lines[k:])
+    return None
+
+
 def _compile(code, filename):
-    """The cell as (statements, trailing expression or None), both code objects."""
-    try:
-        # Most cells an agent sends are one expression (a call, a name): compiling
-        # the source directly is twice as fast as going through the AST.
-        return None, compile(code, filename, "eval", flags=_AWAIT)
-    except SyntaxError:
-        pass
+    """The cell as (statements, trailing expression or None), both code objects.
+
+    Compiling the source is about twice as fast as going through the AST, so the
+    common shapes are found without it: one expression (a call, a name); one line
+    that is a statement; one block (a loop, a def); statements and, from the last
+    line at column 0, one last statement (`print(total)`, a loop). The source is
+    cut there only when the part before compiles on its own: then it ends where a
+    statement ends (no bracket, string or block left open). Anything else goes
+    through the AST."""
+    first = _first_word(code)
+    if first not in _STATEMENT_WORDS and first != "@":
+        try:
+            return None, compile(code, filename, "eval", flags=_AWAIT)
+        except SyntaxError:
+            pass
+    if "\r" in code or "\f" in code:
+        # A line break that `_last_line` does not see, or a form feed (which sets
+        # the column back to 0).
+        split = None
+    elif ";" not in code and "\n" not in code.strip() and ("*" not in code or first in _STATEMENT_WORDS):
+        # One statement, and no expression: eval refuses only starred items
+        # (`*a, b`) of all the expressions a statement may be.
+        return compile(code, filename, "exec", flags=_AWAIT), None
+    else:
+        split = _last_line(code)
+        if split is None and first in _BLOCK_WORDS:
+            # One block: every line after its first is inside it.
+            return compile(code, filename, "exec", flags=_AWAIT), None
+    if split is not None:
+        head, tail = split
+        word = _first_word(tail)
+        try:
+            if word not in _STATEMENT_WORDS and word != "@":
+                last = compile(tail, filename, "eval", flags=_AWAIT)
+                return compile(head, filename, "exec", flags=_AWAIT), last
+            if word in _BLOCK_WORDS or ";" not in tail:
+                # The last statement starts there (a block, or one simple
+                # statement): nothing to show.
+                compile(head, filename, "exec", flags=_AWAIT)
+                return compile(code, filename, "exec", flags=_AWAIT), None
+        except SyntaxError:
+            pass  # not where a statement ends, or an error the AST will name
     tree = ast.parse(code, filename=filename, mode="exec")
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):

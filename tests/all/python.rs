@@ -115,6 +115,84 @@ async fn cells_behave_like_a_notebook() {
     assert_eq!(o.value.as_deref(), Some("'__main__'"));
 }
 
+/// The runner finds a cell's last expression without the AST when it can (it cuts
+/// the source at the last line at column 0): every shape that could fool a cut.
+#[tokio::test]
+async fn a_cell_shows_its_last_expression_whatever_its_shape() {
+    let mut s = session("").await;
+    let cases: &[(&str, Option<&str>)] = &[
+        ("x = 1\nx", Some("1")),
+        ("x = 1\n[i\nfor i in range(3)]", Some("[0, 1, 2]")), // `for` at column 0, in brackets
+        ("a = 1\n(a if a\nelse 2)", Some("1")),
+        ("x = 1\n\"\"\"\ndef f(): \"\"\"", Some("'\\ndef f(): '")), // `def` in a string
+        ("x = 1\n'''\nx'''", Some("'\\nx'")),
+        ("*range(2), 3", Some("(0, 1, 3)")), // eval refuses starred items
+        ("x = 1\n*range(2), x", Some("(0, 1, 1)")),
+        ("x = 2 * 3", None),
+        ("x = 1; x", Some("1")),
+        ("import math; math.floor(2.5)", Some("2")),
+        ("import math", None),
+        ("def f():\n    return 1\nf()", Some("1")),
+        ("def f():\n    return 1\n\n# done\n", None),
+        ("if True:\n    y = 1\nelse:\n    y = 2", None),
+        ("if True:\n    y = 1\nelse:\n    y = 2\ny", Some("1")),
+        ("for i in range(2): pass\ni", Some("1")),
+        ("for i in range(2): i; 5", None), // `; 5` is the loop's body
+        ("x = 1\nimport os; 5", Some("5")),
+        ("x = 1 \\\n + 1\nx", Some("2")), // a backslash continuation
+        ("x = (1 +\n2)\nx * 10", Some("30")),
+        ("def deco(f):\n    return 9\n@deco\ndef g(): pass\ng", Some("9")),
+        ("x = 1\r\nx + 1", Some("2")),
+        ("x = 1\rx + 2", Some("3")), // a bare CR breaks lines too
+        ("x = 1\n\x0cx + 3", Some("4")), // a form feed at column 0
+        ("def f():\n    return 1\n\x0c4", Some("4")),
+        ("class C:\n    v = 4\nC.v", Some("4")),
+        ("'''doc'''\nx = 5\n(x, __doc__)", Some("(5, 'doc')")),
+        ("x = 1\n  # an indented comment\nx", Some("1")),
+        ("async def a():\n    return 6\nawait a()", Some("6")),
+        ("x = [1,\n2]\nx", Some("[1, 2]")),
+        ("x = 7\nx\n\n", Some("7")),
+        ("(lambda: 8)()", Some("8")),
+        ("y = 8\nnot y", Some("False")),
+        ("x = 1\nNone", None),
+        ("print(end='')\n10", Some("10")),
+        ("def h():\n    return 1", None), // one block
+        ("if True:\n    12", None),
+        ("for i in range(2):\n    i\n\n# done", None),
+        ("try:\n    13\nfinally:\n    pass", None),
+        ("# first\nfor i in range(2):\n    i", None),
+    ];
+    for (code, value) in cases {
+        s.reset().await.unwrap();
+        let o = cell(&mut s, code).await;
+        assert!(o.error.is_none(), "{code:?}: {:?}", o.error);
+        assert_eq!(o.value.as_deref(), *value, "{code:?}");
+    }
+    // Errors keep their lines, in either part of a cut cell.
+    let o = cell(&mut s, "x = 1\n\n\n1 / 0").await;
+    let e = o.error.unwrap();
+    assert_eq!((e.kind.as_str(), e.line), ("ZeroDivisionError", Some(4)));
+    assert!(e.traceback.contains(", line 4, in <module>"), "{}", e.traceback);
+    let o = cell(&mut s, "1 / 0\nx = 1\nx").await;
+    assert_eq!(o.error.unwrap().line, Some(1));
+    let o = cell(&mut s, "for i in range(3):\n    print(i)\n    1 / (1 - i)").await;
+    assert_eq!((o.stdout.as_str(), o.error.unwrap().line), ("0\n1\n", Some(3)));
+    for (code, line, column) in [
+        ("x = 1\n)", 2, 1),
+        ("x = 1\nfor i in range(3)\n    pass", 2, 18),
+        ("x = (1,\ny = 2\ny", 1, 5),
+        ("for i in range(3)\n    pass", 1, 18),
+    ] {
+        let e = cell(&mut s, code).await.error.unwrap();
+        assert_eq!(
+            (e.kind.as_str(), e.line, e.column),
+            ("SyntaxError", Some(line), Some(column)),
+            "{code:?}: {}",
+            e.message
+        );
+    }
+}
+
 #[tokio::test]
 async fn final_answer_ends_the_run_and_survives_a_bare_except() {
     let mut s = session("").await;
