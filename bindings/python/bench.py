@@ -130,6 +130,25 @@ def main():
     t_warm = per_call(lambda: s.run("print(1+1)"), 5000)
     rows.append((WARM, fmt(t_warm), f"native exec(): {fmt(t_native)}"))
 
+    # A cell of statements: the runner compiles every cell it is sent, so native
+    # compiles it each time too.
+    loop = "total = 0\nfor i in range(10):\n    total += i\nprint(total)"
+
+    def native_loop():
+        saved = sys.stdout
+        sys.stdout = devnull
+        try:
+            exec(compile(loop, "<cell>", "exec"), {})
+        finally:
+            sys.stdout = saved
+
+    t_loop = per_call(lambda: s.run(loop), 3000)
+    rows.append((
+        "the same with a 4-line cell (a loop, then `print(total)`)",
+        fmt(t_loop),
+        f"native compile() and exec(): {fmt(per_call(native_loop, 20000))}",
+    ))
+
     # A run after a pause is slower however warm its sandbox: the caches went cold
     # (on this VM, native exec() too). The same pause is the fresh run's baseline.
     rows.append((
