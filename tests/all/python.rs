@@ -141,9 +141,12 @@ async fn a_cell_shows_its_last_expression_whatever_its_shape() {
         ("x = 1\nimport os; 5", Some("5")),
         ("x = 1 \\\n + 1\nx", Some("2")), // a backslash continuation
         ("x = (1 +\n2)\nx * 10", Some("30")),
-        ("def deco(f):\n    return 9\n@deco\ndef g(): pass\ng", Some("9")),
+        (
+            "def deco(f):\n    return 9\n@deco\ndef g(): pass\ng",
+            Some("9"),
+        ),
         ("x = 1\r\nx + 1", Some("2")),
-        ("x = 1\rx + 2", Some("3")), // a bare CR breaks lines too
+        ("x = 1\rx + 2", Some("3")),     // a bare CR breaks lines too
         ("x = 1\n\x0cx + 3", Some("4")), // a form feed at column 0
         ("def f():\n    return 1\n\x0c4", Some("4")),
         ("class C:\n    v = 4\nC.v", Some("4")),
@@ -172,11 +175,18 @@ async fn a_cell_shows_its_last_expression_whatever_its_shape() {
     let o = cell(&mut s, "x = 1\n\n\n1 / 0").await;
     let e = o.error.unwrap();
     assert_eq!((e.kind.as_str(), e.line), ("ZeroDivisionError", Some(4)));
-    assert!(e.traceback.contains(", line 4, in <module>"), "{}", e.traceback);
+    assert!(
+        e.traceback.contains(", line 4, in <module>"),
+        "{}",
+        e.traceback
+    );
     let o = cell(&mut s, "1 / 0\nx = 1\nx").await;
     assert_eq!(o.error.unwrap().line, Some(1));
     let o = cell(&mut s, "for i in range(3):\n    print(i)\n    1 / (1 - i)").await;
-    assert_eq!((o.stdout.as_str(), o.error.unwrap().line), ("0\n1\n", Some(3)));
+    assert_eq!(
+        (o.stdout.as_str(), o.error.unwrap().line),
+        ("0\n1\n", Some(3))
+    );
     for (code, line, column) in [
         ("x = 1\n)", 2, 1),
         ("x = 1\nfor i in range(3)\n    pass", 2, 18),
