@@ -164,6 +164,14 @@ async fn a_cell_shows_its_last_expression_whatever_its_shape() {
         ("for i in range(2):\n    i\n\n# done", None),
         ("try:\n    13\nfinally:\n    pass", None),
         ("# first\nfor i in range(2):\n    i", None),
+        // Assignments skip the compile as an expression; comparisons and keywords do not.
+        ("x = 1\nx <= 2", Some("True")),
+        ("x = 1\nx == 1", Some("True")),
+        ("x=1\nx != 1", Some("False")),
+        ("x = 1\nx += 1", None),
+        ("x = [0]\nx[0] = 5\nx", Some("[5]")),
+        ("f = lambda q=1: q\nf(q=3)", Some("3")),
+        ("x = (y := 4)\ny", Some("4")),
     ];
     for (code, value) in cases {
         s.reset().await.unwrap();
