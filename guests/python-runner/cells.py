@@ -540,14 +540,13 @@ def _statement(text, word):
     return word in _STATEMENT_WORDS or word == "@" or ("=" in text and _ASSIGNMENT.match(text) is not None)
 
 
+_WORD = re.compile(r"\s*(@|[^\s(:]*)")
+
+
 def _first_word(text):
     """The first word of `text`, up to a space, `(` or `:` ("" for none; "@" for
     a decorator)."""
-    head = text.lstrip()
-    if head[:1] == "@":
-        return "@"
-    word = head.split(None, 1)
-    return word[0].split("(", 1)[0].split(":", 1)[0] if word else ""
+    return _WORD.match(text)[1]
 
 
 def _last_line(code):
@@ -573,7 +572,8 @@ def _compile(code, filename):
     statement ends (no bracket, string or block left open). Anything else goes
     through the AST."""
     first = _first_word(code)
-    if not _statement(code, first):
+    statement = _statement(code, first)
+    if not statement:
         try:
             return None, compile(code, filename, "eval", flags=_AWAIT)
         except SyntaxError:
@@ -582,9 +582,9 @@ def _compile(code, filename):
         # A line break that `_last_line` does not see, or a form feed (which sets
         # the column back to 0).
         split = None
-    elif ";" not in code and "\n" not in code.strip() and ("*" not in code or first in _STATEMENT_WORDS):
-        # One statement, and no expression: eval refuses only starred items
-        # (`*a, b`) of all the expressions a statement may be.
+    elif ";" not in code and "\n" not in code.strip() and ("*" not in code or statement):
+        # One statement, and no expression: of all the expressions a statement may
+        # be, eval refuses only starred items (`*a, b`).
         return compile(code, filename, "exec", flags=_AWAIT), None
     else:
         split = _last_line(code)
