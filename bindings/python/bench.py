@@ -6,6 +6,7 @@ Run with the release wheel installed in a clean venv: python bench.py (with
 Prints a markdown table; nothing is asserted.
 """
 
+import functools
 import os
 import statistics
 import subprocess
@@ -114,39 +115,30 @@ def main():
     s = witbox.Session()
     s.run("1")
 
-    native_globals = {}
-    code = compile("print(1+1)", "<cell>", "exec")
     devnull = open(os.devnull, "w")
 
-    def native():
+    def native(code, globals_):
+        """exec(code), its output thrown away."""
         saved = sys.stdout
         sys.stdout = devnull
         try:
-            exec(code, native_globals)
+            exec(code, globals_)
         finally:
             sys.stdout = saved
 
-    t_native = per_call(native, 20000)
+    native_print = functools.partial(native, compile("print(1+1)", "<cell>", "exec"), {})
+    t_native = per_call(native_print, 20000)
     t_warm = per_call(lambda: s.run("print(1+1)"), 5000)
     rows.append((WARM, fmt(t_warm), f"native exec(): {fmt(t_native)}"))
 
     # A cell of statements: the runner compiles every cell it is sent, so native
-    # compiles it each time too.
+    # compiles it each time too (exec() of the source), in globals that persist.
     loop = "total = 0\nfor i in range(10):\n    total += i\nprint(total)"
-
-    def native_loop():
-        saved = sys.stdout
-        sys.stdout = devnull
-        try:
-            exec(compile(loop, "<cell>", "exec"), {})
-        finally:
-            sys.stdout = saved
-
     t_loop = per_call(lambda: s.run(loop), 3000)
     rows.append((
         "the same with a 4-line cell (a loop, then `print(total)`)",
         fmt(t_loop),
-        f"native compile() and exec(): {fmt(per_call(native_loop, 20000))}",
+        f"native compile() and exec(): {fmt(per_call(functools.partial(native, loop, {}), 20000))}",
     ))
 
     # A run after a pause is slower however warm its sandbox: the caches went cold
@@ -154,7 +146,7 @@ def main():
     rows.append((
         AFTER,
         fmt(after_pause(lambda: s.run("print(1+1)"), 100)),
-        f"native exec() after the same pause: {fmt(after_pause(native, 100))}",
+        f"native exec() after the same pause: {fmt(after_pause(native_print, 100))}",
     ))
     # The pool refills in the background: each run is timed after a pause.
     rows.append((FRESH, fmt(after_pause(lambda: witbox.run("print(1+1)"), 100)), ""))
